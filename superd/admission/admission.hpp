@@ -1,0 +1,45 @@
+// Admission of one service's connections: allow/deny CIDR lists, the total number of live
+// instances and the number per source (IP address, or peer UID for UNIX sockets). Pure
+// bookkeeping over plain config values; the daemon asks before spawning and reports the end.
+// At the total limit the daemon stops accepting (the backlog holds the rest, as tcpserver does);
+// the service is never disabled.
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+
+#include "config/config.hpp"
+#include "util/net.hpp"
+
+namespace superd::admission {
+
+enum class Verdict { admit, denied, not_allowed, per_source_limit, total_limit };
+const char* verdict_reason(Verdict v) noexcept;
+
+struct Limits {
+  std::vector<net::Cidr> allow, deny;
+  uint32_t max_connections = 64;
+  uint32_t max_per_source = 0;  // 0: no per-source limit
+};
+Limits limits_from(const config::SocketConfig& s);
+
+class Gate {
+ public:
+  explicit Gate(Limits limits);
+
+  // `peer` is the IP peer or nullptr for UNIX; `source` the per-source key.
+  Verdict check(const sockaddr* peer, const net::SourceKey& source) const;
+  void enter(const net::SourceKey& source);
+  void leave(const net::SourceKey& source);
+
+  bool full() const noexcept { return live_ >= limits_.max_connections; }
+  uint32_t live() const noexcept { return live_; }
+  uint32_t live_from(const net::SourceKey& source) const;
+
+ private:
+  Limits limits_;
+  uint32_t live_ = 0;
+  std::unordered_map<net::SourceKey, uint32_t, net::SourceKeyHash> per_source_;
+};
+
+}  // namespace superd::admission

@@ -1,0 +1,518 @@
+// TOML -> validated structs. Strategy: each table is read by a `TableReader` that knows its
+// keys; every key it is not asked about is reported as unknown, every wrong type names the key
+// and the expected type. Parsing never stops at the first problem, so `superd check` shows all.
+#include "config/config.hpp"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "uid_pool/userdb.hpp"
+#include "util/units.hpp"
+
+namespace superd::config {
+
+std::string Problem::to_string() const {
+  std::string s = where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": ";
+  if (!key.empty()) s += key + ": ";
+  return s + message;
+}
+
+void Problems::add(Location where, std::string key, std::string message) {
+  list_.push_back({std::move(where), std::move(key), std::move(message)});
+}
+
+namespace {
+
+Location loc(const std::string& file, const toml::source_region& r) {
+  return {file, static_cast<uint32_t>(r.begin.line), static_cast<uint32_t>(r.begin.column)};
+}
+
+std::string type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    default: return "a date/time";
+  }
+}
+
+class TableReader {
+ public:
+  TableReader(const toml::table& t, std::string prefix, const std::string& file, Problems& p)
+      : t_(t), prefix_(std::move(prefix)), file_(file), p_(p) {}
+
+  // Reports keys nobody asked for; call last.
+  void finish() {
+    for (auto&& [k, v] : t_) {
+      std::string key(k.str());
+      if (!seen_.count(key)) p_.add(loc(file_, k.source()), name(key), "unknown key");
+    }
+  }
+
+  const toml::node* get(const std::string& key) {
+    seen_.insert(key);
+    return t_.get(key);
+  }
+  std::string name(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+  Location where(const toml::node& n) const { return loc(file_, n.source()); }
+  void bad(const toml::node& n, const std::string& key, std::string msg) { p_.add(where(n), name(key), std::move(msg)); }
+  void wrong_type(const toml::node& n, const std::string& key, const char* want) {
+    bad(n, key, std::string("expected ") + want + ", got " + type_name(n));
+  }
+
+  void read_bool(const std::string& key, bool& out) {
+    if (auto* n = get(key)) {
+      if (auto v = n->value<bool>(); v && n->is_boolean()) out = *v;
+      else wrong_type(*n, key, "a boolean");
+    }
+  }
+  bool read_string(const std::string& key, std::string& out) {
+    if (auto* n = get(key)) {
+      if (n->is_string()) {
+        out = *n->value<std::string>();
+        return true;
+      }
+      wrong_type(*n, key, "a string");
+    }
+    return false;
+  }
+  template <typename Int>
+  void read_int(const std::string& key, Int& out, int64_t lo, int64_t hi) {
+    if (auto* n = get(key)) {
+      if (!n->is_integer()) return wrong_type(*n, key, "an integer");
+      int64_t v = *n->value<int64_t>();
+      if (v < lo || v > hi) return bad(*n, key, "must be in " + std::to_string(lo) + ".." + std::to_string(hi));
+      out = static_cast<Int>(v);
+    }
+  }
+  // An array of strings; each element with its node for locations.
+  std::vector<std::pair<std::string, const toml::node*>> read_strings(const std::string& key, bool allow_single) {
+    std::vector<std::pair<std::string, const toml::node*>> out;
+    auto* n = get(key);
+    if (!n) return out;
+    if (allow_single && n->is_string()) {
+      out.emplace_back(*n->value<std::string>(), n);
+      return out;
+    }
+    auto* arr = n->as_array();
+    if (!arr) {
+      wrong_type(*n, key, "an array of strings");
+      return out;
+    }
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const toml::node& e = *arr->get(i);
+      if (!e.is_string()) bad(e, key + "[" + std::to_string(i) + "]", "expected a string, got " + type_name(e));
+      else out.emplace_back(*e.value<std::string>(), &e);
+    }
+    return out;
+  }
+  void read_duration(const std::string& key, std::chrono::milliseconds& out) {
+    if (auto* n = get(key)) {
+      if (n->is_integer() && *n->value<int64_t>() >= 0) {
+        out = std::chrono::seconds(*n->value<int64_t>());
+      } else if (n->is_string()) {
+        auto d = units::parse_duration(*n->value<std::string>());
+        if (d) out = *d;
+        else bad(*n, key, "bad duration \"" + *n->value<std::string>() + "\" (e.g. \"30s\", \"5min\")");
+      } else {
+        wrong_type(*n, key, "a duration string such as \"30s\"");
+      }
+    }
+  }
+
+  const std::string& file() const { return file_; }
+  Problems& problems() { return p_; }
+
+ private:
+  const toml::table& t_;
+  std::string prefix_;
+  const std::string& file_;
+  Problems& p_;
+  std::set<std::string> seen_;
+};
+
+std::optional<toml::table> parse_toml(std::string_view text, const std::string& file, Problems& p) {
+  if (text.size() > kMaxConfigFileBytes) {
+    p.add({file, 1, 1}, "", "file larger than " + std::to_string(kMaxConfigFileBytes) + " bytes");
+    return std::nullopt;
+  }
+  try {
+    return toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    p.add(loc(file, e.source()), "", std::string(e.description()));
+    return std::nullopt;
+  }
+}
+
+const toml::table* sub_table(TableReader& r, const std::string& key) {
+  auto* n = r.get(key);
+  if (!n) return nullptr;
+  if (!n->is_table()) {
+    r.wrong_type(*n, key, "a table");
+    return nullptr;
+  }
+  return n->as_table();
+}
+
+std::optional<uid_t> resolve_user(const std::string& s) {
+  if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return static_cast<uid_t>(std::stoul(s));
+  if (passwd* pw = getpwnam(s.c_str())) return pw->pw_uid;
+  return std::nullopt;
+}
+std::optional<gid_t> resolve_group(const std::string& s) {
+  if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return static_cast<gid_t>(std::stoul(s));
+  if (group* gr = getgrnam(s.c_str())) return gr->gr_gid;
+  return std::nullopt;
+}
+
+void read_socket(TableReader& r, SocketConfig& s) {
+  for (auto& [text, node] : r.read_strings("listen", true)) {
+    std::string why;
+    if (auto spec = net::parse_listen(text, why)) s.listen.push_back({*spec, r.where(*node)});
+    else r.bad(*node, "listen", why);
+  }
+  r.read_bool("accept", s.accept);
+  r.read_int("max_connections", s.max_connections, 1, kMaxConnectionsCap);
+  r.read_int("max_connections_per_source", s.max_connections_per_source, 0, kMaxConnectionsCap);
+  for (const char* key : {"allow", "deny"}) {
+    auto& list = std::string(key) == "allow" ? s.allow : s.deny;
+    for (auto& [text, node] : r.read_strings(key, false)) {
+      std::string why;
+      if (auto c = net::parse_cidr(text, why)) list.push_back(*c);
+      else r.bad(*node, key, why);
+    }
+  }
+  r.read_int("backlog", s.backlog, 1, 65535);
+  r.read_bool("reuse_port", s.reuse_port);
+  if (auto* n = r.get("socket_mode")) {
+    // TOML has no octal-looking strings problem: accept 0o660 (integer) or "0660" (string).
+    if (n->is_integer() && *n->value<int64_t>() >= 0 && *n->value<int64_t>() <= 07777) {
+      s.socket_mode = static_cast<mode_t>(*n->value<int64_t>());
+    } else if (n->is_string()) {
+      const std::string v = *n->value<std::string>();
+      char* end = nullptr;
+      unsigned long m = std::strtoul(v.c_str(), &end, 8);
+      if (v.empty() || *end || m > 07777) r.bad(*n, "socket_mode", "bad mode \"" + v + "\" (octal, e.g. \"0660\")");
+      else s.socket_mode = static_cast<mode_t>(m);
+    } else {
+      r.wrong_type(*n, "socket_mode", "an octal string such as \"0660\"");
+    }
+  }
+  std::string user, group;
+  if (r.read_string("socket_user", user)) {
+    if (!(s.socket_user = resolve_user(user))) r.bad(*r.get("socket_user"), "socket_user", "no such user \"" + user + "\"");
+  }
+  if (r.read_string("socket_group", group)) {
+    if (!(s.socket_group = resolve_group(group)))
+      r.bad(*r.get("socket_group"), "socket_group", "no such group \"" + group + "\"");
+  }
+  r.finish();
+}
+
+struct LimitName {
+  const char* name;
+  int resource;
+  bool is_time;
+};
+constexpr LimitName kLimits[] = {
+    {"nofile", RLIMIT_NOFILE, false}, {"nproc", RLIMIT_NPROC, false}, {"as", RLIMIT_AS, false},
+    {"cpu", RLIMIT_CPU, true},        {"fsize", RLIMIT_FSIZE, false}, {"core", RLIMIT_CORE, false},
+    {"stack", RLIMIT_STACK, false},   {"data", RLIMIT_DATA, false},   {"memlock", RLIMIT_MEMLOCK, false},
+};
+
+void read_limits(const toml::table& t, TableReader& parent, std::vector<Rlimit>& out) {
+  TableReader r(t, parent.name("limits"), parent.file(), parent.problems());
+  for (const LimitName& l : kLimits) {
+    const toml::node* n = r.get(l.name);
+    if (!n) continue;
+    std::optional<uint64_t> v;
+    if (n->is_integer() && *n->value<int64_t>() >= 0) {
+      v = static_cast<uint64_t>(*n->value<int64_t>());
+    } else if (n->is_string()) {
+      const std::string s = *n->value<std::string>();
+      if (s == "infinity") v = units::kInfinity;
+      else if (l.is_time) {
+        if (auto d = units::parse_duration(s)) v = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
+      } else {
+        v = units::parse_size(s);
+      }
+      if (!v) r.bad(*n, l.name, "bad value \"" + s + "\"" + (l.is_time ? " (a duration, e.g. \"30s\")" : " (a size, e.g. \"512M\")"));
+    } else {
+      r.wrong_type(*n, l.name, "an integer or a string");
+    }
+    if (v) out.push_back({l.resource, *v == units::kInfinity ? RLIM_INFINITY : static_cast<rlim_t>(*v)});
+  }
+  r.finish();
+}
+
+bool valid_env_name(std::string_view k) {
+  if (k.empty() || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
+  return std::all_of(k.begin(), k.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+void read_service(TableReader& r, ServiceConfig& s) {
+  auto exec = r.read_strings("exec", false);
+  for (auto& e : exec) s.exec.push_back(e.first);
+  r.read_bool("dynamic_user", s.dynamic_user);
+  std::string stdio;
+  if (r.read_string("stdio", stdio)) {
+    if (stdio == "socket") s.stdio = Stdio::socket;
+    else if (stdio == "listen-fds") s.stdio = Stdio::listen_fds;
+    else r.bad(*r.get("stdio"), "stdio", "expected \"socket\" or \"listen-fds\", got \"" + stdio + "\"");
+  }
+  r.read_duration("runtime_max", s.runtime_max);
+  r.read_duration("timeout_stop", s.timeout_stop);
+  if (auto* lt = sub_table(r, "limits")) read_limits(*lt, r, s.limits);
+  if (auto* n = r.get("environment")) {
+    auto add = [&](const std::string& k, const std::string& v, const toml::node& at) {
+      if (!valid_env_name(k)) r.bad(at, "environment", "bad variable name \"" + k + "\"");
+      else s.environment.emplace_back(k, v);
+    };
+    if (auto* t = n->as_table()) {
+      for (auto&& [k, v] : *t) {
+        if (!v.is_string()) r.bad(v, "environment." + std::string(k.str()), "expected a string, got " + type_name(v));
+        else add(std::string(k.str()), *v.value<std::string>(), v);
+      }
+    } else if (n->is_array()) {
+      for (auto& [kv, node] : r.read_strings("environment", false)) {
+        auto eq = kv.find('=');
+        if (eq == std::string::npos) r.bad(*node, "environment", "expected \"NAME=value\", got \"" + kv + "\"");
+        else add(kv.substr(0, eq), kv.substr(eq + 1), *node);
+      }
+    } else {
+      r.wrong_type(*n, "environment", "a table or an array of \"NAME=value\"");
+    }
+  }
+  for (auto& [name, node] : r.read_strings("pass_environment", false)) {
+    if (!valid_env_name(name)) r.bad(*node, "pass_environment", "bad variable name \"" + name + "\"");
+    else s.pass_environment.push_back(name);
+  }
+  if (r.read_string("working_directory", s.working_directory) && s.working_directory.front() != '/')
+    r.bad(*r.get("working_directory"), "working_directory", "must be an absolute path");
+  if (auto* n = r.get("umask")) {
+    std::string v = n->is_string() ? *n->value<std::string>() : "";
+    char* end = nullptr;
+    unsigned long m = std::strtoul(v.c_str(), &end, 8);
+    if (v.empty() || *end || m > 0777) r.bad(*n, "umask", "expected an octal string such as \"0027\"");
+    else s.umask = static_cast<mode_t>(m);
+  }
+  int nice = 0;
+  if (r.get("nice")) {
+    r.read_int("nice", nice, -20, 19);
+    s.nice = nice;
+  }
+  r.finish();
+}
+
+bool valid_service_name(std::string_view n) {
+  return !n.empty() && n.size() <= 128 && std::all_of(n.begin(), n.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '@';
+  });
+}
+
+std::optional<std::string> read_file(const std::string& path, Problems& p) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    p.add({path, 0, 0}, "", std::string("cannot read: ") + std::strerror(errno));
+    return std::nullopt;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+Global parse_global(std::string_view text, const std::string& file, Problems& p) {
+  Global g;
+  g.file = file;
+  auto doc = parse_toml(text, file, p);
+  if (!doc) return g;
+  TableReader top(*doc, "", file, p);
+  if (auto* t = sub_table(top, "superd")) {
+    TableReader r(*t, "superd", file, p);
+    if (auto* n = r.get("dynamic_uid_range")) {
+      g.uid_range_where = r.where(*n);
+      auto* a = n->as_array();
+      if (!a || a->size() != 2 || !a->get(0)->is_integer() || !a->get(1)->is_integer()) {
+        r.bad(*n, "dynamic_uid_range", "expected [FIRST, LAST], two integers");
+      } else {
+        int64_t lo = *a->get(0)->value<int64_t>(), hi = *a->get(1)->value<int64_t>();
+        // 0 is root; 65535 and 4294967295 are (uid_t)-1 in 16 and 32 bits and mean "no UID".
+        if (lo < 1 || hi > 4294967294LL || lo > hi) {
+          r.bad(*n, "dynamic_uid_range", "expected 1 <= FIRST <= LAST <= 4294967294");
+        } else if (hi - lo + 1 > kMaxPoolSize) {
+          r.bad(*n, "dynamic_uid_range", "range holds " + std::to_string(hi - lo + 1) + " UIDs; at most " +
+                                             std::to_string(kMaxPoolSize));
+        } else if (lo <= 65535 && hi >= 65535) {
+          r.bad(*n, "dynamic_uid_range", "must not contain 65535 ((uint16_t)-1, \"no user\")");
+        } else {
+          g.uid_min = static_cast<uint32_t>(lo);
+          g.uid_max = static_cast<uint32_t>(hi);
+        }
+      }
+    }
+    auto inc = r.read_strings("include", true);
+    if (r.get("include")) {
+      g.include.clear();
+      for (auto& i : inc) g.include.push_back(i.first);
+    }
+    if (r.read_string("log_level", g.log_level)) {
+      static const std::set<std::string> kLevels{"debug", "info", "warning", "error"};
+      if (!kLevels.count(g.log_level)) r.bad(*r.get("log_level"), "log_level", "expected debug, info, warning or error");
+    }
+    for (auto [key, dst] : {std::pair{"runtime_root", &g.runtime_root}, std::pair{"state_root", &g.state_root},
+                            std::pair{"cache_root", &g.cache_root}, std::pair{"logs_root", &g.logs_root}}) {
+      if (r.read_string(key, *dst) && (dst->empty() || dst->front() != '/' || dst->find("/../") != std::string::npos))
+        r.bad(*r.get(key), key, "must be an absolute path without \"..\"");
+    }
+    r.finish();
+  }
+  top.finish();
+  return g;
+}
+
+std::optional<Service> parse_service(std::string_view text, const std::string& file, const std::string& name,
+                                     Problems& p) {
+  Service svc;
+  svc.name = name;
+  svc.where = {file, 1, 1};
+  if (!valid_service_name(name)) {
+    p.add(svc.where, "", "bad service name \"" + name + "\" (letters, digits, - _ . @)");
+    return std::nullopt;
+  }
+  size_t before = p.list().size();
+  auto doc = parse_toml(text, file, p);
+  if (!doc) return std::nullopt;
+  TableReader top(*doc, "", file, p);
+  if (auto* t = sub_table(top, "socket")) {
+    TableReader r(*t, "socket", file, p);
+    read_socket(r, svc.socket);
+  } else {
+    p.add(svc.where, "socket", "missing [socket] table");
+  }
+  if (auto* t = sub_table(top, "service")) {
+    TableReader r(*t, "service", file, p);
+    read_service(r, svc.service);
+    if (svc.service.exec.empty()) p.add(loc(file, t->source()), "service.exec", "missing or empty");
+  } else {
+    p.add(svc.where, "service", "missing [service] table");
+  }
+  top.finish();
+  if (svc.socket.listen.empty() && p.list().size() == before)
+    p.add(svc.where, "socket.listen", "no address to listen on");
+  if (!svc.socket.accept && p.list().size() == before)
+    p.add(svc.where, "socket.accept", "wait mode (accept = false) is not supported yet");
+  if (p.list().size() != before) return std::nullopt;
+  return svc;
+}
+
+void validate(const Config& c, Problems& p) {
+  // The same address twice, within a service or across services.
+  std::vector<std::pair<const Listen*, const Service*>> all;
+  for (const Service& s : c.services)
+    for (const Listen& l : s.socket.listen) {
+      for (auto& [other, other_svc] : all)
+        if (l.spec.conflicts_with(other->spec))
+          p.add(l.where, "socket.listen",
+                "\"" + l.spec.to_string() + "\" overlaps \"" + other->spec.to_string() + "\" of service " +
+                    other_svc->name + " (" + other->where.file + ":" + std::to_string(other->where.line) + ")");
+      all.emplace_back(&l, &s);
+    }
+  // The dynamic range must not hold a user or group the system database knows.
+  auto clash = userdb::first_clashes(c.global.uid_min, c.global.uid_max, 3);
+  if (!clash.empty()) {
+    std::string names;
+    for (auto& cl : clash) names += (names.empty() ? "" : ", ") + cl;
+    Location w = c.global.uid_range_where.line ? c.global.uid_range_where : Location{c.global.file, 1, 1};
+    p.add(w, "superd.dynamic_uid_range",
+          "[" + std::to_string(c.global.uid_min) + ", " + std::to_string(c.global.uid_max) +
+              "] overlaps the system database: " + names);
+  }
+}
+
+void validate_system(const Config& c, Problems& p) {
+  namespace fs = std::filesystem;
+  for (const Service& s : c.services) {
+    const std::string& exe = s.service.exec.front();
+    if (exe.empty() || exe.front() != '/') {
+      p.add(s.where, "service.exec[0]", "\"" + exe + "\" must be an absolute path");
+      continue;
+    }
+    struct stat st {};
+    if (::stat(exe.c_str(), &st) != 0) {
+      p.add(s.where, "service.exec[0]", "\"" + exe + "\": " + std::strerror(errno));
+      continue;
+    }
+    if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)) {
+      p.add(s.where, "service.exec[0]", "\"" + exe + "\" is not an executable file");
+      continue;
+    }
+    if (s.service.dynamic_user) {
+      // A dynamic UID is "other" to every file: it needs o+x on the program and o+x on each directory above it.
+      if (!(st.st_mode & S_IXOTH)) {
+        p.add(s.where, "service.exec[0]", "\"" + exe + "\" is not executable by a dynamic user (needs o+x)");
+        continue;
+      }
+      for (fs::path d = fs::path(exe).parent_path(); !d.empty() && d != d.root_path(); d = d.parent_path()) {
+        struct stat ds {};
+        if (::stat(d.c_str(), &ds) == 0 && !(ds.st_mode & S_IXOTH)) {
+          p.add(s.where, "service.exec[0]",
+                "\"" + exe + "\" is not reachable by a dynamic user: directory " + d.string() + " lacks o+x");
+          break;
+        }
+      }
+    }
+  }
+}
+
+Config load(const std::string& path, Problems& p) {
+  namespace fs = std::filesystem;
+  Config c;
+  auto text = read_file(path, p);
+  if (!text) return c;
+  c.global = parse_global(*text, path, p);
+  fs::path base = fs::path(path).parent_path();
+  std::set<std::string> names;
+  for (const std::string& pattern : c.global.include) {
+    fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : base / pattern;
+    glob_t g{};
+    int rc = ::glob(full.c_str(), 0, nullptr, &g);
+    if (rc != 0 && rc != GLOB_NOMATCH) p.add({path, 1, 1}, "superd.include", "cannot expand \"" + pattern + "\"");
+    for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) {
+      std::string file = g.gl_pathv[i];
+      std::string name = fs::path(file).stem().string();
+      if (c.services.size() >= kMaxServices) {
+        p.add({file, 1, 1}, "", "more than " + std::to_string(kMaxServices) + " services");
+        break;
+      }
+      if (!names.insert(name).second) {
+        p.add({file, 1, 1}, "", "service \"" + name + "\" is defined twice");
+        continue;
+      }
+      auto body = read_file(file, p);
+      if (!body) continue;
+      if (auto svc = parse_service(*body, file, name, p)) c.services.push_back(std::move(*svc));
+    }
+    globfree(&g);
+  }
+  validate(c, p);
+  validate_system(c, p);
+  return c;
+}
+
+}  // namespace superd::config

@@ -1,0 +1,643 @@
+// Lifecycle of one connection, in the order this file runs it:
+//   accept4 -> admission::Gate -> uid_pool::Pool::lease -> spawn::start (clone into a new PID
+//   namespace) -> START log -> ... -> pidfd readable (or SIGCHLD drain) -> EXIT log ->
+//   cleanup batch: IPC removed -> lease record cleared -> UID back to the pool.
+// Teardown order is fixed: the process tree is gone (PID namespace) before IPC is removed, and
+// IPC is removed before the UID returns. A UID whose cleanup fails is quarantined.
+#include <utility>  // first: Boost 1.74's awaitable.hpp misses it under C++20
+
+#include "daemon/daemon.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "admission/admission.hpp"
+#include "cleanup/ipc.hpp"
+#include "cleanup/proc.hpp"
+#include "listener/listener.hpp"
+#include "spawn/spawn.hpp"
+#include "uid_pool/lease_table.hpp"
+#include "uid_pool/pool.hpp"
+#include "uid_pool/userdb.hpp"
+#include "util/log.hpp"
+
+extern char** environ;
+
+namespace superd::daemon {
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kAcceptBatch = 32;                 // accepts per wake-up before yielding to the loop
+constexpr auto kCensusPeriod = std::chrono::seconds(10);
+constexpr auto kMaxShutdownGrace = std::chrono::seconds(30);
+constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
+
+std::string errno_text(int err) { return fmt::format("{} ({})", strerrorname_np(err) ? strerrorname_np(err) : "?", std::strerror(err)); }
+
+int pidfd_signal(int pidfd, int sig) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
+
+struct ExitStatus {
+  bool signaled = false;
+  int code = 0;
+  std::string to_string() const {
+    if (!signaled) return fmt::format("status={}", code);
+    const char* abbrev = sigabbrev_np(code);
+    return fmt::format("signal=SIG{}", abbrev ? abbrev : std::to_string(code).c_str());
+  }
+};
+
+struct Service;
+
+struct Listener {
+  Service* service;
+  net::ListenSpec spec;
+  asio::posix::stream_descriptor sd;
+  bool waiting = false;
+};
+
+struct Service {
+  const config::Service* cfg;
+  spawn::ServicePlan plan;
+  admission::Gate gate;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  bool paused = false;  // at max_connections: not polling, the backlog holds new connections
+};
+
+struct Instance {
+  Service* service;
+  uint64_t serial;
+  uint32_t uid;
+  pid_t pid;
+  std::string peer;
+  net::SourceKey source;
+  Clock::time_point started;
+  asio::posix::stream_descriptor pidfd;
+  asio::posix::stream_descriptor err;
+  std::string err_line;
+  char err_buf[2048];
+  asio::steady_timer timer;
+  bool term_sent = false;
+
+  Instance(asio::io_context& io, int pidfd_raw, int err_raw)
+      : pidfd(io, pidfd_raw), err(io, err_raw), timer(io) {}
+};
+
+class Daemon {
+ public:
+  Daemon(const config::Config& cfg, const Options& opt)
+      : cfg_(cfg), opt_(opt), pool_(cfg.global.uid_min, cfg.global.uid_max), signals_(io_), census_timer_(io_),
+        stop_timer_(io_), inotify_(io_) {}
+
+  int run();
+
+ private:
+  bool prepare_runtime();
+  void recover_orphans();
+  void census();
+  void refresh_userdb();
+  void watch_userdb();
+  void arm_userdb_watch();
+  bool open_listeners();
+  void notify_ready();
+  void arm(Listener& l);
+  void on_readable(Listener& l);
+  void on_connection(Service& s, UniqueFd conn, const sockaddr_storage& peer);
+  void watch_instance(Instance& inst);
+  void read_stderr(Instance& inst);
+  void flush_stderr(Instance& inst, bool all);
+  void drain_children();
+  void on_reaped(pid_t pid, ExitStatus st);
+  void queue_cleanup(uint32_t uid);
+  void run_cleanup();
+  void on_signal(int sig);
+  void begin_shutdown();
+  void maybe_finish_shutdown();
+
+  const config::Config& cfg_;
+  Options opt_;
+  asio::io_context io_{1};
+  uid_pool::Pool pool_;
+  uid_pool::LeaseTable table_;
+  std::vector<std::unique_ptr<Service>> services_;
+  std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
+  std::vector<uint32_t> pending_cleanup_;
+  bool cleanup_posted_ = false;
+  uint64_t serial_ = 0;
+  UniqueFd null_fd_;
+  spawn::InstancePlan plan_;  // reused per connection to keep its vectors' capacity
+  asio::signal_set signals_;
+  asio::steady_timer census_timer_;
+  asio::steady_timer stop_timer_;
+  asio::posix::stream_descriptor inotify_;
+  char inotify_buf_[4096];
+  bool stopping_ = false;
+};
+
+bool Daemon::prepare_runtime() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path dir = fs::path(cfg_.global.runtime_root) / "superd" / "dynamic-uid";
+  fs::create_directories(dir, ec);
+  if (ec) {
+    log::error("cannot create {}: {}", dir.string(), ec.message());
+    return false;
+  }
+  ::chmod(dir.parent_path().c_str(), 0755);
+  ::chmod(dir.c_str(), 0755);
+  table_ = uid_pool::LeaseTable::open(dir.string(), cfg_.global.uid_min, cfg_.global.uid_max, ec);
+  if (ec) {
+    if (ec == std::errc::device_or_resource_busy)
+      log::error("{}/leases is locked: another superd runs with runtime_root {}", dir.string(), cfg_.global.runtime_root);
+    else
+      log::error("cannot open lease table in {}: {}", dir.string(), ec.message());
+    return false;
+  }
+  null_fd_.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!null_fd_) {
+    log::error("cannot open /dev/null: {}", std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+// Leases a previous daemon left behind (it crashed or was killed): their PID namespaces outlive
+// it, so sweep each UID's processes, then its IPC objects; quarantine whatever resists.
+void Daemon::recover_orphans() {
+  auto orphans = table_.take_orphans();
+  if (orphans.empty()) return;
+  std::unordered_set<uint32_t> uids;
+  for (const auto& r : orphans) {
+    log::warning("orphaned lease uid={} service={} serial={} pid={}: cleaning", r.uid, r.service, r.serial, r.pid);
+    if (auto ec = proc::kill_all_of_uid(r.uid)) {
+      log::error("uid={}: processes survive the kill sweep ({}); quarantined", r.uid, ec.message());
+      pool_.block(r.uid, uid_pool::kQuarantined);
+      continue;
+    }
+    uids.insert(r.uid);
+  }
+  for (const auto& f : ipc::remove_owned_by(uids)) {
+    log::error("uid={}: cannot remove {} {}{}: {}; quarantined", f.owner, ipc::kind_name(f.object.kind),
+               f.object.id, f.object.name, errno_text(f.err));
+    pool_.block(f.owner, uid_pool::kQuarantined);
+  }
+}
+
+void Daemon::refresh_userdb() {
+  auto ids = userdb::ids_in_range(pool_.first(), pool_.last());
+  pool_.set_blocked_exactly(uid_pool::kStaticUser, ids);
+  if (!ids.empty()) log::info("user database: {} IDs in the dynamic range are taken by static users/groups", ids.size());
+}
+
+// Watches /etc for a new passwd or group (written in place or renamed over, as useradd does).
+void Daemon::watch_userdb() {
+  int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0 || ::inotify_add_watch(fd, "/etc", IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0) {
+    log::warning("cannot watch /etc for user database changes: {}", std::strerror(errno));
+    if (fd >= 0) ::close(fd);
+    return;
+  }
+  inotify_.assign(fd);
+  arm_userdb_watch();
+}
+
+void Daemon::arm_userdb_watch() {
+  inotify_.async_wait(asio::posix::descriptor_base::wait_read, [this](boost::system::error_code ec) {
+    if (ec || stopping_) return;
+    bool changed = false;
+    ssize_t n;
+    while ((n = ::read(inotify_.native_handle(), inotify_buf_, sizeof inotify_buf_)) > 0) {
+      for (char* p = inotify_buf_; p < inotify_buf_ + n;) {
+        auto* ev = reinterpret_cast<inotify_event*>(p);
+        if (ev->len && (!std::strcmp(ev->name, "passwd") || !std::strcmp(ev->name, "group"))) changed = true;
+        p += sizeof(inotify_event) + ev->len;
+      }
+    }
+    if (changed) refresh_userdb();
+    arm_userdb_watch();
+  });
+}
+
+// The slow eligibility checks, off the connection path: UIDs that some process we do not own
+// runs with, or that own IPC objects we did not create, are blocked until a later census finds
+// them clear. Our own live (held) UIDs are left out: their processes are expected.
+void Daemon::census() {
+  std::vector<uint32_t> procs, ipcs;
+  for (uint32_t u : proc::uids_in_range(pool_.first(), pool_.last()))
+    if (!pool_.is_held(u)) procs.push_back(u);
+  for (const auto& o : ipc::owned_in_range(pool_.first(), pool_.last()))
+    if (!pool_.is_held(o.owner)) ipcs.push_back(o.owner);
+  pool_.set_blocked_exactly(uid_pool::kForeignProcess, procs);
+  pool_.set_blocked_exactly(uid_pool::kForeignIpc, ipcs);
+  if (!procs.empty() || !ipcs.empty())
+    log::debug("census: {} foreign process UIDs, {} foreign IPC owners in range", procs.size(), ipcs.size());
+  census_timer_.expires_after(kCensusPeriod);
+  census_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec && !stopping_) census();
+  });
+}
+
+bool Daemon::open_listeners() {
+  for (const config::Service& sc : cfg_.services) {
+    auto svc = std::make_unique<Service>(Service{&sc, spawn::make_service_plan(sc, environ),
+                                                 admission::Gate(admission::limits_from(sc.socket)), {}, false});
+    listener::Options lo = listener::options_from(sc.socket);
+    for (const config::Listen& l : sc.socket.listen) {
+      std::error_code ec;
+      UniqueFd fd = listener::open(l.spec, lo, ec);
+      if (!fd) {
+        log::error("{}:{}:{}: service {}: cannot listen on {}: {}", l.where.file, l.where.line, l.where.column, sc.name,
+                   l.spec.to_string(), ec.message());
+        return false;
+      }
+      svc->listeners.push_back(std::make_unique<Listener>(Listener{svc.get(), l.spec,
+                                                                   asio::posix::stream_descriptor(io_, fd.release())}));
+      log::info("service {}: listening on {}", sc.name, l.spec.to_string());
+    }
+    services_.push_back(std::move(svc));
+  }
+  return true;
+}
+
+void Daemon::notify_ready() {
+  if (opt_.ready_fd >= 0) {
+    static const char kReady[] = "READY\n";
+    if (::write(opt_.ready_fd, kReady, sizeof kReady - 1) < 0) log::warning("--ready-fd: {}", std::strerror(errno));
+    ::close(opt_.ready_fd);
+    opt_.ready_fd = -1;
+  }
+  // sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET.
+  if (const char* ns = ::getenv("NOTIFY_SOCKET"); ns && (ns[0] == '/' || ns[0] == '@')) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    size_t len = std::min(std::strlen(ns), sizeof sa.sun_path - 1);
+    std::memcpy(sa.sun_path, ns, len);
+    if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
+    UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    static const char kMsg[] = "READY=1";
+    if (fd) ::sendto(fd.get(), kMsg, sizeof kMsg - 1, 0, reinterpret_cast<sockaddr*>(&sa),
+                     static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
+  }
+}
+
+void Daemon::arm(Listener& l) {
+  if (l.waiting || stopping_ || l.service->paused) return;
+  l.waiting = true;
+  l.sd.async_wait(asio::posix::descriptor_base::wait_read, [this, &l](boost::system::error_code ec) {
+    l.waiting = false;
+    if (!ec && !stopping_) on_readable(l);
+  });
+}
+
+void Daemon::on_readable(Listener& l) {
+  Service& s = *l.service;
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    if (s.gate.full()) {
+      // Stop polling every listener of the service; the kernel's backlog holds new connections
+      // until an instance ends (tcpserver's behaviour). The service itself stays enabled.
+      if (!s.paused) log::info("service {}: max_connections={} reached, deferring new connections", s.cfg->name,
+                               s.cfg->socket.max_connections);
+      s.paused = true;
+      return;
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = ::accept4(l.sd.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+      log::error("service {}: accept on {}: {}", s.cfg->name, l.spec.to_string(), errno_text(errno));
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: back off briefly instead of spinning on a ready socket.
+        auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+        t->async_wait([this, &l, t](boost::system::error_code) { arm(l); });
+        return;
+      }
+      break;
+    }
+    on_connection(s, UniqueFd(fd), peer);
+  }
+  arm(l);
+}
+
+void Daemon::on_connection(Service& s, UniqueFd conn, const sockaddr_storage& peer_addr) {
+  const std::string& name = s.cfg->name;
+  spawn::Peer peer;
+  peer.remote = peer_addr;
+  std::string peer_text;
+  net::SourceKey source;
+  const sockaddr* ip_peer = nullptr;
+  if (peer_addr.ss_family == AF_UNIX) {
+    ucred cred{};
+    socklen_t cl = sizeof cred;
+    if (::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+      log::warning("REFUSE {} peer=unix reason=\"SO_PEERCRED: {}\"", name, std::strerror(errno));
+      return;
+    }
+    peer.is_unix = true;
+    peer.unix_pid = cred.pid;
+    peer.unix_uid = cred.uid;
+    peer.unix_gid = cred.gid;
+    peer_text = fmt::format("unix:pid={},uid={}", cred.pid, cred.uid);
+    source = net::source_key_uid(cred.uid);
+  } else {
+    socklen_t ll = sizeof peer.local;
+    ::getsockname(conn.get(), reinterpret_cast<sockaddr*>(&peer.local), &ll);
+    ip_peer = reinterpret_cast<const sockaddr*>(&peer_addr);
+    std::string ip = net::address_string(ip_peer);
+    peer_text = ip.find(':') != std::string::npos ? fmt::format("[{}]:{}", ip, net::address_port(ip_peer))
+                                                  : fmt::format("{}:{}", ip, net::address_port(ip_peer));
+    source = net::source_key(ip_peer);
+  }
+
+  admission::Verdict v = s.gate.check(ip_peer, source);
+  if (v != admission::Verdict::admit) {
+    log::warning("REFUSE {} peer={} reason=\"{}\"", name, peer_text, admission::verdict_reason(v));
+    return;
+  }
+  auto uid = pool_.lease();
+  if (!uid) {
+    log::warning("REFUSE {} peer={} reason=\"dynamic UID pool exhausted ({} held, {} quarantined)\"", name, peer_text,
+                 pool_.held(), pool_.quarantined());
+    return;
+  }
+  uint64_t serial = ++serial_;
+
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    log::error("FAIL {} serial={} peer={} uid={}: pipe2: {}", name, serial, peer_text, *uid, errno_text(errno));
+    pool_.release(*uid);
+    return;
+  }
+  UniqueFd err_read(pipefd[0]), err_write(pipefd[1]);
+  ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
+
+  spawn::make_instance_plan(plan_, s.plan, peer, *uid);
+  plan_.conn_fd = conn.get();
+  plan_.stderr_fd = err_write.get();
+  plan_.null_fd = null_fd_.get();
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  table_.record(*uid, 0, serial, now_ms, name);
+
+  spawn::ChildError cerr;
+  std::error_code ec;
+  spawn::Child child = spawn::start(plan_, cerr, ec);
+  err_write.reset();
+  conn.reset();  // the child has its copy
+  if (ec) {
+    log::error("FAIL {} serial={} peer={} uid={}: clone: {}", name, serial, peer_text, *uid, ec.message());
+    table_.clear(*uid);
+    pool_.release(*uid);
+    return;
+  }
+  if (cerr.step != spawn::Step::none) {
+    // The child reported its failed step and exited; it never ran service code, so nothing of
+    // the UID can remain: reap it and return the UID at once.
+    int st = 0;
+    while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    log::error("FAIL {} serial={} peer={} uid={}: step {} failed: {}", name, serial, peer_text, *uid,
+               spawn::step_name(cerr.step), errno_text(cerr.err));
+    table_.clear(*uid);
+    pool_.release(*uid);
+    return;
+  }
+  table_.set_pid(*uid, child.pid);
+  s.gate.enter(source);
+  auto inst = std::make_unique<Instance>(io_, child.pidfd.release(), err_read.release());
+  inst->service = &s;
+  inst->serial = serial;
+  inst->uid = *uid;
+  inst->pid = child.pid;
+  inst->peer = std::move(peer_text);
+  inst->source = source;
+  inst->started = Clock::now();
+  Instance& ref = *inst;
+  instances_.emplace(child.pid, std::move(inst));
+  log::info("START {} serial={} peer={} uid={} pid={}", name, serial, ref.peer, ref.uid, ref.pid);
+  watch_instance(ref);
+}
+
+void Daemon::watch_instance(Instance& inst) {
+  pid_t pid = inst.pid;
+  inst.pidfd.async_wait(asio::posix::descriptor_base::wait_read, [this, pid](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = instances_.find(pid);
+    if (it == instances_.end()) return;
+    siginfo_t si{};
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(it->second->pidfd.native_handle()), &si,
+                 WEXITED | WNOHANG) == 0 &&
+        si.si_pid != 0)
+      on_reaped(pid, ExitStatus{si.si_code != CLD_EXITED, si.si_status});
+  });
+  read_stderr(inst);
+  auto runtime_max = inst.service->cfg->service.runtime_max;
+  if (runtime_max.count() > 0) {
+    inst.timer.expires_after(runtime_max);
+    inst.timer.async_wait([this, pid](boost::system::error_code ec) {
+      if (ec) return;
+      auto it = instances_.find(pid);
+      if (it == instances_.end()) return;
+      Instance& i = *it->second;
+      log::warning("TIMEOUT {} serial={} uid={} pid={}: runtime_max reached, sending SIGTERM", i.service->cfg->name,
+                   i.serial, i.uid, i.pid);
+      pidfd_signal(i.pidfd.native_handle(), SIGTERM);
+      i.term_sent = true;
+      // PID 1 of a namespace ignores SIGTERM unless it handles it: KILL follows after timeout_stop.
+      i.timer.expires_after(i.service->cfg->service.timeout_stop);
+      i.timer.async_wait([this, pid](boost::system::error_code ec2) {
+        if (ec2) return;
+        auto it2 = instances_.find(pid);
+        if (it2 == instances_.end()) return;
+        log::warning("KILL {} serial={} uid={} pid={}: still running after timeout_stop", it2->second->service->cfg->name,
+                     it2->second->serial, it2->second->uid, pid);
+        pidfd_signal(it2->second->pidfd.native_handle(), SIGKILL);
+      });
+    });
+  }
+}
+
+void Daemon::read_stderr(Instance& inst) {
+  pid_t pid = inst.pid;
+  inst.err.async_read_some(asio::buffer(inst.err_buf), [this, pid](boost::system::error_code ec, size_t n) {
+    auto it = instances_.find(pid);
+    if (it == instances_.end()) return;
+    Instance& i = *it->second;
+    if (n > 0) {
+      i.err_line.append(i.err_buf, n);
+      flush_stderr(i, false);
+    }
+    if (!ec) read_stderr(i);
+  });
+}
+
+// Logs complete lines of the instance's stderr (all of it with `all`), prefixed with the
+// service, serial and UID; a line over 4 KiB is cut so one instance cannot grow our memory.
+void Daemon::flush_stderr(Instance& i, bool all) {
+  size_t start = 0, nl;
+  while ((nl = i.err_line.find('\n', start)) != std::string::npos) {
+    log::info("{}[{}] uid={}: {}", i.service->cfg->name, i.serial, i.uid, std::string_view(i.err_line).substr(start, nl - start));
+    start = nl + 1;
+  }
+  i.err_line.erase(0, start);
+  if ((all && !i.err_line.empty()) || i.err_line.size() > 4096) {
+    log::info("{}[{}] uid={}: {}", i.service->cfg->name, i.serial, i.uid, i.err_line);
+    i.err_line.clear();
+  }
+}
+
+// SIGCHLD backstop: reaps whatever exited, in case a pidfd wake-up was missed.
+void Daemon::drain_children() {
+  int st = 0;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &st, WNOHANG)) > 0) {
+    ExitStatus es = WIFSIGNALED(st) ? ExitStatus{true, WTERMSIG(st)} : ExitStatus{false, WEXITSTATUS(st)};
+    on_reaped(pid, es);
+  }
+}
+
+void Daemon::on_reaped(pid_t pid, ExitStatus st) {
+  auto it = instances_.find(pid);
+  if (it == instances_.end()) return;
+  std::unique_ptr<Instance> inst = std::move(it->second);
+  instances_.erase(it);
+  // The main process was PID 1 of its namespace: its death killed and reaped every other
+  // process there, so the stderr pipe has no writer left and can be drained to the end.
+  ssize_t n;
+  while ((n = ::read(inst->err.native_handle(), inst->err_buf, sizeof inst->err_buf)) > 0)
+    inst->err_line.append(inst->err_buf, static_cast<size_t>(n));
+  flush_stderr(*inst, true);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - inst->started).count();
+  log::info("EXIT {} serial={} peer={} uid={} pid={} duration={}.{:03}s {}", inst->service->cfg->name, inst->serial,
+            inst->peer, inst->uid, inst->pid, ms / 1000, ms % 1000, st.to_string());
+  Service& s = *inst->service;
+  s.gate.leave(inst->source);
+  queue_cleanup(inst->uid);
+  inst.reset();  // cancels its waits; their handlers find no instance and return
+  if (s.paused && !s.gate.full()) {
+    s.paused = false;
+    for (auto& l : s.listeners) arm(*l);
+  }
+}
+
+void Daemon::queue_cleanup(uint32_t uid) {
+  pending_cleanup_.push_back(uid);
+  if (cleanup_posted_) return;
+  cleanup_posted_ = true;
+  // Batched: every UID released within one turn of the loop shares one IPC scan.
+  asio::post(io_, [this] { run_cleanup(); });
+}
+
+void Daemon::run_cleanup() {
+  cleanup_posted_ = false;
+  std::vector<uint32_t> batch;
+  batch.swap(pending_cleanup_);
+  std::unordered_set<uint32_t> ids(batch.begin(), batch.end());
+  for (const auto& f : ipc::remove_owned_by(ids)) {
+    log::error("uid={}: cannot remove {} {}{}: {}; UID quarantined", f.owner, ipc::kind_name(f.object.kind),
+               f.object.id, f.object.name, errno_text(f.err));
+    pool_.block(f.owner, uid_pool::kQuarantined);
+  }
+  for (uint32_t uid : batch) {
+    table_.clear(uid);
+    pool_.release(uid);
+  }
+  maybe_finish_shutdown();
+}
+
+void Daemon::on_signal(int sig) {
+  switch (sig) {
+    case SIGCHLD: drain_children(); break;
+    case SIGTERM:
+    case SIGINT: begin_shutdown(); break;
+    case SIGHUP: log::warning("SIGHUP: reload is not implemented yet; configuration unchanged"); break;
+  }
+}
+
+void Daemon::begin_shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  log::info("shutting down: {} live instances", instances_.size());
+  for (auto& s : services_)
+    for (auto& l : s->listeners) {
+      boost::system::error_code ignored;
+      l->sd.close(ignored);
+      listener::unlink_path(l->spec);
+    }
+  census_timer_.cancel();
+  if (inotify_.is_open()) inotify_.close();
+  auto grace = std::chrono::milliseconds(0);
+  for (auto& [pid, inst] : instances_) {
+    pidfd_signal(inst->pidfd.native_handle(), SIGTERM);
+    grace = std::max(grace, inst->service->cfg->service.timeout_stop);
+  }
+  stop_timer_.expires_after(std::min<Clock::duration>(grace, kMaxShutdownGrace));
+  stop_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    for (auto& [pid, inst] : instances_) {
+      log::warning("KILL {} serial={} uid={} pid={}: still running at shutdown deadline", inst->service->cfg->name,
+                   inst->serial, inst->uid, pid);
+      pidfd_signal(inst->pidfd.native_handle(), SIGKILL);
+    }
+  });
+  maybe_finish_shutdown();
+}
+
+void Daemon::maybe_finish_shutdown() {
+  if (!stopping_ || !instances_.empty() || cleanup_posted_ || !pending_cleanup_.empty()) return;
+  stop_timer_.cancel();
+  signals_.cancel();
+  io_.stop();
+}
+
+int Daemon::run() {
+  if (!prepare_runtime()) return 1;
+  recover_orphans();
+  refresh_userdb();
+  census();
+  watch_userdb();
+  spawn::set_caught_signals(kCaughtSignals, std::size(kCaughtSignals));
+  ::signal(SIGPIPE, SIG_IGN);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) signals_.add(sig);
+  std::function<void(boost::system::error_code, int)> handler = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    on_signal(sig);
+    if (!io_.stopped()) signals_.async_wait(handler);
+  };
+  signals_.async_wait(handler);
+  if (!open_listeners()) return 1;
+  for (auto& s : services_)
+    for (auto& l : s->listeners) arm(*l);
+  log::info("ready: {} services, UIDs {}..{} ({} free of {})", services_.size(), pool_.first(), pool_.last(),
+            pool_.size() - pool_.held(), pool_.size());
+  notify_ready();
+  io_.run();
+  log::info("stopped: every instance ended and every UID returned ({} quarantined)", pool_.quarantined());
+  return 0;
+}
+
+}  // namespace
+
+int serve(const config::Config& config, const Options& options) {
+  Daemon d(config, options);
+  return d.run();
+}
+
+}  // namespace superd::daemon

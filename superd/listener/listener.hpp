@@ -1,0 +1,31 @@
+// Listening sockets from listen specs. Created non-blocking and close-on-exec; TCP with
+// SO_REUSEADDR (and SO_REUSEPORT on request). A bare port binds [::] with IPV6_V6ONLY off:
+// one socket that takes IPv4 (as v4-mapped addresses) and IPv6. UNIX path sockets replace a
+// stale socket file, then get socket_mode/socket_user/socket_group; abstract ones have no file.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <system_error>
+
+#include "config/config.hpp"
+#include "util/unique_fd.hpp"
+
+namespace superd::listener {
+
+struct Options {
+  int backlog = 256;
+  bool reuse_port = false;
+  mode_t socket_mode = 0666;
+  std::optional<uid_t> socket_user;
+  std::optional<gid_t> socket_group;
+};
+Options options_from(const config::SocketConfig& s);
+
+// Binds and listens; on failure returns an invalid fd and the error.
+UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& ec);
+// Removes a UNIX path socket's file (at shutdown).
+void unlink_path(const net::ListenSpec& spec) noexcept;
+
+}  // namespace superd::listener

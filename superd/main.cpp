@@ -1,0 +1,82 @@
+// superd's command line: subcommands parsed with CLI11, each a thin shell over a module.
+// Exit codes: 0 fine, 1 a runtime failure (bind, lease table), 2 a configuration error.
+#include <utility>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "config/config.hpp"
+#include "daemon/daemon.hpp"
+#include "util/log.hpp"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/superd/superd.toml";
+
+// Loads and validates; prints every problem; nullopt if there was any.
+std::optional<superd::config::Config> load_checked(const std::string& path) {
+  superd::config::Problems problems;
+  superd::config::Config cfg = superd::config::load(path, problems);
+  for (const auto& p : problems.list()) std::fprintf(stderr, "%s\n", p.to_string().c_str());
+  if (!problems.empty()) {
+    std::fprintf(stderr, "%s: %zu problem%s\n", path.c_str(), problems.list().size(),
+                 problems.list().size() == 1 ? "" : "s");
+    return std::nullopt;
+  }
+  return cfg;
+}
+
+// superd may be started with fds 0-2 closed; the spawn path relies on them being taken.
+void ensure_std_fds() {
+  for (int fd = 0; fd < 3; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0) {
+      int n = ::open("/dev/null", O_RDWR);
+      if (n >= 0 && n != fd) {
+        ::dup2(n, fd);
+        ::close(n);
+      }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ensure_std_fds();
+  CLI::App app{"superd: a socket-activated super-server with a fresh dynamic UID per connection"};
+  app.require_subcommand(1);
+
+  std::string config_path = kDefaultConfig;
+  int ready_fd = -1;
+  auto* serve = app.add_subcommand("serve", "run the daemon in the foreground");
+  serve->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
+  serve->add_option("--ready-fd", ready_fd, "write READY\\n to this fd once every listener is bound");
+
+  auto* check = app.add_subcommand("check", "validate the configuration; one line per problem");
+  check->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (check->parsed()) {
+    auto cfg = load_checked(config_path);
+    if (!cfg) return 2;
+    std::printf("%s: OK, %zu service%s\n", config_path.c_str(), cfg->services.size(),
+                cfg->services.size() == 1 ? "" : "s");
+    return 0;
+  }
+  if (serve->parsed()) {
+    auto cfg = load_checked(config_path);
+    if (!cfg) return 2;
+    superd::log::Level level;
+    if (superd::log::parse_level(cfg->global.log_level, level)) superd::log::set_level(level);
+    if (::geteuid() != 0) {
+      superd::log::error("superd serve needs root (it switches to dynamic UIDs and builds namespaces)");
+      return 1;
+    }
+    if (ready_fd >= 0) ::fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+    return superd::daemon::serve(*cfg, superd::daemon::Options{ready_fd});
+  }
+  return 0;
+}

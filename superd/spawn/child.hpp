@@ -1,0 +1,17 @@
+// Internal: the argument block handed to the child function (see child.cpp).
+#pragma once
+
+#include "spawn/plan.hpp"
+
+namespace superd::spawn::detail {
+
+struct ChildArgs {
+  const InstancePlan* plan;
+  ChildError* err;  // in the parent's memory (CLONE_VM): written only on failure
+  const int* caught;
+  size_t n_caught;
+};
+
+int child_main(void* arg) noexcept;
+
+}  // namespace superd::spawn::detail

@@ -1,0 +1,53 @@
+#include "spawn/spawn.hpp"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "spawn/child.hpp"
+
+namespace superd::spawn {
+namespace {
+
+// One stack, reused: the parent is single-threaded and CLONE_VFORK suspends it until the child
+// has exec'd or exited, so at most one child runs on it at any time.
+constexpr size_t kStackSize = 64 * 1024;
+alignas(64) char g_stack[kStackSize];
+
+int g_caught[16];
+size_t g_n_caught = 0;
+
+}  // namespace
+
+void set_caught_signals(const int* sigs, size_t n) noexcept {
+  g_n_caught = n < 16 ? n : 16;
+  for (size_t i = 0; i < g_n_caught; ++i) g_caught[i] = sigs[i];
+}
+
+Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept {
+  Child c;
+  err = {};
+  detail::ChildArgs args{&plan, &err, g_caught, g_n_caught};
+  // Block every signal across the clone, so no handler of the daemon runs on the child's side
+  // before it has reset them; the child unblocks after resetting.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  pid_t pid = ::clone(detail::child_main, g_stack + kStackSize,
+                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEWPID | SIGCHLD, &args, &pidfd);
+  int saved = errno;
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    ec = {saved, std::generic_category()};
+    return c;
+  }
+  c.pid = pid;
+  c.pidfd.reset(pidfd);
+  return c;
+}
+
+}  // namespace superd::spawn

@@ -1,0 +1,80 @@
+#include "uid_pool/pool.hpp"
+
+namespace superd::uid_pool {
+
+Pool::Pool(uint32_t first, uint32_t last)
+    : first_(first),
+      size_(last - first + 1),
+      state_(new uint8_t[size_]()),
+      // Left uninitialised on purpose: pages of a large ring are only touched when used.
+      ring_(new uint32_t[size_]) {}
+
+void Pool::push(uint32_t off) noexcept {
+  ring_[(head_ + count_) % size_] = off;
+  ++count_;
+  state_[off] |= kQueued;
+}
+
+void Pool::take(uint32_t off) noexcept {
+  state_[off] |= kHeld;
+  ++held_;
+}
+
+std::optional<uint32_t> Pool::lease() noexcept {
+  // Fresh UIDs first. One held or queued here was taken by lease_exact() and lives elsewhere;
+  // a blocked one becomes parked. Either way it is passed over once, so the loop is amortised O(1).
+  while (fresh_ < size_) {
+    uint32_t off = fresh_++;
+    if (state_[off] & (kBlockMask | kHeld | kQueued)) continue;
+    take(off);
+    return first_ + off;
+  }
+  while (count_ > 0) {
+    uint32_t off = ring_[head_];
+    head_ = (head_ + 1) % size_;
+    --count_;
+    state_[off] &= static_cast<uint8_t>(~kQueued);
+    // Held: lease_exact() took it while queued; release() re-queues it as it is no longer here.
+    if (state_[off] & (kBlockMask | kHeld)) continue;
+    take(off);
+    return first_ + off;
+  }
+  return std::nullopt;
+}
+
+bool Pool::lease_exact(uint32_t uid) noexcept {
+  // A queued UID keeps its ring entry (removing it would be O(n)); lease() skips it while held.
+  if (!contains(uid)) return false;
+  uint32_t off = uid - first_;
+  if (state_[off] & (kHeld | kBlockMask)) return false;
+  take(off);
+  return true;
+}
+
+void Pool::release(uint32_t uid) noexcept {
+  if (!is_held(uid)) return;
+  uint32_t off = uid - first_;
+  state_[off] &= static_cast<uint8_t>(~kHeld);
+  --held_;
+  // Still queued (a stale entry from lease_exact) or still in the fresh region: already placed.
+  if (state_[off] & (kBlockMask | kQueued) || off >= fresh_) return;
+  push(off);
+}
+
+void Pool::block(uint32_t uid, Block why) noexcept {
+  if (!contains(uid)) return;
+  uint32_t off = uid - first_;
+  if (why == kQuarantined && !(state_[off] & kQuarantined)) ++quarantined_;
+  state_[off] |= why;
+}
+
+void Pool::unblock(uint32_t uid, Block why) noexcept {
+  if (!contains(uid)) return;
+  uint32_t off = uid - first_;
+  if (!(state_[off] & why)) return;
+  if (why == kQuarantined) --quarantined_;
+  state_[off] &= static_cast<uint8_t>(~why);
+  if (!(state_[off] & kBlockMask) && parked(off)) push(off);
+}
+
+}  // namespace superd::uid_pool

@@ -1,0 +1,97 @@
+#include "util/units.hpp"
+
+#include <cctype>
+#include <string>
+
+namespace superd::units {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// Reads a non-negative integer prefix; false if there is none or it overflows.
+bool read_number(std::string_view& s, uint64_t& out) {
+  if (s.empty() || !std::isdigit(static_cast<unsigned char>(s.front()))) return false;
+  uint64_t v = 0;
+  while (!s.empty() && std::isdigit(static_cast<unsigned char>(s.front()))) {
+    uint64_t d = static_cast<uint64_t>(s.front() - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+    s.remove_prefix(1);
+  }
+  out = v;
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view s) {
+  struct Unit {
+    std::string_view name;
+    uint64_t ms;
+  };
+  // Longest names first so "min" is not read as "m" + "in"; "m" is minutes, as in systemd.
+  static constexpr Unit kUnits[] = {
+      {"msec", 1},         {"ms", 1},           {"seconds", 1000},   {"second", 1000},
+      {"sec", 1000},       {"s", 1000},         {"minutes", 60000},  {"minute", 60000},
+      {"min", 60000},      {"m", 60000},        {"hours", 3600000},  {"hour", 3600000},
+      {"hr", 3600000},     {"h", 3600000},      {"days", 86400000},  {"day", 86400000},
+      {"d", 86400000},
+  };
+  s = trim(s);
+  if (s.empty()) return std::nullopt;
+  uint64_t total = 0;
+  bool any = false;
+  while (!s.empty()) {
+    uint64_t n = 0;
+    if (!read_number(s, n)) return std::nullopt;
+    s = trim(s);
+    uint64_t mult = 1000;  // a bare number is seconds
+    bool bare = true;
+    for (const Unit& u : kUnits) {
+      if (s.substr(0, u.name.size()) == u.name &&
+          (s.size() == u.name.size() || !std::isalpha(static_cast<unsigned char>(s[u.name.size()])))) {
+        mult = u.ms;
+        s.remove_prefix(u.name.size());
+        bare = false;
+        break;
+      }
+    }
+    if (bare && !s.empty() && std::isalpha(static_cast<unsigned char>(s.front()))) return std::nullopt;
+    if (n > UINT64_MAX / mult / 2) return std::nullopt;
+    total += n * mult;
+    any = true;
+    s = trim(s);
+  }
+  if (!any || total > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<int64_t>(total));
+}
+
+std::optional<uint64_t> parse_size(std::string_view s) {
+  s = trim(s);
+  if (s == "infinity") return kInfinity;
+  uint64_t n = 0;
+  if (!read_number(s, n)) return std::nullopt;
+  s = trim(s);
+  uint64_t mult = 1;
+  if (!s.empty()) {
+    switch (s.front()) {
+      case 'K': case 'k': mult = 1ULL << 10; break;
+      case 'M': mult = 1ULL << 20; break;
+      case 'G': mult = 1ULL << 30; break;
+      case 'T': mult = 1ULL << 40; break;
+      case 'B': mult = 1; break;
+      default: return std::nullopt;
+    }
+    s.remove_prefix(1);
+    if (s == "iB" || s == "B") s = {};  // "MiB", "MB" read as binary, like systemd
+    if (!s.empty()) return std::nullopt;
+  }
+  if (mult != 1 && n > UINT64_MAX / mult) return std::nullopt;
+  return n * mult;
+}
+
+}  // namespace superd::units
