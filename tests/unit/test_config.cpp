@@ -1,0 +1,167 @@
+// Configuration parsed from strings: values land in the structs, and every problem names the
+// file, line, column and key.
+#include <catch2/catch.hpp>
+
+#include "config/config.hpp"
+
+using namespace superd;
+using Catch::Matchers::Contains;
+
+namespace {
+std::string all(const config::Problems& p) {
+  std::string s;
+  for (const auto& x : p.list()) s += x.to_string() + "\n";
+  return s;
+}
+}  // namespace
+
+TEST_CASE("a full service file parses into the structs") {
+  config::Problems p;
+  auto svc = config::parse_service(R"(
+[socket]
+listen = ["127.0.0.1:7001", "[::1]:7001", "/run/hello.sock"]
+accept = true
+max_connections = 1024
+max_connections_per_source = 32
+allow = ["127.0.0.0/8", "::1/128"]
+deny = []
+backlog = 64
+reuse_port = true
+socket_mode = "0660"
+
+[service]
+exec = ["/usr/local/libexec/hello", "--greet"]
+dynamic_user = true
+stdio = "listen-fds"
+runtime_max = "30s"
+timeout_stop = "2s"
+limits = { nofile = 256, nproc = 16, as = "512M", cpu = "1min" }
+environment = { GREETING = "hi" }
+pass_environment = ["TZ"]
+umask = "0027"
+nice = 5
+)", "hello.toml", "hello", p);
+  INFO(all(p));
+  REQUIRE(svc);
+  CHECK(p.empty());
+  CHECK(svc->name == "hello");
+  CHECK(svc->socket.listen.size() == 3);
+  CHECK(svc->socket.max_connections == 1024);
+  CHECK(svc->socket.max_connections_per_source == 32);
+  CHECK(svc->socket.allow.size() == 2);
+  CHECK(svc->socket.backlog == 64);
+  CHECK(svc->socket.reuse_port);
+  CHECK(svc->socket.socket_mode == 0660);
+  CHECK(svc->service.exec.size() == 2);
+  CHECK(svc->service.stdio == config::Stdio::listen_fds);
+  CHECK(svc->service.runtime_max == std::chrono::seconds(30));
+  CHECK(svc->service.timeout_stop == std::chrono::seconds(2));
+  REQUIRE(svc->service.limits.size() == 4);
+  CHECK(svc->service.environment.at(0).first == "GREETING");
+  CHECK(svc->service.umask == 027);
+  CHECK(svc->service.nice == 5);
+}
+
+TEST_CASE("unknown keys and wrong types are reported with line, column and key") {
+  config::Problems p;
+  auto svc = config::parse_service(R"([socket]
+listen = ["127.0.0.1:7001"]
+max_conections = 5
+[service]
+exec = "/bin/true"
+runtime_max = true
+)", "bad.toml", "bad", p);
+  CHECK_FALSE(svc);
+  std::string s = all(p);
+  CHECK_THAT(s, Contains("bad.toml:3:1: socket.max_conections: unknown key"));
+  CHECK_THAT(s, Contains("bad.toml:5:8: service.exec: expected an array of strings, got a string"));
+  CHECK_THAT(s, Contains("bad.toml:6:15: service.runtime_max: expected a duration"));
+}
+
+TEST_CASE("bad listen addresses name the key") {
+  config::Problems p;
+  auto svc = config::parse_service(R"([socket]
+listen = ["127.0.0.1:99999", "1.2.3:80"]
+[service]
+exec = ["/bin/true"]
+)", "l.toml", "l", p);
+  CHECK_FALSE(svc);
+  std::string s = all(p);
+  CHECK_THAT(s, Contains("l.toml:2:11: socket.listen: bad port"));
+  CHECK_THAT(s, Contains("l.toml:2:30: socket.listen: bad IPv4 address"));
+}
+
+TEST_CASE("a TOML syntax error is reported with its position") {
+  config::Problems p;
+  auto svc = config::parse_service("[socket]\nlisten = [\"x\"\n", "syn.toml", "syn", p);
+  CHECK_FALSE(svc);
+  REQUIRE_FALSE(p.empty());
+  CHECK_THAT(all(p), Contains("syn.toml:"));
+}
+
+TEST_CASE("the main file: range, roots, unknown keys") {
+  config::Problems p;
+  auto g = config::parse_global(R"([superd]
+dynamic_uid_range = [70000, 70099]
+runtime_root = "/srv/x/run"
+state_root = "/srv/x/lib"
+cache_root = "/srv/x/cache"
+logs_root = "/srv/x/log"
+log_level = "debug"
+)", "main.toml", p);
+  INFO(all(p));
+  CHECK(p.empty());
+  CHECK(g.uid_min == 70000);
+  CHECK(g.uid_max == 70099);
+  CHECK(g.runtime_root == "/srv/x/run");
+  CHECK(g.log_level == "debug");
+
+  config::Problems q;
+  config::parse_global("[superd]\ndynamic_uid_range = [5, 1]\nfoo = 1\nruntime_root = \"rel\"\n", "m.toml", q);
+  std::string s = all(q);
+  CHECK_THAT(s, Contains("m.toml:2:21: superd.dynamic_uid_range: expected 1 <= FIRST <= LAST"));
+  CHECK_THAT(s, Contains("m.toml:3:1: superd.foo: unknown key"));
+  CHECK_THAT(s, Contains("superd.runtime_root: must be an absolute path"));
+
+  config::Problems r;
+  config::parse_global("[superd]\ndynamic_uid_range = [0, 10]\n", "m.toml", r);
+  CHECK_THAT(all(r), Contains("dynamic_uid_range"));
+  config::Problems t;
+  config::parse_global("[superd]\ndynamic_uid_range = [60000, 70000]\n", "m.toml", t);
+  CHECK_THAT(all(t), Contains("65535"));
+  config::Problems u;
+  config::parse_global("[superd]\ndynamic_uid_range = [1, 100000000]\n", "m.toml", u);
+  CHECK_THAT(all(u), Contains("at most"));
+}
+
+TEST_CASE("validate: the same address twice across services, and a range over system users") {
+  config::Config c;
+  c.global.file = "main.toml";
+  c.global.uid_min = 0 + 1;  // contains root's groups and daemon users on any system
+  c.global.uid_max = 100;
+  config::Problems p1, p2;
+  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"127.0.0.1:7001\"]\n[service]\nexec=[\"/bin/true\"]\n",
+                                              "a.toml", "a", p1));
+  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"7001\"]\n[service]\nexec=[\"/bin/true\"]\n",
+                                              "b.toml", "b", p2));
+  config::Problems p;
+  config::validate(c, p);
+  std::string s = all(p);
+  CHECK_THAT(s, Contains("b.toml:2:9: socket.listen: \"*:7001\" overlaps \"127.0.0.1:7001\" of service a"));
+  CHECK_THAT(s, Contains("superd.dynamic_uid_range"));
+  CHECK_THAT(s, Contains("overlaps the system database"));
+}
+
+TEST_CASE("validate_system: exec[0] missing, relative, or not executable") {
+  config::Config c;
+  config::Problems p0;
+  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/nonexistent/prog\"]\n", "a.toml", "a", p0));
+  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"2\"]\n[service]\nexec=[\"true\"]\n", "b.toml", "b", p0));
+  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"3\"]\n[service]\nexec=[\"/etc/passwd\"]\n", "c.toml", "c", p0));
+  config::Problems p;
+  config::validate_system(c, p);
+  std::string s = all(p);
+  CHECK_THAT(s, Contains("a.toml:1:1: service.exec[0]: \"/nonexistent/prog\": No such file or directory"));
+  CHECK_THAT(s, Contains("b.toml:1:1: service.exec[0]: \"true\" must be an absolute path"));
+  CHECK_THAT(s, Contains("c.toml:1:1: service.exec[0]: \"/etc/passwd\" is not an executable file"));
+}
