@@ -78,6 +78,10 @@ int main(int argc, char** argv) {
     print_id(out);
     fflush(out);
     sleep(argc > 2 ? (unsigned)atoi(argv[2]) : 3600);
+  } else if (!strcmp(mode, "nap")) {
+    /* Holds the connection for ARG milliseconds, then reports its identity. */
+    usleep((useconds_t)(argc > 2 ? atoi(argv[2]) : 100) * 1000u);
+    print_id(out);
   } else if (!strcmp(mode, "noread")) {
     /* Never reads its input and never exits by itself: only runtime_max ends it. */
     for (;;) pause();

@@ -1,0 +1,82 @@
+"""SIGTERM with live instances, and a superd killed with SIGKILL whose orphans the next superd
+finds, kills and cleans before reusing their UIDs."""
+import signal
+import socket
+import time
+from harness import Superd, check, main, uids_of_processes, ipc_owned
+
+LO, HI = 75000, 75099
+PORT = 25000
+
+
+def open_conns(port, n):
+    conns = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conns.append(s)
+    return conns
+
+
+def test_sigterm_ends_live_instances_and_cleans_every_uid():
+    d = Superd("term", {"probe": f"""[socket]
+listen = ["127.0.0.1:{PORT}", "@ROOT@/term.sock"]
+[service]
+exec = ["@PROBE@", "sleep", "3600"]
+timeout_stop = "1s"
+"""}, (LO, HI))
+    try:
+        d.start()
+        conns = open_conns(PORT, 5)
+        d.wait_log("START probe", 5)
+        check(len(set(uids_of_processes(LO, HI).values())) == 5, "five live instances")
+        t0 = time.time()
+        rc = d.stop()
+        check(rc == 0, f"exit {rc}")
+        check(time.time() - t0 < 10, "shutdown took too long")
+        check(d.log().count("EXIT probe") == 5, d.log())
+        check("stopped: every instance ended" in d.log(), d.log())
+        d.assert_clean(timeout=2)
+        import os
+        check(not os.path.exists(os.path.join(d.root, "term.sock")), "UNIX socket file left behind")
+        for c in conns:
+            c.close()
+    finally:
+        d.close()
+
+
+def test_orphans_of_a_killed_superd_are_cleaned_by_the_next():
+    d = Superd("orphan", {"probe": f"""[socket]
+listen = ["127.0.0.1:{PORT + 1}"]
+[service]
+exec = ["@PROBE@", "sleep", "3600"]
+""", "ipc": f"""[socket]
+listen = ["127.0.0.1:{PORT + 2}"]
+[service]
+exec = ["@PROBE@", "ipc"]
+"""}, (LO, HI))
+    try:
+        d.start()
+        conns = open_conns(PORT + 1, 3)
+        d.wait_log("START probe", 3)
+        orphan_uids = set(uids_of_processes(LO, HI).values())
+        check(len(orphan_uids) == 3, f"three live instances: {orphan_uids}")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        d.proc = None
+        d.logf.close()
+        time.sleep(0.2)
+        check(set(uids_of_processes(LO, HI).values()) == orphan_uids, "orphans keep running after superd dies")
+        check(len(d.lease_records()) == 3, f"lease records survive: {d.lease_records()}")
+        d.start()
+        d.wait_log("orphaned lease", 3)
+        check(not uids_of_processes(LO, HI), f"orphans survive the restart: {uids_of_processes(LO, HI)}")
+        for c in conns:
+            c.close()
+        check(d.stop() == 0, "exit 0")
+        d.assert_clean()
+    finally:
+        d.close()
+
+
+if __name__ == "__main__":
+    main([test_sigterm_ends_live_instances_and_cleans_every_uid, test_orphans_of_a_killed_superd_are_cleaned_by_the_next])
