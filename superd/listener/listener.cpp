@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 
 namespace superd::listener {
 namespace {
@@ -29,6 +30,9 @@ UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& 
       if (::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, v6only, sizeof one) != 0) return ec = last_error(), UniqueFd();
     }
   } else if (spec.kind == net::Kind::unix_path) {
+    // Parent directories are created as systemd's ListenStream= does (0755, root).
+    std::error_code mk;
+    std::filesystem::create_directories(std::filesystem::path(spec.path).parent_path(), mk);
     // A socket file left by an earlier run: replace it; refuse to replace anything else.
     struct stat st {};
     if (::lstat(spec.path.c_str(), &st) == 0) {
