@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "config/config.hpp"
+#include "control/control.hpp"
 #include "daemon/daemon.hpp"
 #include "util/log.hpp"
 
@@ -57,7 +58,51 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "validate the configuration; one line per problem");
   check->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
 
+  std::vector<std::string> run_props, run_argv;
+  std::string run_unit;
+  auto* run = app.add_subcommand("run", "run one command under a fresh dynamic UID in the sandbox (via the daemon)");
+  run->add_option("-c,--config", config_path, "main configuration file (for runtime_root)")->capture_default_str();
+  run->add_option("-p,--property", run_props, "KEY=VALUE: any [service] key, e.g. -p state_directory=wuff")
+      ->allow_extra_args(false);
+  run->add_option("--unit", run_unit, "a named lease: stable UID and directories across runs");
+  run->add_option("command", run_argv, "-- CMD ARGS...")->required();
+  run->prefix_command(false);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (run->parsed()) {
+    // Only runtime_root is needed from the config; a missing file means the defaults.
+    superd::config::Problems problems;
+    std::string runtime_root = "/run";
+    if (::access(config_path.c_str(), F_OK) == 0) {
+      auto cfg = superd::config::load(config_path, problems);
+      runtime_root = cfg.global.runtime_root;
+    }
+    // Resolve the command on the caller's PATH, as systemd-run does.
+    if (run_argv[0].find('/') == std::string::npos) {
+      const char* path = ::getenv("PATH");
+      std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+      size_t start = 0;
+      while (start <= dirs.size()) {
+        size_t end = dirs.find(':', start);
+        std::string d = dirs.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        std::string cand = (d.empty() ? "." : d) + "/" + run_argv[0];
+        if (::access(cand.c_str(), X_OK) == 0) {
+          run_argv[0] = cand;
+          break;
+        }
+        if (end == std::string::npos) break;
+        start = end + 1;
+      }
+    }
+    std::string error;
+    int rc = superd::control::run_client(runtime_root, run_argv, run_props, run_unit, error);
+    if (rc < 0) {
+      std::fprintf(stderr, "superd run: %s\n", error.c_str());
+      return 125;
+    }
+    return rc;
+  }
 
   if (check->parsed()) {
     auto cfg = load_checked(config_path);

@@ -7,6 +7,7 @@
 #include <glob.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/capability.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "sandbox/seccomp.hpp"
 #include "uid_pool/userdb.hpp"
 #include "util/units.hpp"
 
@@ -30,6 +32,28 @@ std::string Problem::to_string() const {
 
 void Problems::add(Location where, std::string key, std::string message) {
   list_.push_back({std::move(where), std::move(key), std::move(message)});
+}
+
+std::string expand_specifiers(std::string_view s, const std::string& name, const std::string* serial) {
+  // %n the service name, %p the template prefix (before '@'), %i the instance (after '@'),
+  // %c the per-connection serial; %% a literal '%'. Unknown specifiers are kept as written.
+  std::string prefix = name.substr(0, name.find('@'));
+  std::string instance = name.find('@') == std::string::npos ? "" : name.substr(name.find('@') + 1);
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%' || i + 1 == s.size()) {
+      out.push_back(s[i]);
+      continue;
+    }
+    char c = s[++i];
+    if (c == 'n') out += name;
+    else if (c == 'p') out += prefix;
+    else if (c == 'i') out += instance;
+    else if (c == 'c' && serial) out += *serial;
+    else if (c == '%') out.push_back('%');
+    else out.push_back('%'), out.push_back(c);
+  }
+  return out;
 }
 
 namespace {
@@ -259,12 +283,186 @@ void read_limits(const toml::table& t, TableReader& parent, std::vector<Rlimit>&
   r.finish();
 }
 
+bool valid_relative_dir(const std::string& d) {
+  if (d.empty() || d.front() == '/' || d.size() > 255) return false;
+  std::string_view v(d);
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t end = v.find('/', start);
+    std::string_view part = v.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return true;
+}
+
+bool valid_absolute_path(std::string_view p) {
+  return !p.empty() && p.front() == '/' && p.find("/../") == std::string_view::npos &&
+         !(p.size() >= 3 && p.substr(p.size() - 3) == "/..") && p.find('\0') == std::string_view::npos;
+}
+
+std::optional<mode_t> parse_mode(TableReader& r, const std::string& key, mode_t max) {
+  auto* n = r.get(key);
+  if (!n) return std::nullopt;
+  std::string v = n->is_string() ? *n->value<std::string>() : "";
+  char* end = nullptr;
+  unsigned long m = std::strtoul(v.c_str(), &end, 8);
+  if (v.empty() || *end || m > max) {
+    r.bad(*n, key, "expected an octal string such as \"0750\"");
+    return std::nullopt;
+  }
+  return static_cast<mode_t>(m);
+}
+
+void read_dirs(TableReader& r, const std::string& key, const std::string& service, ExecDirs& out, bool runtime) {
+  for (auto& [name, node] : r.read_strings(key, true)) {
+    std::string expanded = expand_specifiers(name, service);
+    if (runtime && name.find("%c") != std::string::npos)
+      r.bad(*node, key, "\"%c\" is not allowed here: the runtime directory is already private to each instance");
+    else if (!valid_relative_dir(expanded))
+      r.bad(*node, key, "\"" + name + "\" must be a relative path without \"..\" or \".\" components");
+    else
+      out.names.push_back(expanded);
+  }
+  if (auto m = parse_mode(r, key + "_mode", 07777)) out.mode = *m;
+}
+
+void read_paths(TableReader& r, const std::string& key, std::vector<Path>& out) {
+  for (auto& [text, node] : r.read_strings(key, true)) {
+    Path p;
+    p.optional = !text.empty() && text.front() == '-';
+    p.path = p.optional ? text.substr(1) : text;
+    if (!valid_absolute_path(p.path)) r.bad(*node, key, "\"" + text + "\" must be an absolute path without \"..\"");
+    else out.push_back(p);
+  }
+}
+
+void read_binds(TableReader& r, const std::string& key, std::vector<BindPath>& out) {
+  for (auto& [text, node] : r.read_strings(key, true)) {
+    BindPath b;
+    b.optional = !text.empty() && text.front() == '-';
+    std::string v = b.optional ? text.substr(1) : text;
+    auto colon = v.find(':');
+    b.source = v.substr(0, colon);
+    b.target = colon == std::string::npos ? b.source : v.substr(colon + 1);
+    if (!valid_absolute_path(b.source) || !valid_absolute_path(b.target))
+      r.bad(*node, key, "\"" + text + "\": expected \"/source[:/target]\", both absolute, without \"..\"");
+    else out.push_back(b);
+  }
+}
+
+void read_caps(TableReader& r, const std::string& key, std::vector<int>& out) {
+  for (auto& [name, node] : r.read_strings(key, true)) {
+    std::string lower;
+    for (char c : name) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    if (lower.rfind("cap_", 0) != 0) lower = "cap_" + lower;
+    cap_value_t v;
+    if (cap_from_name(lower.c_str(), &v) != 0) r.bad(*node, key, "unknown capability \"" + name + "\"");
+    else out.push_back(v);
+  }
+}
+
+void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
+  SandboxConfig& sb = svc.sandbox;
+  if (!svc.dynamic_user) {
+    // A static user gets no implied sandbox, as in systemd; every knob can still be turned on.
+    sb.protect_system = ProtectSystem::no;
+    sb.protect_home = ProtectHome::no;
+    sb.private_tmp = false;
+    sb.private_ipc = false;
+    sb.no_new_privileges = false;
+    sb.restrict_suid_sgid = false;
+    sb.default_syscall_deny_list = false;
+  }
+  if (auto* n = r.get("protect_system")) {
+    std::string v = n->is_string() ? *n->value<std::string>() : n->is_boolean() ? (*n->value<bool>() ? "true" : "false") : "?";
+    if (v == "strict") sb.protect_system = ProtectSystem::strict;
+    else if (v == "full") sb.protect_system = ProtectSystem::full;
+    else if (v == "true" || v == "yes") sb.protect_system = ProtectSystem::yes;
+    else if (v == "false" || v == "no") sb.protect_system = ProtectSystem::no;
+    else r.bad(*n, "protect_system", "expected \"strict\", \"full\", true or false");
+  }
+  if (auto* n = r.get("protect_home")) {
+    std::string v = n->is_string() ? *n->value<std::string>() : n->is_boolean() ? (*n->value<bool>() ? "true" : "false") : "?";
+    if (v == "read-only") sb.protect_home = ProtectHome::read_only;
+    else if (v == "tmpfs") sb.protect_home = ProtectHome::tmpfs;
+    else if (v == "true" || v == "yes") sb.protect_home = ProtectHome::yes;
+    else if (v == "false" || v == "no") sb.protect_home = ProtectHome::no;
+    else r.bad(*n, "protect_home", "expected \"read-only\", \"tmpfs\", true or false");
+  }
+  r.read_bool("private_tmp", sb.private_tmp);
+  r.read_bool("private_devices", sb.private_devices);
+  r.read_bool("private_network", sb.private_network);
+  r.read_bool("private_ipc", sb.private_ipc);
+  read_paths(r, "read_write_paths", sb.read_write_paths);
+  read_paths(r, "read_only_paths", sb.read_only_paths);
+  read_paths(r, "inaccessible_paths", sb.inaccessible_paths);
+  read_binds(r, "bind_paths", sb.bind_paths);
+  read_binds(r, "bind_read_only_paths", sb.bind_read_only_paths);
+  read_dirs(r, "state_directory", name, sb.state, false);
+  read_dirs(r, "cache_directory", name, sb.cache, false);
+  read_dirs(r, "logs_directory", name, sb.logs, false);
+  read_dirs(r, "runtime_directory", name, sb.runtime, true);
+  if (auto* n = r.get("no_new_privileges")) {
+    bool v = sb.no_new_privileges;
+    r.read_bool("no_new_privileges", v);
+    if (!v && svc.dynamic_user) r.bad(*n, "no_new_privileges", "cannot be false with dynamic_user = true");
+    else sb.no_new_privileges = v;
+  }
+  if (r.get("capability_bounding_set")) read_caps(r, "capability_bounding_set", sb.capability_bounding_set);
+  if (auto* n = r.get("ambient_capabilities")) {
+    read_caps(r, "ambient_capabilities", sb.ambient_capabilities);
+    for (int c : sb.ambient_capabilities)
+      if (std::find(sb.capability_bounding_set.begin(), sb.capability_bounding_set.end(), c) ==
+          sb.capability_bounding_set.end()) {
+        char* cn = cap_to_name(c);
+        r.bad(*n, "ambient_capabilities", std::string(cn ? cn : "?") + " is not in capability_bounding_set");
+        cap_free(cn);
+      }
+  }
+  r.read_bool("restrict_suid_sgid", sb.restrict_suid_sgid);
+  if (svc.dynamic_user && !sb.restrict_suid_sgid) {
+    // allowed: a UID-changing binary is inert anyway under no_new_privileges
+  }
+  for (auto& [v, node] : r.read_strings("system_call_filter", true)) sb.system_call_filter.push_back(v);
+  if (auto* n = r.get("system_call_error_number")) {
+    if (n->is_integer()) sb.system_call_error_number = std::to_string(*n->value<int64_t>());
+    else if (n->is_string()) sb.system_call_error_number = *n->value<std::string>();
+    else r.wrong_type(*n, "system_call_error_number", "an errno name such as \"EPERM\" or a number");
+  }
+  for (auto& [v, node] : r.read_strings("system_call_architectures", true)) sb.system_call_architectures.push_back(v);
+  for (auto& [v, node] : r.read_strings("restrict_address_families", true)) sb.restrict_address_families.push_back(v);
+  // Names are checked now, so a typo is a config error naming its key, not a start-up failure.
+  struct Check {
+    const char* key;
+    seccomp::Settings st;
+  };
+  std::vector<Check> checks;
+  checks.push_back({"system_call_filter", {}});
+  checks.back().st.system_call_filter = sb.system_call_filter;
+  checks.push_back({"system_call_error_number", {}});
+  checks.back().st.system_call_error_number = sb.system_call_error_number;
+  checks.push_back({"system_call_architectures", {}});
+  if (!sb.system_call_architectures.empty()) checks.back().st.system_call_architectures = sb.system_call_architectures;
+  checks.push_back({"restrict_address_families", {}});
+  checks.back().st.restrict_address_families = sb.restrict_address_families;
+  for (Check& c : checks) {
+    std::string why;
+    const toml::node* at = r.get(c.key);
+    if (!seccomp::validate(c.st, why)) at ? r.bad(*at, c.key, why) : r.problems().add({r.file(), 1, 1}, r.name(c.key), why);
+  }
+  if (sb.protect_system == ProtectSystem::no && svc.dynamic_user && !sb.state.names.empty()) {
+    // fine: the boundary directories still hide other services' data
+  }
+}
+
 bool valid_env_name(std::string_view k) {
   if (k.empty() || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
   return std::all_of(k.begin(), k.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
-void read_service(TableReader& r, ServiceConfig& s) {
+void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
   auto exec = r.read_strings("exec", false);
   for (auto& e : exec) s.exec.push_back(e.first);
   r.read_bool("dynamic_user", s.dynamic_user);
@@ -308,13 +506,14 @@ void read_service(TableReader& r, ServiceConfig& s) {
     char* end = nullptr;
     unsigned long m = std::strtoul(v.c_str(), &end, 8);
     if (v.empty() || *end || m > 0777) r.bad(*n, "umask", "expected an octal string such as \"0027\"");
-    else s.umask = static_cast<mode_t>(m);
+    else s.umask = static_cast<mode_t>(m), s.umask_set = true;
   }
   int nice = 0;
   if (r.get("nice")) {
     r.read_int("nice", nice, -20, 19);
     s.nice = nice;
   }
+  read_sandbox(r, s, name);
   r.finish();
 }
 
@@ -386,8 +585,57 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
   return g;
 }
 
+namespace {
+std::optional<Service> parse_service_impl(std::string_view text, const std::string& file, const std::string& name,
+                                          Problems& p, bool transient);
+}
+
 std::optional<Service> parse_service(std::string_view text, const std::string& file, const std::string& name,
                                      Problems& p) {
+  return parse_service_impl(text, file, name, p, false);
+}
+
+namespace {
+std::string toml_quote(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+}  // namespace
+
+std::optional<Service> parse_run_service(const std::vector<std::string>& properties,
+                                         const std::vector<std::string>& argv, const std::string& name,
+                                         Problems& p) {
+  std::string text = "[socket]\n[service]\nexec = [";
+  for (size_t i = 0; i < argv.size(); ++i) text += (i ? ", " : "") + toml_quote(argv[i]);
+  text += "]\n";
+  for (const std::string& prop : properties) {
+    auto eq = prop.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      p.add({"-p", 0, 0}, prop, "expected KEY=VALUE");
+      continue;
+    }
+    std::string key = prop.substr(0, eq), value = prop.substr(eq + 1);
+    // The value as TOML if it parses as such (true, 5, ["a"], {nofile=8}), else as a string.
+    std::string line = key + " = " + value + "\n";
+    try {
+      (void)toml::parse(line);
+    } catch (const toml::parse_error&) {
+      line = key + " = " + toml_quote(value) + "\n";
+    }
+    text += line;
+  }
+  if (!p.empty()) return std::nullopt;
+  return parse_service_impl(text, "-p", name, p, true);
+}
+
+namespace {
+std::optional<Service> parse_service_impl(std::string_view text, const std::string& file, const std::string& name,
+                                          Problems& p, bool transient) {
   Service svc;
   svc.name = name;
   svc.where = {file, 1, 1};
@@ -407,19 +655,20 @@ std::optional<Service> parse_service(std::string_view text, const std::string& f
   }
   if (auto* t = sub_table(top, "service")) {
     TableReader r(*t, "service", file, p);
-    read_service(r, svc.service);
+    read_service(r, svc.service, svc.name);
     if (svc.service.exec.empty()) p.add(loc(file, t->source()), "service.exec", "missing or empty");
   } else {
     p.add(svc.where, "service", "missing [service] table");
   }
   top.finish();
-  if (svc.socket.listen.empty() && p.list().size() == before)
+  if (svc.socket.listen.empty() && p.list().size() == before && !transient)
     p.add(svc.where, "socket.listen", "no address to listen on");
   if (!svc.socket.accept && p.list().size() == before)
     p.add(svc.where, "socket.accept", "wait mode (accept = false) is not supported yet");
   if (p.list().size() != before) return std::nullopt;
   return svc;
 }
+}  // namespace
 
 void validate(const Config& c, Problems& p) {
   // The same address twice, within a service or across services.

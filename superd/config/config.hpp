@@ -71,6 +71,46 @@ struct Rlimit {
   rlim_t value;
 };
 
+enum class ProtectSystem { no, yes, full, strict };
+enum class ProtectHome { no, read_only, tmpfs, yes };
+
+struct Path {
+  std::string path;
+  bool optional = false;  // "-/path": a missing path is ignored, as in systemd
+};
+struct BindPath {
+  std::string source, target;
+  bool optional = false;
+};
+struct ExecDirs {
+  std::vector<std::string> names;  // relative, specifiers expanded, no ".."
+  mode_t mode = 0755;
+};
+
+// The sandbox as configured. Defaults follow systemd's DynamicUser= implications when
+// dynamic_user is on (resolved after parsing; see resolve_sandbox_defaults()).
+struct SandboxConfig {
+  ProtectSystem protect_system = ProtectSystem::strict;
+  ProtectHome protect_home = ProtectHome::read_only;
+  bool private_tmp = true;
+  bool private_devices = false;
+  bool private_network = false;
+  bool private_ipc = true;  // an IPC namespace: SysV objects and mqueues die with the instance
+  std::vector<Path> read_write_paths, read_only_paths, inaccessible_paths;
+  std::vector<BindPath> bind_paths, bind_read_only_paths;
+  ExecDirs state, cache, logs, runtime;
+  bool no_new_privileges = true;
+  std::vector<int> capability_bounding_set;  // capabilities kept; default none
+  std::vector<int> ambient_capabilities;
+  bool restrict_suid_sgid = true;
+  // Syscall filter settings, as written; compiled by sandbox::seccomp at start-up.
+  std::vector<std::string> system_call_filter;
+  std::string system_call_error_number;
+  std::vector<std::string> system_call_architectures;
+  std::vector<std::string> restrict_address_families;
+  bool default_syscall_deny_list = true;
+};
+
 struct ServiceConfig {
   std::vector<std::string> exec;
   bool dynamic_user = true;
@@ -82,7 +122,9 @@ struct ServiceConfig {
   std::vector<std::string> pass_environment;
   std::string working_directory;  // empty: "/"
   mode_t umask = 0022;
+  bool umask_set = false;
   std::optional<int> nice;
+  SandboxConfig sandbox;
 };
 
 struct Service {
@@ -114,6 +156,13 @@ Global parse_global(std::string_view text, const std::string& file, Problems& pr
 // Parses one service file from text; the service is named `name`.
 std::optional<Service> parse_service(std::string_view text, const std::string& file,
                                      const std::string& name, Problems& problems);
+// A transient service for `superd run`: [service] keys from "-p key=value" (value as TOML, e.g.
+// true or ["a","b"], or else taken as a plain string) and exec = argv. Named `name`.
+std::optional<Service> parse_run_service(const std::vector<std::string>& properties,
+                                         const std::vector<std::string>& argv, const std::string& name,
+                                         Problems& problems);
+// Expands %n %p %i (and %c when `serial` is given) in `s`; "%%" is a literal '%'.
+std::string expand_specifiers(std::string_view s, const std::string& name, const std::string* serial = nullptr);
 // Checks that need the whole config: listeners used twice, the range against the user database.
 void validate(const Config& config, Problems& problems);
 // Checks against the running system: exec[0] exists and is executable (by a dynamic user).

@@ -24,12 +24,15 @@
 #include <filesystem>
 #include <memory>
 #include <unordered_map>
+#include <nlohmann/json.hpp>
 #include <unordered_set>
 
 #include "admission/admission.hpp"
 #include "cleanup/ipc.hpp"
+#include "control/control.hpp"
 #include "cleanup/proc.hpp"
 #include "listener/listener.hpp"
+#include "sandbox/dirs.hpp"
 #include "spawn/spawn.hpp"
 #include "uid_pool/lease_table.hpp"
 #include "uid_pool/pool.hpp"
@@ -75,9 +78,11 @@ struct Listener {
 struct Service {
   const config::Service* cfg;
   spawn::ServicePlan plan;
+  std::optional<uint32_t> group;  // the shared-directory GID, leased for the daemon's lifetime
   admission::Gate gate;
   std::vector<std::unique_ptr<Listener>> listeners;
   bool paused = false;  // at max_connections: not polling, the backlog holds new connections
+  std::shared_ptr<const config::Service> owned_cfg;  // a transient (superd run) service's own config
 };
 
 struct Instance {
@@ -94,6 +99,10 @@ struct Instance {
   char err_buf[2048];
   asio::steady_timer timer;
   bool term_sent = false;
+  // superd run: the transient service it owns, the caller's control connection, its unit.
+  std::unique_ptr<Service> owned_service;
+  std::unique_ptr<asio::posix::stream_descriptor> control;
+  std::string unit;
 
   Instance(asio::io_context& io, int pidfd_raw, int err_raw)
       : pidfd(io, pidfd_raw), err(io, err_raw), timer(io) {}
@@ -102,14 +111,19 @@ struct Instance {
 class Daemon {
  public:
   Daemon(const config::Config& cfg, const Options& opt)
-      : cfg_(cfg), opt_(opt), pool_(cfg.global.uid_min, cfg.global.uid_max), signals_(io_), census_timer_(io_),
-        stop_timer_(io_), inotify_(io_) {}
+      : cfg_(cfg),
+        opt_(opt),
+        roots_{cfg.global.runtime_root, cfg.global.state_root, cfg.global.cache_root, cfg.global.logs_root},
+        pool_(cfg.global.uid_min, cfg.global.uid_max), signals_(io_), census_timer_(io_),
+        stop_timer_(io_), inotify_(io_), control_(io_) {}
 
   int run();
 
  private:
   bool prepare_runtime();
   void recover_orphans();
+  std::optional<uint32_t> lease_named(const std::string& name, std::optional<uint32_t> prefer);
+  bool prepare_service(Service& s);
   void census();
   void refresh_userdb();
   void watch_userdb();
@@ -127,11 +141,17 @@ class Daemon {
   void queue_cleanup(uint32_t uid);
   void run_cleanup();
   void on_signal(int sig);
+  bool open_control();
+  void arm_control();
+  void on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn);
+  void handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,
+                  std::vector<UniqueFd> fds);
   void begin_shutdown();
   void maybe_finish_shutdown();
 
   const config::Config& cfg_;
   Options opt_;
+  sandbox::Roots roots_;
   asio::io_context io_{1};
   uid_pool::Pool pool_;
   uid_pool::LeaseTable table_;
@@ -147,6 +167,9 @@ class Daemon {
   asio::steady_timer stop_timer_;
   asio::posix::stream_descriptor inotify_;
   char inotify_buf_[4096];
+  asio::posix::stream_descriptor control_;
+  std::string control_path_;
+  std::unordered_set<std::string> live_units_;
   bool stopping_ = false;
 };
 
@@ -167,6 +190,11 @@ bool Daemon::prepare_runtime() {
       log::error("{}/leases is locked: another superd runs with runtime_root {}", dir.string(), cfg_.global.runtime_root);
     else
       log::error("cannot open lease table in {}: {}", dir.string(), ec.message());
+    return false;
+  }
+  std::string failed;
+  if (auto e = sandbox::prepare_runtime(roots_, failed)) {
+    log::error("cannot prepare {}: {}", failed, e.message());
     return false;
   }
   null_fd_.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
@@ -253,10 +281,57 @@ void Daemon::census() {
   });
 }
 
+// A named lease: a stable UID for a name. Strategy (as systemd's pick_uid): first the current
+// owner of the name's existing directory, so no chown is needed; then a hash of the name; then
+// the next free UIDs after it. Bounded: at most 4096 probes.
+std::optional<uint32_t> Daemon::lease_named(const std::string& name, std::optional<uint32_t> prefer) {
+  if (prefer && pool_.lease_exact(*prefer)) return prefer;
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ULL;
+  uint32_t size = pool_.size();
+  for (uint32_t i = 0; i < std::min<uint32_t>(size, 4096); ++i) {
+    uint32_t uid = pool_.first() + static_cast<uint32_t>((h + i) % size);
+    if (pool_.lease_exact(uid)) return uid;
+  }
+  return std::nullopt;
+}
+
+// Host side of a service's sandbox: its shared-directory group and boundary directories.
+bool Daemon::prepare_service(Service& s) {
+  const auto& sb = s.cfg->service.sandbox;
+  auto dirs = sandbox::boundary_dirs(sb, roots_);
+  std::optional<uint32_t> gid;
+  if (!dirs.empty() && s.cfg->service.dynamic_user) {
+    auto current = sandbox::existing_group(dirs);
+    gid = lease_named("group:" + s.cfg->name, current);
+    if (!gid) {
+      log::error("service {}: no GID left in the dynamic range for its directories", s.cfg->name);
+      return false;
+    }
+    s.group = gid;
+    table_.record(*gid, 0, 0, 0, "group:" + s.cfg->name);
+    s.plan.groups = {*gid};
+    if (!s.cfg->service.umask_set) s.plan.umask = 0007;  // group-writable among the service's instances
+  }
+  std::string failed;
+  if (auto ec = sandbox::prepare_dirs(sb, roots_, 0, gid.value_or(0), gid ? 02070 : 0, failed)) {
+    log::error("service {}: cannot prepare {}: {}", s.cfg->name, failed, ec.message());
+    return false;
+  }
+  return true;
+}
+
 bool Daemon::open_listeners() {
   for (const config::Service& sc : cfg_.services) {
-    auto svc = std::make_unique<Service>(Service{&sc, spawn::make_service_plan(sc, environ),
-                                                 admission::Gate(admission::limits_from(sc.socket)), {}, false});
+    std::unique_ptr<Service> svc;
+    try {
+      svc = std::make_unique<Service>(Service{&sc, spawn::make_service_plan(sc, roots_, environ), std::nullopt,
+                                              admission::Gate(admission::limits_from(sc.socket)), {}, false});
+    } catch (const std::exception& e) {
+      log::error("{}", e.what());
+      return false;
+    }
+    if (!prepare_service(*svc)) return false;
     listener::Options lo = listener::options_from(sc.socket);
     for (const config::Listen& l : sc.socket.listen) {
       std::error_code ec;
@@ -413,8 +488,11 @@ void Daemon::on_connection(Service& s, UniqueFd conn, const sockaddr_storage& pe
     int st = 0;
     while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
     }
-    log::error("FAIL {} serial={} peer={} uid={}: step {} failed: {}", name, serial, peer_text, *uid,
-               spawn::step_name(cerr.step), errno_text(cerr.err));
+    std::string what = cerr.step == spawn::Step::mounts
+                           ? fmt::format(" ({})", s.plan.mounts.describe(static_cast<size_t>(cerr.detail)))
+                           : "";
+    log::error("FAIL {} serial={} peer={} uid={}: step {}{} failed: {}", name, serial, peer_text, *uid,
+               spawn::step_name(cerr.step), what, errno_text(cerr.err));
     table_.clear(*uid);
     pool_.release(*uid);
     return;
@@ -527,6 +605,11 @@ void Daemon::on_reaped(pid_t pid, ExitStatus st) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - inst->started).count();
   log::info("EXIT {} serial={} peer={} uid={} pid={} duration={}.{:03}s {}", inst->service->cfg->name, inst->serial,
             inst->peer, inst->uid, inst->pid, ms / 1000, ms % 1000, st.to_string());
+  if (inst->control) {
+    nlohmann::json msg = {{"exit", {{"signaled", st.signaled}, {"code", st.code}}}};
+    control::send_message(inst->control->native_handle(), msg.dump());
+    live_units_.erase(inst->unit);
+  }
   Service& s = *inst->service;
   s.gate.leave(inst->source);
   queue_cleanup(inst->uid);
@@ -583,6 +666,10 @@ void Daemon::begin_shutdown() {
     }
   census_timer_.cancel();
   if (inotify_.is_open()) inotify_.close();
+  if (control_.is_open()) {
+    control_.close();
+    ::unlink(control_path_.c_str());
+  }
   auto grace = std::chrono::milliseconds(0);
   for (auto& [pid, inst] : instances_) {
     pidfd_signal(inst->pidfd.native_handle(), SIGTERM);
@@ -604,7 +691,185 @@ void Daemon::maybe_finish_shutdown() {
   if (!stopping_ || !instances_.empty() || cleanup_posted_ || !pending_cleanup_.empty()) return;
   stop_timer_.cancel();
   signals_.cancel();
+  for (auto& s : services_)
+    if (s->group) {
+      table_.clear(*s->group);
+      pool_.release(*s->group);
+    }
   io_.stop();
+}
+
+bool Daemon::open_control() {
+  control_path_ = control::socket_path(cfg_.global.runtime_root);
+  net::ListenSpec spec;
+  std::string why;
+  auto parsed = net::parse_listen(control_path_, why);
+  if (!parsed) {
+    log::error("control socket {}: {}", control_path_, why);
+    return false;
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  ::unlink(control_path_.c_str());
+  if (!fd || ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&parsed->addr), parsed->addr_len) != 0 ||
+      ::chmod(control_path_.c_str(), 0600) != 0 || ::listen(fd.get(), 64) != 0) {
+    log::error("control socket {}: {}", control_path_, std::strerror(errno));
+    return false;
+  }
+  control_.assign(fd.release());
+  arm_control();
+  return true;
+}
+
+void Daemon::arm_control() {
+  control_.async_wait(asio::posix::descriptor_base::wait_read, [this](boost::system::error_code ec) {
+    if (ec || stopping_) return;
+    int fd;
+    while ((fd = ::accept4(control_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+      auto conn = std::make_shared<asio::posix::stream_descriptor>(io_, fd);
+      conn->async_wait(asio::posix::descriptor_base::wait_read,
+                       [this, conn](boost::system::error_code e) {
+                         if (!e) on_control_request(conn);
+                       });
+    }
+    arm_control();
+  });
+}
+
+void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn) {
+  std::string msg;
+  std::vector<UniqueFd> fds;
+  if (auto ec = control::recv_message(conn->native_handle(), msg, &fds, 3)) {
+    log::warning("control: bad request: {}", ec.message());
+    return;
+  }
+  auto req = nlohmann::json::parse(msg, nullptr, false);
+  auto reply_error = [&](const std::string& e) {
+    control::send_message(conn->native_handle(), nlohmann::json{{"error", e}}.dump());
+  };
+  if (req.is_discarded() || !req.is_object() || !req.contains("op")) return reply_error("malformed request");
+  if (req["op"] == "run") {
+    if (fds.size() != 3) return reply_error("run needs stdin, stdout and stderr");
+    try {
+      handle_run(conn, req, std::move(fds));
+    } catch (const std::exception& e) {
+      reply_error(e.what());
+    }
+    return;
+  }
+  reply_error("unknown op");
+}
+
+// superd run: a transient service under a fresh (or, with --unit, a stable named) UID, in the
+// same sandbox and with the same cleanup as a connection; the caller's stdio passed through.
+void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,
+                        std::vector<UniqueFd> fds) {
+  auto reply = [&](const nlohmann::json& j) { control::send_message(conn->native_handle(), j.dump()); };
+  auto argv = req.value("argv", std::vector<std::string>{});
+  auto props = req.value("properties", std::vector<std::string>{});
+  std::string unit = req.value("unit", std::string{});
+  if (argv.empty()) return reply({{"error", "no command given"}});
+  if (!unit.empty() && live_units_.count(unit)) return reply({{"error", "unit " + unit + " is already running"}});
+  uint64_t serial = ++serial_;
+  std::string name = unit.empty() ? "run-" + std::to_string(serial) : unit;
+  config::Problems problems;
+  auto svc_cfg = config::parse_run_service(props, argv, name, problems);
+  if (svc_cfg) {
+    config::Config one;
+    one.services.push_back(*svc_cfg);
+    config::validate_system(one, problems);
+  }
+  if (!problems.empty()) {
+    std::string e;
+    for (const auto& pr : problems.list()) e += (e.empty() ? "" : "\n") + pr.key + ": " + pr.message;
+    return reply({{"error", e}});
+  }
+  // The config must live as long as the instance: the Service owns it.
+  auto holder = std::make_shared<config::Service>(std::move(*svc_cfg));
+  auto owned = std::make_unique<Service>(Service{holder.get(), spawn::make_service_plan(*holder, roots_, environ),
+                                                 std::nullopt, admission::Gate(admission::limits_from(holder->socket)),
+                                                 {}, false});
+  owned->owned_cfg = holder;
+  const auto& sb = holder->service.sandbox;
+  auto dirs = sandbox::boundary_dirs(sb, roots_);
+  std::optional<uint32_t> uid;
+  if (!unit.empty()) {
+    // A named lease prefers the owner of the unit's existing directory: no chown needed.
+    std::optional<uint32_t> owner;
+    for (const std::string& d : dirs) {
+      struct stat st {};
+      if (::lstat(d.c_str(), &st) == 0) {
+        owner = st.st_uid;
+        break;
+      }
+    }
+    uid = lease_named(unit, owner);
+  } else {
+    uid = pool_.lease();
+  }
+  if (!uid) return reply({{"error", "dynamic UID pool exhausted"}});
+  std::string failed;
+  if (auto ec = sandbox::prepare_dirs(sb, roots_, *uid, *uid, 0, failed)) {
+    pool_.release(*uid);
+    return reply({{"error", "cannot prepare " + failed + ": " + ec.message()}});
+  }
+  spawn::InstancePlan plan;
+  spawn::make_run_plan(plan, owned->plan, *uid, unit.empty() ? "superd-" + std::to_string(*uid) : unit);
+  plan.stdin_fd = fds[0].get();
+  plan.stdout_fd = fds[1].get();
+  plan.stderr_fd = fds[2].get();
+  plan.null_fd = null_fd_.get();
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  table_.record(*uid, 0, serial, now_ms, name);
+  spawn::ChildError cerr;
+  std::error_code ec;
+  spawn::Child child = spawn::start(plan, cerr, ec);
+  fds.clear();
+  if (ec || cerr.step != spawn::Step::none) {
+    if (!ec) {
+      int st = 0;
+      while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
+      }
+    }
+    std::string what = ec ? "clone: " + ec.message()
+                          : fmt::format("step {}{} failed: {}", spawn::step_name(cerr.step),
+                                        cerr.step == spawn::Step::mounts
+                                            ? " (" + owned->plan.mounts.describe(static_cast<size_t>(cerr.detail)) + ")"
+                                            : "",
+                                        errno_text(cerr.err));
+    log::error("FAIL {} serial={} uid={}: {}", name, serial, *uid, what);
+    table_.clear(*uid);
+    pool_.release(*uid);
+    return reply({{"error", what}});
+  }
+  table_.set_pid(*uid, child.pid);
+  // stderr goes to the caller; the log pipe slot holds a /dev/null duplicate nobody writes.
+  auto inst = std::make_unique<Instance>(io_, child.pidfd.release(), ::fcntl(null_fd_.get(), F_DUPFD_CLOEXEC, 3));
+  inst->service = owned.get();
+  inst->owned_service = std::move(owned);
+  inst->serial = serial;
+  inst->uid = *uid;
+  inst->pid = child.pid;
+  inst->peer = "run";
+  inst->started = Clock::now();
+  inst->unit = unit;
+  inst->control = std::make_unique<asio::posix::stream_descriptor>(io_, ::dup(conn->native_handle()));
+  ::fcntl(inst->control->native_handle(), F_SETFD, FD_CLOEXEC);
+  if (!unit.empty()) live_units_.insert(unit);
+  Instance& ref = *inst;
+  pid_t pid = child.pid;
+  instances_.emplace(pid, std::move(inst));
+  log::info("START {} serial={} peer=run uid={} pid={}", name, serial, ref.uid, pid);
+  reply({{"ok", true}, {"uid", *uid}, {"pid", pid}});
+  // The caller went away (Ctrl-C, killed): end the instance.
+  ref.control->async_wait(asio::posix::descriptor_base::wait_read, [this, pid](boost::system::error_code e) {
+    if (e) return;
+    auto it = instances_.find(pid);
+    if (it == instances_.end()) return;
+    log::info("run {} serial={}: caller disconnected, killing", it->second->service->cfg->name, it->second->serial);
+    pidfd_signal(it->second->pidfd.native_handle(), SIGKILL);
+  });
+  watch_instance(ref);
 }
 
 int Daemon::run() {
@@ -622,7 +887,7 @@ int Daemon::run() {
     if (!io_.stopped()) signals_.async_wait(handler);
   };
   signals_.async_wait(handler);
-  if (!open_listeners()) return 1;
+  if (!open_listeners() || !open_control()) return 1;
   for (auto& s : services_)
     for (auto& l : s->listeners) arm(*l);
   log::info("ready: {} services, UIDs {}..{} ({} free of {})", services_.size(), pool_.first(), pool_.last(),

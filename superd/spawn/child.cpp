@@ -1,12 +1,15 @@
 // The child between clone and exec. Runs on a borrowed stack in the parent's memory, with the
 // parent suspended: nothing here may allocate, lock, log or throw; each step is one or a few
 // syscalls, and a failure is recorded as {step, errno} before _exit. The order is a checklist:
-// signals, stdio, close everything else, limits, umask/nice, cwd, identity, exec.
-// (Sandbox steps slot in before identity; the seccomp filter will be the last step before exec.)
+//   signals, stdio, close everything else, mounts (in the new mount namespace), limits,
+//   umask/nice, cwd, bounding set, identity, ambient caps, no_new_privs, seccomp (last), exec.
+// Everything it applies was computed by the parent (spawn/plan.cpp, sandbox/).
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/close_range.h>
+#include <linux/capability.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -20,8 +23,9 @@ namespace superd::spawn::detail {
 
 namespace {
 
-[[noreturn]] void fail(ChildArgs* a, Step step) noexcept {
+[[noreturn]] void fail(ChildArgs* a, Step step, int detail = -1) noexcept {
   a->err->err = errno;
+  a->err->detail = detail;
   a->err->step = step;
   _exit(127);
 }
@@ -29,6 +33,16 @@ namespace {
 bool move_fd(int from, int to) noexcept {
   if (from == to) return ::fcntl(to, F_SETFD, 0) == 0;  // dup2 would keep FD_CLOEXEC
   return ::dup2(from, to) == to;
+}
+
+int capset_all(uint64_t mask) noexcept {
+  __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct d[2] = {};
+  for (int i = 0; i < 2; ++i) {
+    uint32_t part = static_cast<uint32_t>(mask >> (32 * i));
+    d[i].effective = d[i].permitted = d[i].inheritable = part;
+  }
+  return static_cast<int>(::syscall(SYS_capset, &h, d));
 }
 
 }  // namespace
@@ -50,35 +64,64 @@ int child_main(void* arg) noexcept {
   // 2. stdio. The parent's 0-2 are always open, so the sources are all >= 3; fd 2 is placed
   // first, so that in listen-fds mode moving the connection onto 3 cannot clobber it.
   if (!move_fd(p.stderr_fd, 2)) fail(a, Step::stdio);
-  if (s.stdio == config::Stdio::socket) {
+  if (p.passthrough) {
+    if (!move_fd(p.stdin_fd, 0) || !move_fd(p.stdout_fd, 1)) fail(a, Step::stdio);
+  } else if (s.stdio == config::Stdio::socket) {
     if (!move_fd(p.conn_fd, 0) || !move_fd(p.conn_fd, 1)) fail(a, Step::stdio);
   } else {
     if (!move_fd(p.conn_fd, 3) || !move_fd(p.null_fd, 0) || !move_fd(p.null_fd, 1)) fail(a, Step::stdio);
   }
 
   // 3. Nothing else crosses exec, whatever the parent forgot to mark close-on-exec.
-  unsigned first_closed = s.stdio == config::Stdio::socket ? 3 : 4;
+  unsigned first_closed = p.passthrough || s.stdio == config::Stdio::socket ? 3 : 4;
   if (::syscall(SYS_close_range, first_closed, ~0U, 0) != 0) fail(a, Step::close_fds);
 
-  // 4. Resource limits.
+  // 4. The filesystem view, inside the mount namespace clone() created.
+  if (s.mount_ns) {
+    int failed = sandbox::apply(s.mounts, a->slots, p.uid);
+    if (failed >= 0) fail(a, Step::mounts, failed);
+  }
+
+  // 5. Resource limits.
   for (const config::Rlimit& l : s.limits) {
     rlimit rl{l.value, l.value};
     if (::setrlimit(static_cast<__rlimit_resource>(l.resource), &rl) != 0) fail(a, Step::rlimits);
   }
 
-  // 5. umask and nice.
+  // 6. umask and nice.
   ::umask(s.umask);
   if (s.set_nice && ::setpriority(PRIO_PROCESS, 0, s.nice) != 0) fail(a, Step::umask_nice);
 
-  // 6. Working directory (while still root: the target may be readable only to root's lookup).
+  // 7. Working directory (while still root, in the final view).
   if (::chdir(s.cwd.c_str()) != 0) fail(a, Step::chdir);
 
-  // 7. Identity: no supplementary groups, then GID, then UID (after which nothing can be undone).
-  if (::setgroups(0, nullptr) != 0) fail(a, Step::setgroups);
+  // 8. Bounding set: what no later exec can regain. One prctl per capability; still root here.
+  if (s.drop_bounding_set)
+    for (int c = 0; c <= s.cap_last; ++c)
+      if (!(s.cap_keep & (1ULL << c)) && ::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL)
+        fail(a, Step::capability_bounding_set);
+  if (s.cap_ambient && ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) fail(a, Step::keep_caps);
+
+  // 9. Identity: supplementary groups, then GID, then UID (after which nothing can be undone).
+  if (::setgroups(s.groups.size(), s.groups.data()) != 0) fail(a, Step::setgroups);
   if (::setresgid(p.gid, p.gid, p.gid) != 0) fail(a, Step::setresgid);
   if (::setresuid(p.uid, p.uid, p.uid) != 0) fail(a, Step::setresuid);
 
-  // 8. Exec.
+  // 10. Ambient capabilities (e.g. CAP_NET_BIND_SERVICE) survive exec as an unprivileged UID.
+  if (s.cap_ambient) {
+    if (capset_all(s.cap_ambient) != 0) fail(a, Step::ambient_caps);
+    for (int c = 0; c <= s.cap_last; ++c)
+      if ((s.cap_ambient & (1ULL << c)) && ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) != 0)
+        fail(a, Step::ambient_caps);
+  }
+
+  // 11. no_new_privs: setuid bits and file capabilities are inert from here on.
+  if (s.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(a, Step::no_new_privs);
+
+  // 12. seccomp, last: the filter compiled at start-up; from here only exec remains.
+  if (s.filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, s.filter->fprog()) != 0) fail(a, Step::seccomp);
+
+  // 13. Exec.
   ::execve(s.path.c_str(), p.argv.data(), p.envp.data());
   fail(a, Step::exec);
 }

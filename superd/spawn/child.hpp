@@ -10,6 +10,7 @@ struct ChildArgs {
   ChildError* err;  // in the parent's memory (CLONE_VM): written only on failure
   const int* caught;
   size_t n_caught;
+  int* slots;       // scratch for open_tree fds, plan.mounts.slots entries
 };
 
 int child_main(void* arg) noexcept;

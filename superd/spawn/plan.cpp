@@ -1,6 +1,10 @@
 #include "spawn/plan.hpp"
 
+#include <sched.h>
+
+#include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <cstring>
 
 #include "util/net.hpp"
@@ -13,29 +17,70 @@ const char* step_name(Step s) noexcept {
     case Step::signals: return "signals";
     case Step::stdio: return "stdio";
     case Step::close_fds: return "close_fds";
+    case Step::mounts: return "mounts";
     case Step::rlimits: return "rlimits";
     case Step::umask_nice: return "umask_nice";
     case Step::chdir: return "chdir";
+    case Step::capability_bounding_set: return "capability_bounding_set";
+    case Step::keep_caps: return "keep_caps";
     case Step::setgroups: return "setgroups";
     case Step::setresgid: return "setresgid";
     case Step::setresuid: return "setresuid";
+    case Step::ambient_caps: return "ambient_caps";
+    case Step::no_new_privs: return "no_new_privs";
+    case Step::seccomp: return "seccomp";
     case Step::exec: return "exec";
   }
   return "?";
 }
 
-ServicePlan make_service_plan(const config::Service& svc, char** superd_environ) {
+namespace {
+
+uint64_t cap_mask(const std::vector<int>& caps) {
+  uint64_t m = 0;
+  for (int c : caps) m |= 1ULL << c;
+  return m;
+}
+
+int read_cap_last() {
+  int v = 40;
+  if (FILE* f = std::fopen("/proc/sys/kernel/cap_last_cap", "re")) {
+    if (std::fscanf(f, "%d", &v) != 1) v = 40;
+    std::fclose(f);
+  }
+  return v;
+}
+
+std::string join_dirs(const std::string& root, const std::vector<std::string>& names) {
+  std::string v;
+  for (const std::string& n : names) v += (v.empty() ? "" : ":") + (root.back() == '/' ? root + n : root + "/" + n);
+  return v;
+}
+
+}  // namespace
+
+ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ) {
   ServicePlan p;
   const auto& s = svc.service;
+  const auto& sb = s.sandbox;
   p.path = s.exec.front();
-  p.argv = s.exec;
+  for (const std::string& a : s.exec) p.argv.push_back(config::expand_specifiers(a, svc.name));
   // pass_environment copies values from superd's own environment as it was at start-up;
   // nothing else of that environment reaches a service.
   for (const std::string& name : s.pass_environment) {
     for (char** e = superd_environ; e && *e; ++e)
       if (std::strncmp(*e, name.c_str(), name.size()) == 0 && (*e)[name.size()] == '=') p.env.emplace_back(*e);
   }
-  for (const auto& [k, v] : s.environment) p.env.push_back(k + "=" + v);
+  for (const auto& [k, v] : s.environment) p.env.push_back(k + "=" + config::expand_specifiers(v, svc.name));
+  struct DirVar {
+    const char* name;
+    const std::string* root;
+    const config::ExecDirs* dirs;
+  };
+  for (const DirVar& d : {DirVar{"STATE_DIRECTORY", &roots.state, &sb.state}, DirVar{"CACHE_DIRECTORY", &roots.cache, &sb.cache},
+                          DirVar{"LOGS_DIRECTORY", &roots.logs, &sb.logs},
+                          DirVar{"RUNTIME_DIRECTORY", &roots.runtime, &sb.runtime}})
+    if (!d.dirs->names.empty()) p.env.push_back(std::string(d.name) + "=" + join_dirs(*d.root, d.dirs->names));
   p.limits = s.limits;
   p.stdio = s.stdio;
   p.umask = s.umask;
@@ -44,11 +89,47 @@ ServicePlan make_service_plan(const config::Service& svc, char** superd_environ)
     p.nice = *s.nice;
   }
   if (!s.working_directory.empty()) p.cwd = s.working_directory;
+
+  // The sandbox. A mount namespace whenever any filesystem setting asks for one (always with
+  // the dynamic-user defaults); IPC and network namespaces as configured.
+  p.mount_ns = sb.protect_system != config::ProtectSystem::no || sb.protect_home != config::ProtectHome::no ||
+               sb.private_tmp || sb.private_devices || sb.private_ipc || !sb.read_write_paths.empty() ||
+               !sb.read_only_paths.empty() || !sb.inaccessible_paths.empty() || !sb.bind_paths.empty() ||
+               !sb.bind_read_only_paths.empty() || !sb.state.names.empty() || !sb.cache.names.empty() ||
+               !sb.logs.names.empty() || !sb.runtime.names.empty() || sb.private_network;
+  if (p.mount_ns) {
+    p.clone_flags |= CLONE_NEWNS;
+    p.mounts = sandbox::build(sb, roots);
+  }
+  if (sb.private_ipc) p.clone_flags |= CLONE_NEWIPC;
+  if (sb.private_network) p.clone_flags |= CLONE_NEWNET;
+  p.drop_bounding_set = s.dynamic_user || !sb.capability_bounding_set.empty();
+  p.cap_keep = cap_mask(sb.capability_bounding_set);
+  p.cap_ambient = cap_mask(sb.ambient_capabilities);
+  p.cap_last = read_cap_last();
+  p.no_new_privs = sb.no_new_privileges;
+  if (sb.default_syscall_deny_list || !sb.system_call_filter.empty() || !sb.restrict_address_families.empty() ||
+      sb.restrict_suid_sgid || !sb.system_call_architectures.empty()) {
+    seccomp::Settings st;
+    st.system_call_filter = sb.system_call_filter;
+    st.system_call_error_number = sb.system_call_error_number;
+    if (!sb.system_call_architectures.empty()) st.system_call_architectures = sb.system_call_architectures;
+    st.restrict_address_families = sb.restrict_address_families;
+    st.restrict_suid_sgid = sb.restrict_suid_sgid;
+    st.default_deny_list = sb.default_syscall_deny_list;
+    std::string why;
+    auto prog = seccomp::compile(st, why);
+    if (!prog) throw std::runtime_error("service " + svc.name + ": cannot compile the syscall filter: " + why);
+    p.filter = std::make_unique<seccomp::Program>(std::move(*prog));
+    // The filter needs no_new_privs to be loaded by an unprivileged process.
+    p.no_new_privs = true;
+  }
   return p;
 }
 
 void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid) {
   out.service = &svc;
+  out.passthrough = false;
   out.uid = uid;
   out.gid = uid;
   auto& env = out.env_storage;
@@ -85,6 +166,30 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
     add("LISTEN_PID", "1");
     add("LISTEN_FDNAMES", "connection");
   }
+  for (const std::string& e : svc.env) env.push_back(e);
+  out.envp.clear();
+  for (std::string& e : env) out.envp.push_back(e.data());
+  out.envp.push_back(nullptr);
+  out.argv.clear();
+  for (const std::string& a : svc.argv) out.argv.push_back(const_cast<char*>(a.c_str()));
+  out.argv.push_back(nullptr);
+}
+
+}  // namespace superd::spawn
+
+namespace superd::spawn {
+
+void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, const std::string& user) {
+  out.service = &svc;
+  out.uid = uid;
+  out.gid = uid;
+  out.passthrough = true;
+  auto& env = out.env_storage;
+  env.clear();
+  env.push_back("USER=" + user);
+  env.push_back("LOGNAME=" + user);
+  env.push_back("HOME=/");
+  env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
   for (const std::string& e : svc.env) env.push_back(e);
   out.envp.clear();
   for (std::string& e : env) out.envp.push_back(e.data());

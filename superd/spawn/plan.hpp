@@ -8,10 +8,13 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
+#include "sandbox/mounts.hpp"
+#include "sandbox/seccomp.hpp"
 
 namespace superd::spawn {
 
@@ -21,12 +24,18 @@ enum class Step : int32_t {
   signals,
   stdio,
   close_fds,
+  mounts,
   rlimits,
   umask_nice,
   chdir,
+  capability_bounding_set,
+  keep_caps,
   setgroups,
   setresgid,
   setresuid,
+  ambient_caps,
+  no_new_privs,
+  seccomp,
   exec,
 };
 const char* step_name(Step s) noexcept;
@@ -34,6 +43,7 @@ const char* step_name(Step s) noexcept;
 struct ChildError {
   Step step = Step::none;
   int32_t err = 0;
+  int32_t detail = -1;  // Step::mounts: index of the failed mount operation
 };
 
 // Per service, built once.
@@ -47,8 +57,21 @@ struct ServicePlan {
   bool set_nice = false;
   int nice = 0;
   std::string cwd = "/";
+
+  // Sandbox, all prepared here; the child only applies it.
+  int clone_flags = 0;                 // CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET as configured
+  bool mount_ns = false;
+  sandbox::MountPlan mounts;
+  bool drop_bounding_set = false;
+  uint64_t cap_keep = 0;               // bounding set kept (bit per capability)
+  uint64_t cap_ambient = 0;            // raised into the ambient set after the UID switch
+  int cap_last = 40;                   // /proc/sys/kernel/cap_last_cap
+  bool no_new_privs = false;
+  std::unique_ptr<seccomp::Program> filter;  // compiled once; loaded last
+  std::vector<gid_t> groups;           // supplementary groups (the service's shared-directory group)
 };
-ServicePlan make_service_plan(const config::Service& svc, char** superd_environ);
+// Throws std::runtime_error on a sandbox that cannot be prepared (bad syscall filter).
+ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ);
 
 // Facts about one connection that end up in the child's environment.
 struct Peer {
@@ -68,10 +91,15 @@ struct InstancePlan {
   int conn_fd = -1;    // borrowed
   int stderr_fd = -1;  // borrowed: write end of the log pipe
   int null_fd = -1;    // borrowed: /dev/null, stdin/stdout in listen-fds mode
+  // superd run: the caller's own stdin/stdout/stderr (borrowed), instead of a connection.
+  bool passthrough = false;
+  int stdin_fd = -1, stdout_fd = -1;
   std::vector<std::string> env_storage;
   std::vector<char*> argv;
   std::vector<char*> envp;
 };
 void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid);
+// For superd run: no peer variables; USER/LOGNAME name the unit (or superd-UID).
+void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, const std::string& user);
 
 }  // namespace superd::spawn

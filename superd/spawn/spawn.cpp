@@ -17,6 +17,8 @@ namespace {
 constexpr size_t kStackSize = 64 * 1024;
 alignas(64) char g_stack[kStackSize];
 
+constexpr int kMaxSlots = 256;  // state/cache/logs directories and bind paths per service
+
 int g_caught[16];
 size_t g_n_caught = 0;
 
@@ -30,7 +32,15 @@ void set_caught_signals(const int* sigs, size_t n) noexcept {
 Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept {
   Child c;
   err = {};
-  detail::ChildArgs args{&plan, &err, g_caught, g_n_caught};
+  // open_tree() fds of the mount plan; the child fills them, exec closes them (O_CLOEXEC).
+  int slots[kMaxSlots];
+  int n_slots = plan.service->mounts.slots;
+  if (n_slots > kMaxSlots) {
+    ec = std::make_error_code(std::errc::argument_list_too_long);
+    return c;
+  }
+  for (int i = 0; i < n_slots; ++i) slots[i] = -1;
+  detail::ChildArgs args{&plan, &err, g_caught, g_n_caught, slots};
   // Block every signal across the clone, so no handler of the daemon runs on the child's side
   // before it has reset them; the child unblocks after resetting.
   sigset_t all, old;
@@ -38,7 +48,8 @@ Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noex
   ::sigprocmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
   pid_t pid = ::clone(detail::child_main, g_stack + kStackSize,
-                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEWPID | SIGCHLD, &args, &pidfd);
+                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEWPID | plan.service->clone_flags | SIGCHLD,
+                      &args, &pidfd);
   int saved = errno;
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {

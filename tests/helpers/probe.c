@@ -18,6 +18,12 @@
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sched.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <dirent.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -113,6 +119,116 @@ int main(int argc, char** argv) {
     mqd_t q = mq_open(qname, O_CREAT | O_RDWR, 0600, NULL);
     fprintf(out, "shm=%d sem=%d msg=%d posix=%s%s mq=%s%s uid=%u\n", shm, sem, msg, name + 1,
             pfd >= 0 ? "" : "(failed)", qname + 1, q != (mqd_t)-1 ? "" : "(failed)", (unsigned)getuid());
+  } else if (!strcmp(mode, "write")) {
+    /* Tries to create a file in each directory given; reports "PATH ok" or "PATH ERRNO". */
+    for (int i = 2; i < argc; ++i) {
+      char path[512];
+      snprintf(path, sizeof path, "%s/probe-write-%u", argv[i], (unsigned)getuid());
+      int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+      if (fd >= 0) {
+        close(fd);
+        unlink(path);
+        fprintf(out, "%s ok\n", argv[i]);
+      } else {
+        fprintf(out, "%s %s\n", argv[i], strerrorname_np(errno));
+      }
+    }
+  } else if (!strcmp(mode, "status")) {
+    FILE* f = fopen("/proc/self/status", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+      if (!strncmp(line, "Cap", 3) || !strncmp(line, "NoNewPrivs", 10) || !strncmp(line, "Seccomp:", 8))
+        fputs(line, out);
+    if (f) fclose(f);
+  } else if (!strcmp(mode, "syscalls")) {
+    /* Each forbidden call, and the errno it got (or "ok" if it went through). */
+#define TRY(name, call) do { errno = 0; long r_ = (long)(call); fprintf(out, "%s %s\n", name, r_ == -1 ? strerrorname_np(errno) : "ok"); } while (0)
+    TRY("mount", mount("none", "/mnt", "tmpfs", 0, NULL));
+    TRY("unshare", unshare(CLONE_NEWNS));
+    TRY("ptrace", ptrace(PTRACE_TRACEME, 0, NULL, NULL));
+    TRY("getpid", getpid());
+    TRY("socket_inet", socket(AF_INET, SOCK_STREAM, 0));
+    TRY("chmod_suid", chmod("/tmp", 04777));
+    /* The x32 ABI may be refused by killing the caller: try it in a child and report how. */
+    fflush(out);
+    pid_t c = fork();
+    if (c == 0) {
+      long r = syscall(0x40000000 | SYS_getpid);
+      _exit(r == -1 ? 100 + (errno & 63) : 0);
+    }
+    int st = 0;
+    waitpid(c, &st, 0);
+    if (WIFSIGNALED(st)) fprintf(out, "x32_getpid killed-%s\n", sigabbrev_np(WTERMSIG(st)));
+    else fprintf(out, "x32_getpid %s\n", WEXITSTATUS(st) == 0 ? "ok" : strerrorname_np(WEXITSTATUS(st) - 100));
+  } else if (!strcmp(mode, "tmp")) {
+    /* Marks /tmp and /var/tmp with its UID, holds a while, then lists what it sees there. */
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/mark-%u", (unsigned)getuid());
+    int fd = open(path, O_CREAT | O_WRONLY, 0644);
+    snprintf(path, sizeof path, "/var/tmp/mark-%u", (unsigned)getuid());
+    int fd2 = open(path, O_CREAT | O_WRONLY, 0644);
+    fprintf(out, "created %s %s\n", fd >= 0 ? "tmp" : "no-tmp", fd2 >= 0 ? "vartmp" : "no-vartmp");
+    usleep((useconds_t)(argc > 2 ? atoi(argv[2]) : 500) * 1000u);
+    for (int k = 0; k < 2; ++k) {
+      DIR* d = opendir(k ? "/var/tmp" : "/tmp");
+      struct dirent* e;
+      while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') fprintf(out, "%s %s\n", k ? "vartmp" : "tmp", e->d_name);
+      if (d) closedir(d);
+    }
+  } else if (!strcmp(mode, "append")) {
+    /* Appends "uid N" to $STATE_DIRECTORY/shared.log, then prints the whole file. */
+    const char* dir = getenv("STATE_DIRECTORY");
+    char path[512];
+    snprintf(path, sizeof path, "%s/shared.log", dir ? dir : "/nonexistent");
+    int fd = open(path, O_CREAT | O_WRONLY | O_APPEND, 0666);
+    if (fd < 0) {
+      fprintf(out, "open %s %s\n", path, strerrorname_np(errno));
+      return 1;
+    }
+    char line[64];
+    int n = snprintf(line, sizeof line, "uid %u\n", (unsigned)getuid());
+    if (write(fd, line, (size_t)n) != n) fprintf(out, "write failed\n");
+    close(fd);
+    usleep((useconds_t)(argc > 2 ? atoi(argv[2]) : 0) * 1000u);
+    FILE* f = fopen(path, "r");
+    char buf[256];
+    while (f && fgets(buf, sizeof buf, f)) fputs(buf, out);
+    if (f) fclose(f);
+  } else if (!strcmp(mode, "cat")) {
+    for (int i = 2; i < argc; ++i) {
+      FILE* f = fopen(argv[i], "r");
+      if (!f) {
+        fprintf(out, "%s %s\n", argv[i], strerrorname_np(errno));
+        continue;
+      }
+      char buf[512];
+      while (fgets(buf, sizeof buf, f)) fputs(buf, out);
+      fclose(f);
+    }
+  } else if (!strcmp(mode, "runtime")) {
+    const char* dir = getenv("RUNTIME_DIRECTORY");
+    char path[512];
+    snprintf(path, sizeof path, "%s/instance-file", dir ? dir : "/nonexistent");
+    int fd = open(path, O_CREAT | O_WRONLY, 0644);
+    struct stat st;
+    int ok = dir && stat(dir, &st) == 0;
+    fprintf(out, "runtime %s %s owner=%u\n", dir ? dir : "-", fd >= 0 ? "ok" : strerrorname_np(errno),
+            ok ? (unsigned)st.st_uid : 0u);
+  } else if (!strcmp(mode, "netdev")) {
+    FILE* f = fopen("/proc/self/net/dev", "r");
+    char buf[512];
+    int lineno = 0;
+    while (f && fgets(buf, sizeof buf, f)) {
+      if (++lineno <= 2) continue;
+      char* colon = strchr(buf, ':');
+      if (!colon) continue;
+      *colon = 0;
+      char* name = buf;
+      while (*name == ' ') ++name;
+      fprintf(out, "if %s\n", name);
+    }
+    if (f) fclose(f);
   } else if (!strcmp(mode, "echo")) {
     char buf[4096];
     ssize_t n;

@@ -1,0 +1,30 @@
+// The control socket, <runtime_root>/superd/control (SOCK_SEQPACKET, 0600 root): how
+// `superd run` reaches the running daemon, which alone owns the UID pool. One request per
+// connection, a JSON message; `run` passes the caller's stdin/stdout/stderr with SCM_RIGHTS,
+// so the transient service reads and writes the caller's pipeline directly. The daemon answers
+// {"ok":true,"uid":U,"pid":P} when it started, then {"exit":{"signaled":B,"code":N}} when it
+// ended; if the caller goes away first, the instance is killed.
+#pragma once
+
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "util/unique_fd.hpp"
+
+namespace superd::control {
+
+inline constexpr size_t kMaxMessage = 64 * 1024;
+
+std::string socket_path(const std::string& runtime_root);
+
+// Sends one message with optional fds; receives one message and up to `max_fds` fds.
+std::error_code send_message(int sock, const std::string& msg, const std::vector<int>& fds = {});
+std::error_code recv_message(int sock, std::string& msg, std::vector<UniqueFd>* fds = nullptr, size_t max_fds = 3);
+
+// Client side of `superd run`: returns the exit code to exit with (status, or 128+signal),
+// or -1 with `error` set when the daemon could not be reached or refused.
+int run_client(const std::string& runtime_root, const std::vector<std::string>& argv,
+               const std::vector<std::string>& properties, const std::string& unit, std::string& error);
+
+}  // namespace superd::control

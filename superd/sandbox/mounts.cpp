@@ -1,0 +1,381 @@
+#include "sandbox/mounts.hpp"
+
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+// glibc 2.36's <sys/mount.h> clashes with <linux/mount.h>; the mount calls go through syscall().
+extern "C" int mount(const char*, const char*, const char*, unsigned long, const void*) noexcept;
+
+namespace superd::sandbox {
+namespace {
+
+constexpr const char* kTmpfsOpts = "mode=1777,size=25%,nr_inodes=65536";
+
+void add(MountPlan& p, MountOp op) { p.ops.push_back(op); }
+
+MountOp mk(Op op, const char* path) {
+  MountOp o;
+  o.op = op;
+  o.path = path;
+  return o;
+}
+
+// "<root>/private/<name>" and friends.
+std::string join(const std::string& a, const std::string& b) { return a.back() == '/' ? a + b : a + "/" + b; }
+
+}  // namespace
+
+std::string MountPlan::describe(size_t i) const {
+  if (i >= ops.size()) return "?";
+  static const char* kNames[] = {"make-private", "bind", "read-only", "read-write", "tmpfs", "proc", "mqueue",
+                                 "open_tree", "move_mount", "mkdir", "mknod", "symlink", "loopback-up"};
+  const MountOp& o = ops[i];
+  std::string s = kNames[static_cast<int>(o.op)];
+  if (o.source && (o.op == Op::clone_tree || o.op == Op::bind_self)) s += std::string(" ") + o.source;
+  if (o.path) s += std::string(" ") + o.path;
+  return s;
+}
+
+MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
+  using config::ProtectHome;
+  using config::ProtectSystem;
+  MountPlan p;
+  add(p, mk(Op::make_private, "/"));
+
+  // Sources first: once /var/lib/private is covered, its contents are out of reach.
+  struct Attach {
+    int slot;
+    std::string target;
+    bool read_only;
+    bool optional;
+  };
+  std::vector<Attach> dirs, binds;
+  auto clone_src = [&](const std::string& src, bool recursive, bool optional) {
+    MountOp o = mk(Op::clone_tree, nullptr);
+    o.source = p.keep(src);
+    o.slot = p.slots++;
+    o.recursive = recursive;
+    o.optional = optional;
+    add(p, o);
+    return o.slot;
+  };
+  struct RootDirs {
+    const std::string* root;
+    const config::ExecDirs* dirs;
+  };
+  const RootDirs boundary[] = {{&roots.state, &sb.state}, {&roots.cache, &sb.cache}, {&roots.logs, &sb.logs}};
+  for (const RootDirs& rd : boundary)
+    for (const std::string& name : rd.dirs->names) {
+      std::string src = join(join(*rd.root, "private"), name);
+      dirs.push_back({clone_src(src, false, false), src, false, false});
+    }
+  for (const auto& b : sb.bind_paths) binds.push_back({clone_src(b.source, true, b.optional), b.target, false, b.optional});
+  for (const auto& b : sb.bind_read_only_paths)
+    binds.push_back({clone_src(b.source, true, b.optional), b.target, true, b.optional});
+
+  // Paths that get their own flags must be mounts of their own.
+  auto bind_self = [&](const std::string& path, bool optional) {
+    MountOp o = mk(Op::bind_self, p.keep(path));
+    o.source = o.path;
+    o.recursive = true;
+    o.optional = optional;
+    add(p, o);
+  };
+  std::vector<std::pair<std::string, bool>> ro_dirs;  // made read-only after the global step
+  if (sb.protect_system == ProtectSystem::yes || sb.protect_system == ProtectSystem::full) {
+    for (const char* d : {"/usr", "/boot", "/efi"}) ro_dirs.emplace_back(d, true);
+    if (sb.protect_system == ProtectSystem::full) ro_dirs.emplace_back("/etc", true);
+  }
+  if (sb.protect_home == ProtectHome::read_only && sb.protect_system != ProtectSystem::strict)
+    for (const char* d : {"/home", "/root", "/run/user"}) ro_dirs.emplace_back(d, true);
+  for (const auto& r : sb.read_only_paths) ro_dirs.emplace_back(r.path, r.optional);
+  for (const auto& [d, opt] : ro_dirs) bind_self(d, opt);
+  for (const auto& w : sb.read_write_paths) bind_self(w.path, w.optional);
+
+  if (sb.protect_system == ProtectSystem::strict) {
+    MountOp o = mk(Op::set_ro, "/");
+    o.recursive = true;
+    add(p, o);
+    // API filesystems stay usable: /dev writable (device nodes, /dev/shm); /proc is replaced
+    // below; /sys stays read-only (stricter than systemd's strict, which leaves it to
+    // ProtectKernelTunables=).
+    MountOp dev = mk(Op::clear_ro, "/dev");
+    dev.recursive = true;
+    add(p, dev);
+  }
+  for (const auto& [d, opt] : ro_dirs) {
+    MountOp o = mk(Op::set_ro, p.keep(d));
+    o.recursive = true;
+    o.optional = opt;
+    add(p, o);
+  }
+  for (const auto& w : sb.read_write_paths) {
+    MountOp o = mk(Op::clear_ro, p.keep(w.path));
+    o.recursive = true;
+    o.optional = w.optional;
+    add(p, o);
+  }
+
+  add(p, mk(Op::proc, "/proc"));
+
+  if (sb.private_devices) {
+    MountOp t = mk(Op::tmpfs, "/dev");
+    t.source = "mode=0755,size=64k,nr_inodes=64";
+    add(p, t);
+    struct Node {
+      const char* name;
+      unsigned major, minor;
+    };
+    static const Node kNodes[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
+                                  {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
+    for (const Node& n : kNodes) {
+      MountOp o = mk(Op::mknod_char, n.name);
+      o.mode = 0666;
+      o.dev = makedev(n.major, n.minor);
+      add(p, o);
+    }
+    static const char* kLinks[][2] = {{"/dev/fd", "/proc/self/fd"},       {"/dev/stdin", "/proc/self/fd/0"},
+                                      {"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"}};
+    for (const auto& l : kLinks) {
+      MountOp o = mk(Op::symlink, l[0]);
+      o.source = l[1];
+      add(p, o);
+    }
+    for (const char* d : {"/dev/shm", "/dev/mqueue"}) {
+      MountOp o = mk(Op::mkdir, d);
+      o.mode = 0755;
+      add(p, o);
+    }
+  }
+  if (sb.private_ipc) {
+    MountOp shm = mk(Op::tmpfs, "/dev/shm");
+    shm.source = kTmpfsOpts;
+    add(p, shm);
+    MountOp mq = mk(Op::mqueue, "/dev/mqueue");
+    mq.optional = true;
+    add(p, mq);
+  }
+  if (sb.private_tmp) {
+    for (const char* d : {"/tmp", "/var/tmp"}) {
+      MountOp o = mk(Op::tmpfs, d);
+      o.source = kTmpfsOpts;
+      add(p, o);
+    }
+  }
+  if (sb.protect_home == ProtectHome::tmpfs || sb.protect_home == ProtectHome::yes) {
+    for (const char* d : {"/home", "/root", "/run/user"}) {
+      MountOp o = mk(Op::tmpfs, d);
+      o.source = sb.protect_home == ProtectHome::tmpfs ? "mode=0755,size=4k,nr_inodes=4" : "mode=0000,size=4k,nr_inodes=4";
+      o.optional = true;
+      add(p, o);
+      MountOp ro = mk(Op::set_ro, d);
+      ro.optional = true;
+      add(p, ro);
+    }
+  }
+  for (const auto& ia : sb.inaccessible_paths) {
+    struct stat st {};
+    bool is_dir = ::stat(ia.path.c_str(), &st) != 0 || S_ISDIR(st.st_mode);
+    const char* path = p.keep(ia.path);
+    if (is_dir) {
+      MountOp o = mk(Op::tmpfs, path);
+      o.source = "mode=0000,size=4k,nr_inodes=4";
+      o.optional = ia.optional;
+      add(p, o);
+      MountOp ro = mk(Op::set_ro, path);
+      ro.optional = ia.optional;
+      add(p, ro);
+    } else {
+      // A file: cover it with the daemon's mode-0000 placeholder file.
+      MountOp o = mk(Op::bind_self, path);
+      o.source = p.keep(join(roots.runtime, "superd/inaccessible"));
+      o.optional = ia.optional;
+      add(p, o);
+    }
+  }
+
+  // Boundary: <root>/private becomes an empty read-only tmpfs with only this service's own
+  // directories attached back, so a recycled UID's old files elsewhere stay out of reach.
+  size_t di = 0;
+  for (const RootDirs& rd : boundary) {
+    if (rd.dirs->names.empty()) continue;
+    std::string priv = join(*rd.root, "private");
+    MountOp t = mk(Op::tmpfs, p.keep(priv));
+    t.source = "mode=0755,size=4k,nr_inodes=1024";
+    add(p, t);
+    for (const std::string& name : rd.dirs->names) {
+      // Nested names ("a/b") need their parents inside the tmpfs.
+      for (size_t pos = name.find('/'); pos != std::string::npos; pos = name.find('/', pos + 1)) {
+        MountOp m = mk(Op::mkdir, p.keep(join(priv, name.substr(0, pos))));
+        m.mode = 0755;
+        m.optional = true;  // EEXIST when two names share a parent
+        add(p, m);
+      }
+      MountOp m = mk(Op::mkdir, p.keep(join(priv, name)));
+      m.mode = 0755;
+      add(p, m);
+      MountOp a = mk(Op::attach_tree, m.path);
+      a.slot = dirs[di++].slot;
+      add(p, a);
+    }
+    add(p, mk(Op::set_ro, p.keep(priv)));
+  }
+
+  for (const std::string& name : sb.runtime.names) {
+    MountOp o = mk(Op::tmpfs, p.keep(join(roots.runtime, name)));
+    char buf[64];  // mode= is octal in tmpfs options
+    std::snprintf(buf, sizeof buf, "mode=%04o,size=10%%,nr_inodes=16384", static_cast<unsigned>(sb.runtime.mode));
+    o.source = p.keep(buf);
+    o.owned = true;
+    add(p, o);
+  }
+
+  for (const Attach& b : binds) {
+    MountOp a = mk(Op::attach_tree, p.keep(b.target));
+    a.slot = b.slot;
+    a.optional = b.optional;
+    add(p, a);
+    if (b.read_only) {
+      MountOp ro = mk(Op::set_ro, a.path);
+      ro.recursive = true;
+      ro.optional = b.optional;
+      add(p, ro);
+    }
+  }
+
+  if (sb.private_devices) add(p, mk(Op::set_ro, "/dev"));
+  if (sb.private_network) add(p, mk(Op::loopback_up, nullptr));
+  return p;
+}
+
+namespace {
+
+int setattr(const char* path, bool recursive, uint64_t set, uint64_t clr) noexcept {
+  mount_attr attr{};
+  attr.attr_set = set;
+  attr.attr_clr = clr;
+  return static_cast<int>(::syscall(SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, &attr, sizeof attr));
+}
+
+// Appends ",uid=N,gid=N" to a tmpfs option string without allocating.
+void owned_opts(char* out, size_t cap, const char* base, uid_t uid) noexcept {
+  size_t n = 0;
+  auto put = [&](const char* s) {
+    while (*s && n + 1 < cap) out[n++] = *s++;
+  };
+  auto put_num = [&](unsigned v) {
+    char digits[12];
+    int k = 0;
+    do digits[k++] = static_cast<char>('0' + v % 10), v /= 10;
+    while (v);
+    while (k && n + 1 < cap) out[n++] = digits[--k];
+  };
+  put(base);
+  put(",uid=");
+  put_num(uid);
+  put(",gid=");
+  put_num(uid);
+  out[n] = '\0';
+}
+
+int loopback_up() noexcept {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, "lo", 3);
+  int rc = ::ioctl(s, SIOCGIFFLAGS, &ifr);
+  if (rc == 0) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+    rc = ::ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+  int saved = errno;
+  ::close(s);
+  errno = saved;
+  return rc;
+}
+
+}  // namespace
+
+int apply(const MountPlan& plan, int* slots, uid_t uid) noexcept {
+  for (size_t i = 0; i < plan.ops.size(); ++i) {
+    const MountOp& o = plan.ops[i];
+    int rc = 0;
+    switch (o.op) {
+      case Op::make_private:
+        rc = mount(nullptr, o.path, nullptr, MS_REC | MS_PRIVATE, nullptr);
+        break;
+      case Op::bind_self:
+        rc = mount(o.source, o.path, nullptr, MS_BIND | (o.recursive ? MS_REC : 0), nullptr);
+        break;
+      case Op::set_ro:
+        rc = setattr(o.path, o.recursive, MOUNT_ATTR_RDONLY, 0);
+        break;
+      case Op::clear_ro:
+        rc = setattr(o.path, o.recursive, 0, MOUNT_ATTR_RDONLY);
+        break;
+      case Op::tmpfs: {
+        char opts[160];
+        const char* data = o.source;
+        if (o.owned) {
+          owned_opts(opts, sizeof opts, o.source, uid);
+          data = opts;
+        }
+        unsigned long flags = MS_NOSUID | (std::strcmp(o.path, "/dev") == 0 ? 0 : MS_NODEV);
+        rc = mount("tmpfs", o.path, "tmpfs", flags, data);
+        break;
+      }
+      case Op::proc:
+        rc = mount("proc", o.path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+        break;
+      case Op::mqueue:
+        rc = mount("mqueue", o.path, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+        break;
+      case Op::clone_tree: {
+        long fd = ::syscall(SYS_open_tree, AT_FDCWD, o.source,
+                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (o.recursive ? AT_RECURSIVE : 0));
+        slots[o.slot] = static_cast<int>(fd);
+        rc = fd < 0 ? -1 : 0;
+        break;
+      }
+      case Op::attach_tree:
+        if (slots[o.slot] < 0) {
+          errno = ENOENT;  // its optional source was missing
+          rc = -1;
+          break;
+        }
+        rc = static_cast<int>(::syscall(SYS_move_mount, slots[o.slot], "", AT_FDCWD, o.path, MOVE_MOUNT_F_EMPTY_PATH));
+        break;
+      case Op::mkdir:
+        rc = ::mkdir(o.path, o.mode);
+        if (rc != 0 && errno == EEXIST && o.optional) rc = 0;
+        break;
+      case Op::mknod_char:
+        rc = ::mknod(o.path, S_IFCHR | o.mode, o.dev);
+        if (rc == 0) rc = ::chmod(o.path, o.mode);  // umask applies to mknod
+        break;
+      case Op::symlink:
+        rc = ::symlink(o.source, o.path);
+        break;
+      case Op::loopback_up:
+        rc = loopback_up();
+        break;
+    }
+    if (rc != 0) {
+      if (o.optional && errno == ENOENT) continue;
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+}  // namespace superd::sandbox

@@ -1,0 +1,73 @@
+// The filesystem view of an instance, as a flat list of mount operations prepared once per
+// service in the parent and applied by the child inside its fresh mount namespace. The child
+// walks the list without allocating; strings live in the plan. A failed operation is reported
+// by its index, so the parent can name the path.
+//
+// Order (see build()): make / private (nothing propagates to the host) -> clone the sources of
+// state/cache/logs and bind paths (before anything covers them) -> bind writable/read-only paths
+// onto themselves -> make the OS read-only -> re-open the writable paths and /dev -> fresh /proc,
+// private /dev, /dev/shm, /dev/mqueue, /tmp, /var/tmp -> protect /home -> boundary tmpfs over
+// <root>/private with the service's own directories attached -> runtime tmpfs -> binds.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace superd::sandbox {
+
+enum class Op : uint8_t {
+  make_private,  // mount(NULL, path, MS_REC|MS_PRIVATE)
+  bind_self,     // bind path onto itself (recursive), so it can carry its own flags
+  set_ro,        // mount_setattr: read-only (recursive or not)
+  clear_ro,      // mount_setattr: read-write again
+  tmpfs,         // tmpfs on path; data = options; mode in data; `owned`: uid=/gid= appended
+  proc,          // a fresh procfs for the instance's PID namespace
+  mqueue,        // the IPC namespace's own mqueue filesystem
+  clone_tree,    // open_tree(source, OPEN_TREE_CLONE [|AT_RECURSIVE]) into slot
+  attach_tree,   // move_mount(slot -> path)
+  mkdir,         // mkdir(path, mode)
+  mknod_char,    // mknod(path, S_IFCHR | mode, dev)
+  symlink,       // symlink(source -> path)
+  loopback_up,   // bring "lo" up in a fresh network namespace
+};
+
+struct MountOp {
+  Op op;
+  bool recursive = false;
+  bool optional = false;  // a missing path (ENOENT) is skipped
+  bool owned = false;     // tmpfs: owned by the instance's UID/GID
+  mode_t mode = 0;
+  dev_t dev = 0;
+  int slot = -1;
+  const char* path = nullptr;
+  const char* source = nullptr;  // bind/clone source, tmpfs options, symlink target
+};
+
+struct MountPlan {
+  std::vector<MountOp> ops;
+  int slots = 0;
+  std::deque<std::string> strings;  // stable storage for the ops' strings
+
+  const char* keep(std::string s) { return strings.emplace_back(std::move(s)).c_str(); }
+  std::string describe(size_t index) const;  // "tmpfs /tmp" for error messages
+};
+
+struct Roots {
+  std::string runtime, state, cache, logs;
+};
+
+// Builds the plan for one service. Host-side preparation (directories, mountpoints) is done by
+// the daemon (sandbox::prepare_host) before any instance starts.
+MountPlan build(const config::SandboxConfig& sb, const Roots& roots);
+
+// Applies the plan; in the child, after clone(CLONE_NEWNS). Returns -1 on success or the index
+// of the failed operation (errno set). `slots` has plan.slots entries; `uid` owns runtime dirs.
+int apply(const MountPlan& plan, int* slots, uid_t uid) noexcept;
+
+}  // namespace superd::sandbox
