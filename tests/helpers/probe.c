@@ -24,6 +24,8 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <dirent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -229,6 +231,28 @@ int main(int argc, char** argv) {
       fprintf(out, "if %s\n", name);
     }
     if (f) fclose(f);
+  } else if (!strcmp(mode, "bind")) {
+    /* Binds 127.0.0.1:PORT (a privileged port needs CAP_NET_BIND_SERVICE). */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)atoi(argc > 2 ? argv[2] : "80"));
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    fprintf(out, "bind %s\n", bind(fd, (struct sockaddr*)&sa, sizeof sa) == 0 ? "ok" : strerrorname_np(errno));
+  } else if (!strcmp(mode, "ls")) {
+    for (int i = 2; i < argc; ++i) {
+      DIR* d = opendir(argv[i]);
+      if (!d) {
+        fprintf(out, "%s %s\n", argv[i], strerrorname_np(errno));
+        continue;
+      }
+      struct dirent* e;
+      while ((e = readdir(d)))
+        if (e->d_name[0] != '.') fprintf(out, "%s %s\n", argv[i], e->d_name);
+      closedir(d);
+    }
   } else if (!strcmp(mode, "echo")) {
     char buf[4096];
     ssize_t n;

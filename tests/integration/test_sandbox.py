@@ -169,7 +169,49 @@ def test_superd_run_pipeline_exit_status_and_unit():
         d.close()
 
 
+def test_paths_devices_home_and_ambient_capabilities():
+    d = Superd("paths", {}, (LO, HI))
+    try:
+        for sub in ("rw", "ro-src", "hidden", "bind-src"):
+            os.makedirs(os.path.join(d.root, "data", sub))
+            os.chmod(os.path.join(d.root, "data", sub), 0o777)
+        os.chmod(os.path.join(d.root, "data"), 0o755)
+        with open(os.path.join(d.root, "data", "hidden", "secret"), "w") as f:
+            f.write("s")
+        data = os.path.join(d.root, "data")
+        d.write_service("w", svc(PORT + 9, "write", f"{data}/rw", f"{data}/ro-src", f"{data}/bind-src",
+                                 extra=f"""read_write_paths = ["{data}/rw"]
+bind_paths = ["{data}/rw:{data}/bind-src"]
+"""))
+        d.write_service("h", svc(PORT + 10, "ls", "/home", f"{data}/hidden", "/dev",
+                                 extra=f"""protect_home = "tmpfs"
+inaccessible_paths = ["{data}/hidden"]
+private_devices = true
+"""))
+        d.write_service("cap", svc(PORT + 11, "bind", "81", extra="""capability_bounding_set = ["CAP_NET_BIND_SERVICE"]
+ambient_capabilities = ["CAP_NET_BIND_SERVICE"]"""))
+        d.write_service("nocap", svc(PORT + 12, "bind", "82"))
+        d.start()
+        r = lines(talk_tcp(PORT + 9))
+        check(r[f"{data}/rw"] == "ok", f"read_write_paths: {r}")
+        check(r[f"{data}/ro-src"] == "EROFS", f"everything else read-only: {r}")
+        check(r[f"{data}/bind-src"] == "ok", f"bind_paths puts rw/ over bind-src/: {r}")
+        out = talk_tcp(PORT + 10).decode()
+        check(not [l for l in out.splitlines() if l.startswith("/home ")], f"/home must be an empty tmpfs: {out}")
+        check(f"{data}/hidden EACCES" in out, f"inaccessible: {out}")
+        devs = sorted(l.split()[1] for l in out.splitlines() if l.startswith("/dev "))
+        check({"null", "zero", "urandom", "shm"} <= set(devs) and "sda" not in devs and "kmsg" not in devs,
+              f"private /dev: {devs}")
+        check(talk_tcp(PORT + 11) == b"bind ok\n", "ambient CAP_NET_BIND_SERVICE allows port 81")
+        check(talk_tcp(PORT + 12) == b"bind EACCES\n", "without it, port 82 is refused")
+        check(d.stop() == 0, "exit 0")
+        d.assert_clean()
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     main([test_os_and_home_are_read_only_and_tmp_is_private, test_no_capabilities_no_new_privs_seccomp_and_blocked_syscalls,
           test_a_setuid_root_binary_gains_nothing, test_state_directory_persists_is_shared_and_walled_off,
-          test_private_network_shows_only_lo, test_superd_run_pipeline_exit_status_and_unit])
+          test_private_network_shows_only_lo, test_superd_run_pipeline_exit_status_and_unit,
+          test_paths_devices_home_and_ambient_capabilities])

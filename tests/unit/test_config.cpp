@@ -165,3 +165,107 @@ TEST_CASE("validate_system: exec[0] missing, relative, or not executable") {
   CHECK_THAT(s, Contains("b.toml:1:1: service.exec[0]: \"true\" must be an absolute path"));
   CHECK_THAT(s, Contains("c.toml:1:1: service.exec[0]: \"/etc/passwd\" is not an executable file"));
 }
+
+TEST_CASE("sandbox keys parse, with the dynamic-user defaults") {
+  config::Problems p;
+  auto svc = config::parse_service(R"([socket]
+listen = ["1"]
+[service]
+exec = ["/bin/true"]
+state_directory = ["%n", "%n/sub"]
+runtime_directory = "rt-%p"
+state_directory_mode = "0750"
+read_write_paths = ["-/srv/maybe"]
+bind_read_only_paths = ["/etc/hosts:/etc/hosts2"]
+capability_bounding_set = ["CAP_NET_BIND_SERVICE"]
+ambient_capabilities = ["cap_net_bind_service"]
+system_call_filter = ["~@mount", "ptrace"]
+system_call_error_number = "EACCES"
+private_network = true
+)", "s.toml", "web@eu", p);
+  INFO(all(p));
+  REQUIRE(svc);
+  const auto& sb = svc->service.sandbox;
+  CHECK(sb.protect_system == config::ProtectSystem::strict);
+  CHECK(sb.protect_home == config::ProtectHome::read_only);
+  CHECK(sb.private_tmp);
+  CHECK(sb.no_new_privileges);
+  CHECK(sb.state.names == std::vector<std::string>{"web@eu", "web@eu/sub"});
+  CHECK(sb.state.mode == 0750);
+  CHECK(sb.runtime.names == std::vector<std::string>{"rt-web"});
+  CHECK(sb.read_write_paths.at(0).optional);
+  CHECK(sb.bind_read_only_paths.at(0).target == "/etc/hosts2");
+  CHECK(sb.capability_bounding_set.size() == 1);
+  CHECK(sb.ambient_capabilities == sb.capability_bounding_set);
+  CHECK(sb.private_network);
+}
+
+TEST_CASE("a static user gets no implied sandbox") {
+  config::Problems p;
+  auto svc = config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\ndynamic_user=false\n",
+                                   "s.toml", "s", p);
+  REQUIRE(svc);
+  CHECK(svc->service.sandbox.protect_system == config::ProtectSystem::no);
+  CHECK_FALSE(svc->service.sandbox.private_tmp);
+  CHECK_FALSE(svc->service.sandbox.no_new_privileges);
+}
+
+TEST_CASE("bad sandbox input is a config error naming the key") {
+  config::Problems p;
+  auto svc = config::parse_service(R"([socket]
+listen = ["1"]
+[service]
+exec = ["/bin/true"]
+state_directory = "/var/lib/abs"
+cache_directory = "a/../b"
+logs_directory = ".."
+runtime_directory = "r-%c"
+system_call_filter = ["@nonsense"]
+capability_bounding_set = ["CAP_FLY"]
+ambient_capabilities = ["CAP_NET_RAW"]
+no_new_privileges = false
+read_only_paths = ["relative/path"]
+bind_paths = ["/a:relative"]
+protect_system = "sometimes"
+restrict_address_families = ["AF_CARRIER_PIGEON"]
+)", "b.toml", "b", p);
+  CHECK_FALSE(svc);
+  std::string s = all(p);
+  CHECK_THAT(s, Contains("b.toml:5:19: service.state_directory: \"/var/lib/abs\" must be a relative path"));
+  CHECK_THAT(s, Contains("b.toml:6:19: service.cache_directory: \"a/../b\""));
+  CHECK_THAT(s, Contains("b.toml:7:18: service.logs_directory"));
+  CHECK_THAT(s, Contains("service.runtime_directory: \"%c\" is not allowed"));
+  CHECK_THAT(s, Contains("service.system_call_filter: "));
+  CHECK_THAT(s, Contains("@nonsense"));
+  CHECK_THAT(s, Contains("service.capability_bounding_set: unknown capability \"CAP_FLY\""));
+  CHECK_THAT(s, Contains("service.ambient_capabilities: cap_net_raw is not in capability_bounding_set"));
+  CHECK_THAT(s, Contains("service.no_new_privileges: cannot be false with dynamic_user = true"));
+  CHECK_THAT(s, Contains("service.read_only_paths: \"relative/path\" must be an absolute path"));
+  CHECK_THAT(s, Contains("service.bind_paths: \"/a:relative\""));
+  CHECK_THAT(s, Contains("service.protect_system: expected \"strict\", \"full\", true or false"));
+  CHECK_THAT(s, Contains("service.restrict_address_families: "));
+}
+
+TEST_CASE("superd run properties become [service] keys") {
+  config::Problems p;
+  auto svc = config::parse_run_service({"state_directory=wuff", "private_network=true", "limits={nofile=16}"},
+                                       {"/bin/sh", "-c", "echo \"hi\""}, "wuff", p);
+  INFO(all(p));
+  REQUIRE(svc);
+  CHECK(svc->service.exec.at(2) == "echo \"hi\"");
+  CHECK(svc->service.sandbox.state.names == std::vector<std::string>{"wuff"});
+  CHECK(svc->service.sandbox.private_network);
+  CHECK(svc->service.limits.size() == 1);
+  config::Problems q;
+  CHECK_FALSE(config::parse_run_service({"state_directory=../x"}, {"/bin/true"}, "r", q));
+  CHECK_THAT(all(q), Contains("service.state_directory"));
+  config::Problems r;
+  CHECK_FALSE(config::parse_run_service({"no_such_key=1"}, {"/bin/true"}, "r", r));
+  CHECK_THAT(all(r), Contains("service.no_such_key: unknown key"));
+}
+
+TEST_CASE("specifiers") {
+  std::string serial = "42";
+  CHECK(config::expand_specifiers("%n|%p|%i|%c|%%|%x", "web@eu", &serial) == "web@eu|web|eu|42|%|%x");
+  CHECK(config::expand_specifiers("%c", "a") == "%c");
+}
