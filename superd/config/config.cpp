@@ -365,7 +365,8 @@ void read_caps(TableReader& r, const std::string& key, std::vector<int>& out) {
 
 void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
   SandboxConfig& sb = svc.sandbox;
-  if (!svc.dynamic_user) {
+  r.read_bool("sandbox", sb.enabled);
+  if (!svc.dynamic_user || !sb.enabled) {
     // A static user gets no implied sandbox, as in systemd; every knob can still be turned on.
     sb.protect_system = ProtectSystem::no;
     sb.protect_home = ProtectHome::no;
@@ -407,7 +408,8 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
   if (auto* n = r.get("no_new_privileges")) {
     bool v = sb.no_new_privileges;
     r.read_bool("no_new_privileges", v);
-    if (!v && svc.dynamic_user) r.bad(*n, "no_new_privileges", "cannot be false with dynamic_user = true");
+    if (!v && svc.dynamic_user && sb.enabled)
+      r.bad(*n, "no_new_privileges", "cannot be false with dynamic_user = true (unless sandbox = false)");
     else sb.no_new_privileges = v;
   }
   if (r.get("capability_bounding_set")) read_caps(r, "capability_bounding_set", sb.capability_bounding_set);

@@ -90,6 +90,7 @@ struct ExecDirs {
 // The sandbox as configured. Defaults follow systemd's DynamicUser= implications when
 // dynamic_user is on (resolved after parsing; see resolve_sandbox_defaults()).
 struct SandboxConfig {
+  bool enabled = true;  // `sandbox = false`: only the UID switch (benchmarks, trusted services)
   ProtectSystem protect_system = ProtectSystem::strict;
   ProtectHome protect_home = ProtectHome::read_only;
   bool private_tmp = true;

@@ -12,8 +12,9 @@
 //   default-refuse: ALLOW rules for the good values, plus refusing rules with a *different*
 //                   action (EAFNOSUPPORT, ENOSYS) for bad values; the two sets are disjoint.
 // A 32-bit argument arrives in a 64-bit register whose upper half the kernel ignores, so
-// refusing comparisons mask to the low 32 bits (junk above cannot dodge them), while ALLOW
-// comparisons on a value are exact 64-bit (junk above falls through to refusal).
+// refusing comparisons mask to the low 32 bits (junk above cannot dodge them). The family
+// ALLOW rules compare all 64 bits instead, to stay disjoint from the "above the highest
+// family" range check: junk above an allowed family is refused, never let through.
 #include "sandbox/seccomp.hpp"
 
 #include <fcntl.h>
@@ -252,7 +253,7 @@ constexpr Family kFamilies[] = {
     {"AF_KCM", AF_KCM},         {"AF_QIPCRTR", AF_QIPCRTR},     {"AF_SMC", AF_SMC},
     {"AF_XDP", AF_XDP},         {"AF_MCTP", AF_MCTP},
 };
-// Families are enumerated up to here; anything above is refused by a range check.
+// A deny list of families under an allow list of calls enumerates the others up to here.
 constexpr int kFamilyMax = AF_MAX;
 
 const Group* find_group(string_view name) {
@@ -351,7 +352,7 @@ struct Policy {
   uint32_t act = 0;         // how a refused call is refused
   std::vector<uint32_t> arches;
   bool namespaces = false;   // clone/unshare without CLONE_NEW*, clone3 ENOSYS
-  bool personality = false;  // personality(PER_LINUX) and the query only
+  bool personality = false;  // personality(PER_LINUX) only (and the query, in an allow list)
   bool sxid = false;         // no S_ISUID/S_ISGID modes
   bool families = false;
   bool families_allow = false;
@@ -505,10 +506,10 @@ Check check_family(const Policy& p) {
     for (int f : p.family_set) c.allow.push_back({SCMP_ACT_ALLOW, {SCMP_CMP64(0, SCMP_CMP_EQ, static_cast<uint64_t>(f))}});
   } else {
     for (int f : p.family_set) c.refuse.push_back({eaf, {low32_eq(0, f)}});
-    // Everything else below AF_MAX, exactly; above it the kernel has nothing anyway.
+    // A default-refuse filter lets every other family below AF_MAX through, each exactly;
+    // what lies above is refused by default.
     for (int f = 0; f < kFamilyMax; ++f)
       if (!p.family_set.count(f)) c.allow.push_back({SCMP_ACT_ALLOW, {SCMP_CMP64(0, SCMP_CMP_EQ, static_cast<uint64_t>(f))}});
-    c.refuse.push_back({eaf, {SCMP_CMP64(0, SCMP_CMP_GT, static_cast<uint64_t>(kFamilyMax - 1))}});
   }
   return c;
 }
@@ -555,7 +556,7 @@ bool add_rule(scmp_filter_ctx ctx, const std::vector<uint32_t>& arches, uint32_t
     return true;
   int nr = seccomp_syscall_resolve_name(n.c_str());
   int rc = seccomp_rule_add_array(ctx, r.action, nr, static_cast<unsigned>(r.cmps.size()), r.cmps.data());
-  // -EDOM: not a call of any architecture in the filter (say stime on x86-64 alone).
+  // -EDOM: libseccomp's own "no such call on these architectures".
   if (rc == 0 || rc == -EDOM) return true;
   why = "libseccomp: cannot add a rule for " + std::string(name) + ": " + rc_text(rc);
   return false;

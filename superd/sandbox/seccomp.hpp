@@ -11,8 +11,8 @@
 //   - deny wins: the built-in deny list and the argument checks (namespaces, personality,
 //     setuid/setgid modes, address families) hold whatever an allow list says;
 //   - calls whose arguments seccomp cannot see are refused with ENOSYS, so libc and programs
-//     take their fallback: clone3 (falls back to clone, whose flags are checked), openat2,
-//     io_uring_setup (io_uring operations bypass seccomp entirely);
+//     take their fallback: clone3 (to clone, whose flags are checked), and with the mode and
+//     family checks on, openat2 and io_uring_setup (io_uring operations never meet seccomp);
 //   - allow_identity_change keeps setresuid/setresgid/setgroups open whatever the lists say.
 #pragma once
 
@@ -39,7 +39,8 @@ struct Settings {  // exactly what the config file says; all optional
   // {"~AF_PACKET", "AF_NETLINK"}: those fail. Empty: no restriction.
   std::vector<std::string> restrict_address_families;
   // chmod/fchmod/fchmodat/fchmodat2, mkdir/mkdirat, mknod/mknodat, and open/openat/creat
-  // creating a file (O_CREAT or O_TMPFILE), refuse a mode with S_ISUID or S_ISGID.
+  // creating a file (O_CREAT or O_TMPFILE), refuse a mode with S_ISUID or S_ISGID; openat2
+  // and io_uring_setup answer ENOSYS.
   bool restrict_suid_sgid = true;
   // The built-in deny list for dynamic-user services (see compile()), on top of the list above.
   bool default_deny_list = true;
@@ -79,7 +80,9 @@ class Program {
 //   module loading, the mount API, setns, unshare/clone asking for new namespaces (clone3:
 //   ENOSYS), reboot/kexec, swap, bpf, perf_event_open, the keyring, ptrace and its relatives
 //   (process_vm_readv/writev, pidfd_getfd), setting clocks, iopl/ioperm, acct, quotactl,
-//   lookup_dcookie, syslog, vhangup, userfaultfd; personality() only to query or to PER_LINUX.
+//   lookup_dcookie, syslog, vhangup, userfaultfd; personality() only to PER_LINUX, and under an
+//   allow list also the 0xffffffff query (a deny-list filter cannot tell the two apart:
+//   libseccomp compares an argument once per rule).
 // Returns nullopt and sets `why` on an invalid setting or a libseccomp failure.
 std::optional<Program> compile(const Settings& s, std::string& why);
 

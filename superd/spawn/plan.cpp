@@ -103,7 +103,7 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
   }
   if (sb.private_ipc) p.clone_flags |= CLONE_NEWIPC;
   if (sb.private_network) p.clone_flags |= CLONE_NEWNET;
-  p.drop_bounding_set = s.dynamic_user || !sb.capability_bounding_set.empty();
+  p.drop_bounding_set = (s.dynamic_user && sb.enabled) || !sb.capability_bounding_set.empty();
   p.cap_keep = cap_mask(sb.capability_bounding_set);
   p.cap_ambient = cap_mask(sb.ambient_capabilities);
   p.cap_last = read_cap_last();
