@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""bench/compare: superd side by side with its peers, in one run, on loopback.
+
+Systems, all serving the same tiny static service (svc_hello: writes "hello\\n", exits) with
+the connection on fd 0/1:
+  rawspawn      the ceiling: accept + vfork + exec, no UID change, no sandbox
+  superd        full default sandbox and a fresh dynamic UID per connection
+  superd-nosb   `sandbox = false`: fresh dynamic UID only
+  xinetd        wait = no, user = nobody; cps/instances/per_source raised so it never throttles
+  tcpserver     ucspi-tcp, -H -R -l 0 (no DNS/ident), -c 1000, -b 1024, runs as nobody
+Rounds are interleaved (every system at every concurrency once per round, in rotating order);
+each figure is the median over rounds. Ratios are against rawspawn and xinetd of the same run.
+Run as root through `bash bench/compare [--short|--full]` (installs xinetd and ucspi-tcp)."""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
+SCRATCH = f"/srv/superd-bench/compare-{os.getpid()}"
+PORTS = {"rawspawn": 19001, "superd": 19002, "superd-nosb": 19003, "xinetd": 19004, "tcpserver": 19005}
+UID_RANGE = (90000, 99999)
+
+
+def wait_port(port, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.recv(16)
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def start_all(svc):
+    procs = {}
+    os.makedirs(SCRATCH + "/conf.d")
+    logs = open(SCRATCH + "/servers.log", "wb")
+    procs["rawspawn"] = subprocess.Popen([f"{BUILD}/bench/rawspawn", "--backlog", "1024",
+                                          f"127.0.0.1:{PORTS['rawspawn']}", svc],
+                                         stdout=subprocess.DEVNULL, stderr=logs)
+    with open(SCRATCH + "/superd.toml", "w") as f:
+        f.write(f"""[superd]
+dynamic_uid_range = [{UID_RANGE[0]}, {UID_RANGE[1]}]
+log_level = "warning"
+runtime_root = "{SCRATCH}/run"
+state_root = "{SCRATCH}/lib"
+cache_root = "{SCRATCH}/cache"
+logs_root = "{SCRATCH}/log"
+""")
+    for name, extra in (("superd", ""), ("superd-nosb", "sandbox = false\n")):
+        with open(f"{SCRATCH}/conf.d/{name}.toml", "w") as f:
+            f.write(f"""[socket]
+listen = ["127.0.0.1:{PORTS[name]}"]
+max_connections = 1024
+backlog = 1024
+[service]
+exec = ["{svc}"]
+{extra}""")
+    procs["superd"] = subprocess.Popen([f"{BUILD}/superd/superd", "serve", "-c", SCRATCH + "/superd.toml"],
+                                       stdout=subprocess.DEVNULL, stderr=logs)
+    with open(SCRATCH + "/xinetd.conf", "w") as f:
+        f.write(f"""defaults
+{{
+        instances       = UNLIMITED
+        per_source      = UNLIMITED
+        cps             = 100000 1
+        log_type        = FILE {SCRATCH}/xinetd.log
+        log_on_success  =
+        log_on_failure  =
+}}
+service superd-bench
+{{
+        type            = UNLISTED
+        port            = {PORTS['xinetd']}
+        bind            = 127.0.0.1
+        socket_type     = stream
+        protocol        = tcp
+        wait            = no
+        user            = nobody
+        server          = {svc}
+        flags           = REUSE
+}}
+""")
+    procs["xinetd"] = subprocess.Popen(["xinetd", "-dontfork", "-f", SCRATCH + "/xinetd.conf",
+                                        "-pidfile", SCRATCH + "/xinetd.pid"], stdout=subprocess.DEVNULL, stderr=logs)
+    procs["tcpserver"] = subprocess.Popen(["tcpserver", "-H", "-R", "-l", "0", "-c", "1000", "-b", "1024",
+                                           "-u", "65534", "-g", "65534", "127.0.0.1", str(PORTS["tcpserver"]), svc],
+                                          stdout=subprocess.DEVNULL, stderr=logs)
+    for name, port in PORTS.items():
+        if not wait_port(port):
+            stop_all(procs)
+            sys.exit(f"compare: {name} did not answer on port {port}; see {SCRATCH}/servers.log")
+    return procs
+
+
+def stop_all(procs):
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def load(port, conc, seconds):
+    out = subprocess.run([f"{BUILD}/bench/loadgen", "--target", f"127.0.0.1:{port}", "-c", str(conc),
+                          "-d", str(seconds), "--expect", "hello\\n", "--json"],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    try:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"conns_per_s": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "failed": -1}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--short", action="store_true", help="3 rounds of 2 s (about 2 minutes)")
+    ap.add_argument("--full", action="store_true", help="5 rounds of 8 s")
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    args = ap.parse_args()
+    rounds, seconds = (5, 8) if args.full else (3, 2)
+    if os.geteuid() != 0:
+        sys.exit("compare: run as root (superd switches UIDs; xinetd binds as root)")
+    svc_src = f"{BUILD}/bench/svc_hello"
+    os.makedirs(SCRATCH, exist_ok=True)
+    os.chmod(os.path.dirname(SCRATCH), 0o755)
+    os.chmod(SCRATCH, 0o755)
+    svc = SCRATCH + "/svc_hello"
+    shutil.copy(svc_src, svc)
+    os.chmod(svc, 0o755)
+    procs = start_all(svc)
+    concs = (1, 8, 64)
+    names = list(PORTS)
+    results = {(n, c): [] for n in names for c in concs}
+    t0 = time.time()
+    try:
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for c in concs:
+                for n in order:
+                    results[(n, c)].append(load(PORTS[n], c, seconds))
+            print(f"compare: round {r + 1}/{rounds} done ({time.time() - t0:.0f} s)", file=sys.stderr)
+    finally:
+        stop_all(procs)
+
+    def med(n, c, k):
+        vals = [x[k] for x in results[(n, c)] if x.get("failed", 0) >= 0]
+        return statistics.median(vals) if vals else float("nan")
+
+    failures = sum(x.get("failed", 0) for v in results.values() for x in v)
+    lines = ["| system | c | conns/s | p50 ms | p99 ms | × rawspawn | × xinetd | p99 × rawspawn |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in concs:
+        raw, xin = med("rawspawn", c, "conns_per_s"), med("xinetd", c, "conns_per_s")
+        raw99 = med("rawspawn", c, "p99_ms")
+        for n in names:
+            cps = med(n, c, "conns_per_s")
+            lines.append(f"| {n} | {c} | {cps:.0f} | {med(n, c, 'p50_ms'):.2f} | {med(n, c, 'p99_ms'):.2f} | "
+                         f"{cps / raw:.2f} | {cps / xin:.2f} | {med(n, c, 'p99_ms') / raw99:.2f} |")
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mode = "full" if args.full else "short"
+    text = f"""# bench/compare results
+
+Machine: {os.cpu_count()} CPUs ({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB,
+Linux {platform.release()}. Mode: {mode} ({rounds} interleaved rounds of {seconds} s per system and concurrency;
+medians). Loopback TCP, service `bench/svc_hello` (static). Failed connections in the whole run: {failures}.
+
+Reproduce: `bash bench/compare --{mode}` (as root).
+
+{chr(10).join(lines)}
+
+Peers as configured: xinetd `instances = UNLIMITED`, `per_source = UNLIMITED`, `cps = 100000 1`,
+`user = nobody`, logging to a file with empty `log_on_success`/`log_on_failure`; tcpserver
+`-H -R -l 0 -c 1000 -b 1024 -u 65534 -g 65534`; superd `max_connections = 1024`, `backlog = 1024`,
+`log_level = "warning"`; rawspawn `--backlog 1024`.
+"""
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
