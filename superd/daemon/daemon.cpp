@@ -873,6 +873,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
 }
 
 int Daemon::run() {
+  spawn::raise_nofile_limit();
   if (!prepare_runtime()) return 1;
   recover_orphans();
   refresh_userdb();

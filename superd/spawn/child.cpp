@@ -82,7 +82,8 @@ int child_main(void* arg) noexcept {
     if (failed >= 0) fail(a, Step::mounts, failed);
   }
 
-  // 5. Resource limits.
+  // 5. Resource limits (first the fd limit superd was started with; superd raised its own).
+  if (s.reset_nofile && ::setrlimit(RLIMIT_NOFILE, &s.nofile) != 0) fail(a, Step::rlimits);
   for (const config::Rlimit& l : s.limits) {
     rlimit rl{l.value, l.value};
     if (::setrlimit(static_cast<__rlimit_resource>(l.resource), &rl) != 0) fail(a, Step::rlimits);

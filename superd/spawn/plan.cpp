@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -57,7 +58,28 @@ std::string join_dirs(const std::string& root, const std::vector<std::string>& n
   return v;
 }
 
+rlimit g_original_nofile{0, 0};
+bool g_nofile_raised = false;
+
 }  // namespace
+
+void raise_nofile_limit() noexcept {
+  if (g_nofile_raised || ::getrlimit(RLIMIT_NOFILE, &g_original_nofile) != 0) return;
+  // As root, go up to 512Ki (systemd's choice for its manager) even past the hard limit.
+  rlim_t target = std::max<rlim_t>(g_original_nofile.rlim_max, 524288);
+  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
+    unsigned long nr_open = 0;
+    if (std::fscanf(f, "%lu", &nr_open) == 1 && nr_open < target) target = nr_open;
+    std::fclose(f);
+  }
+  rlimit raised{target, target};
+  if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+    g_nofile_raised = true;
+  } else {
+    raised = {g_original_nofile.rlim_max, g_original_nofile.rlim_max};
+    g_nofile_raised = ::setrlimit(RLIMIT_NOFILE, &raised) == 0;
+  }
+}
 
 ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ) {
   ServicePlan p;
@@ -82,6 +104,12 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
                           DirVar{"RUNTIME_DIRECTORY", &roots.runtime, &sb.runtime}})
     if (!d.dirs->names.empty()) p.env.push_back(std::string(d.name) + "=" + join_dirs(*d.root, d.dirs->names));
   p.limits = s.limits;
+  bool nofile_set = false;
+  for (const auto& l : s.limits) nofile_set = nofile_set || l.resource == RLIMIT_NOFILE;
+  if (g_nofile_raised && !nofile_set) {
+    p.reset_nofile = true;
+    p.nofile = g_original_nofile;
+  }
   p.stdio = s.stdio;
   p.umask = s.umask;
   if (s.nice) {

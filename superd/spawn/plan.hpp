@@ -52,6 +52,10 @@ struct ServicePlan {
   std::vector<std::string> argv;     // exec
   std::vector<std::string> env;      // environment + pass_environment (values taken at start-up)
   std::vector<config::Rlimit> limits;
+  // superd raises its own RLIMIT_NOFILE (two fds per live instance); services get back the
+  // limit superd started with, unless `limits.nofile` says otherwise.
+  bool reset_nofile = false;
+  rlimit nofile{};
   config::Stdio stdio = config::Stdio::socket;
   mode_t umask = 0022;
   bool set_nice = false;
@@ -72,6 +76,9 @@ struct ServicePlan {
 };
 // Throws std::runtime_error on a sandbox that cannot be prepared (bad syscall filter).
 ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ);
+// Raises this process's RLIMIT_NOFILE soft limit to its hard limit, remembering the original
+// for services (see ServicePlan::nofile). Called once at daemon start.
+void raise_nofile_limit() noexcept;
 
 // Facts about one connection that end up in the child's environment.
 struct Peer {
