@@ -95,7 +95,9 @@ def main():
     n_live = args.instances
     if os.geteuid() != 0:
         sys.exit("scale: run as root")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (n_live + 1024, n_live + 1024))
+    # superd inherits this limit: it needs two fds per live instance, this script one.
+    lim = 3 * n_live + 1024
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lim, lim))
     os.makedirs(SCRATCH + "/conf.d")
     os.chmod(os.path.dirname(SCRATCH), 0o755)
     os.chmod(SCRATCH, 0o755)
@@ -135,10 +137,11 @@ logs_root = "{SCRATCH}/log"
         for i in range(n_live):
             s = socket.create_connection(("127.0.0.1", HOLD_PORT), timeout=30)
             socks.append(s)
-        for s in socks:  # every instance is up once it has said so
+        for i, s in enumerate(socks):  # every instance is up once it has said so
             s.settimeout(30)
-            if s.recv(3) != b"up\n":
-                raise SystemExit("scale: an instance did not come up")
+            got = s.recv(3)
+            if got != b"up\n":
+                raise SystemExit(f"scale: instance {i} did not come up: {got!r}")
         report["live_instances"] = n_live
         report["start_all_s"] = round(time.time() - t0, 2)
         report["rss_live_kb"] = rss_kb(sd.pid)
@@ -162,6 +165,10 @@ logs_root = "{SCRATCH}/log"
                           "seconds": round(time.time() - t2, 1), "rss_before_kb": rss0, "rss_after_kb": rss_kb(sd.pid),
                           "fds_before": fds0, "fds_after": fd_count(sd.pid), "leases_after": leases(),
                           **leftovers()}
+    except BaseException:
+        with open(SCRATCH + "/superd.log", errors="replace") as f:
+            print("superd log (tail):\n" + "".join(f.readlines()[-15:]), file=sys.stderr)
+        raise
     finally:
         for s in socks:
             s.close()

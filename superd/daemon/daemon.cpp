@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -889,6 +890,13 @@ int Daemon::run() {
   };
   signals_.async_wait(handler);
   if (!open_listeners() || !open_control()) return 1;
+  // Two fds per live instance (pidfd, stderr pipe): say so at start rather than fail later.
+  rlimit nofile{};
+  uint64_t need = 64;
+  for (const auto& sc : cfg_.services) need += 2ULL * sc.socket.max_connections;
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < need)
+    log::warning("RLIMIT_NOFILE is {} but the services' max_connections need about {} fds; connections past "
+                 "that are refused (EMFILE)", nofile.rlim_cur, need);
   for (auto& s : services_)
     for (auto& l : s->listeners) arm(*l);
   log::info("ready: {} services, UIDs {}..{} ({} free of {})", services_.size(), pool_.first(), pool_.last(),
