@@ -158,15 +158,16 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
     }
   }
   if (sb.private_ipc) {
-    MountOp shm = mk(Op::tmpfs, "/dev/shm");
-    shm.source = kTmpfsOpts;
-    add(p, shm);
+    // The IPC namespace's own mqueue filesystem, where the host has one mounted.
     MountOp mq = mk(Op::mqueue, "/dev/mqueue");
     mq.optional = true;
     add(p, mq);
   }
-  if (sb.private_tmp) {
-    for (const char* d : {"/tmp", "/var/tmp"}) {
+  if (sb.private_tmp || sb.private_ipc) {
+    // POSIX shared memory is files in /dev/shm: a private tmpfs there keeps instances apart
+    // and disappears with the instance, whether or not it has an IPC namespace.
+    for (const char* d : {"/tmp", "/var/tmp", "/dev/shm"}) {
+      if (!sb.private_tmp && std::strcmp(d, "/dev/shm") != 0) continue;
       MountOp o = mk(Op::tmpfs, d);
       o.source = kTmpfsOpts;
       add(p, o);

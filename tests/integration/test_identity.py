@@ -27,7 +27,7 @@ exec = ["@PROBE@", "sleep", "1"]
             ids.append(uids.pop())
         check(len(set(ids)) == 20, f"20 connections, {len(set(ids))} distinct UIDs: {sorted(ids)}")
         check(all(LO <= u <= HI for u in ids), f"UIDs out of range: {ids}")
-        check(d.log().count("START probe") == 20 and d.log().count("EXIT probe") >= 19, d.log())
+        check(d.log().count("START probe") == 20, d.log())
         d.wait_log("EXIT probe", 20)
         check(d.stop() == 0, "superd must exit 0 on SIGTERM")
         d.assert_clean()
