@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
 #include "control/control.hpp"
@@ -68,16 +69,56 @@ int main(int argc, char** argv) {
   run->add_option("command", run_argv, "-- CMD ARGS...")->required();
   run->prefix_command(false);
 
+  bool status_json = false;
+  auto* status = app.add_subcommand("status", "services, listeners, live instances and pool occupancy");
+  status->add_option("-c,--config", config_path, "main configuration file (for runtime_root)")->capture_default_str();
+  status->add_flag("--json", status_json, "print the daemon's JSON answer");
+
   CLI11_PARSE(app, argc, argv);
+
+  auto runtime_root_of = [&]() {
+    std::string root = "/run";
+    if (::access(config_path.c_str(), F_OK) == 0) {
+      superd::config::Problems ignored;
+      root = superd::config::load(config_path, ignored).global.runtime_root;
+    }
+    return root;
+  };
+
+  if (status->parsed()) {
+    std::string error;
+    std::string text = superd::control::status_client(runtime_root_of(), error);
+    if (text.empty()) {
+      std::fprintf(stderr, "superd status: %s\n", error.c_str());
+      return 1;
+    }
+    if (status_json) {
+      std::printf("%s\n", text.c_str());
+      return 0;
+    }
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded()) return 1;
+    const auto& pool = j["pool"];
+    std::printf("superd pid %d; UIDs %u..%u: %u held, %u quarantined, %u free\n", j["pid"].get<int>(),
+                pool["first"].get<unsigned>(), pool["last"].get<unsigned>(), pool["held"].get<unsigned>(),
+                pool["quarantined"].get<unsigned>(),
+                pool["size"].get<unsigned>() - pool["held"].get<unsigned>() - pool["quarantined"].get<unsigned>());
+    for (const auto& s : j["services"]) {
+      std::string listen;
+      for (const auto& l : s["listen"]) listen += (listen.empty() ? "" : " ") + l.get<std::string>();
+      std::printf("service %-20s live %u/%u%s  %s\n", s["name"].get<std::string>().c_str(), s["live"].get<unsigned>(),
+                  s["max_connections"].get<unsigned>(), s["paused"].get<bool>() ? " (deferring)" : "", listen.c_str());
+    }
+    for (const auto& i : j["instances"])
+      std::printf("  %s[%lu] uid=%u pid=%d peer=%s age=%.1fs\n", i["service"].get<std::string>().c_str(),
+                  i["serial"].get<unsigned long>(), i["uid"].get<unsigned>(), i["pid"].get<int>(),
+                  i["peer"].get<std::string>().c_str(), i["age_s"].get<double>());
+    return 0;
+  }
 
   if (run->parsed()) {
     // Only runtime_root is needed from the config; a missing file means the defaults.
-    superd::config::Problems problems;
-    std::string runtime_root = "/run";
-    if (::access(config_path.c_str(), F_OK) == 0) {
-      auto cfg = superd::config::load(config_path, problems);
-      runtime_root = cfg.global.runtime_root;
-    }
+    std::string runtime_root = runtime_root_of();
     // Resolve the command on the caller's PATH, as systemd-run does.
     if (run_argv[0].find('/') == std::string::npos) {
       const char* path = ::getenv("PATH");

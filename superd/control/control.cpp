@@ -69,21 +69,46 @@ std::error_code recv_message(int sock, std::string& msg, std::vector<UniqueFd>* 
   return {};
 }
 
-int run_client(const std::string& runtime_root, const std::vector<std::string>& argv,
-               const std::vector<std::string>& properties, const std::string& unit, std::string& error) {
+namespace {
+
+UniqueFd connect_control(const std::string& runtime_root, std::string& error) {
   std::string path = socket_path(runtime_root);
   UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
   if (path.size() >= sizeof sa.sun_path) {
     error = "control socket path too long: " + path;
-    return -1;
+    return UniqueFd();
   }
   std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
   if (!sock || ::connect(sock.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     error = "cannot reach superd at " + path + ": " + std::strerror(errno) + " (is `superd serve` running?)";
-    return -1;
+    return UniqueFd();
   }
+  return sock;
+}
+
+}  // namespace
+
+std::string status_client(const std::string& runtime_root, std::string& error) {
+  UniqueFd sock = connect_control(runtime_root, error);
+  if (!sock) return {};
+  if (auto ec = send_message(sock.get(), R"({"op":"status"})")) {
+    error = "cannot send the request: " + ec.message();
+    return {};
+  }
+  std::string msg;
+  if (auto ec = recv_message(sock.get(), msg)) {
+    error = "no answer from superd: " + ec.message();
+    return {};
+  }
+  return msg;
+}
+
+int run_client(const std::string& runtime_root, const std::vector<std::string>& argv,
+               const std::vector<std::string>& properties, const std::string& unit, std::string& error) {
+  UniqueFd sock = connect_control(runtime_root, error);
+  if (!sock) return -1;
   nlohmann::json req = {{"op", "run"}, {"argv", argv}, {"properties", properties}, {"unit", unit}};
   if (auto ec = send_message(sock.get(), req.dump(), {0, 1, 2})) {
     error = "cannot send the request: " + ec.message();

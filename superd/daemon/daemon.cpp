@@ -145,6 +145,7 @@ class Daemon {
   bool open_control();
   void arm_control();
   void on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn);
+  nlohmann::json status_json() const;
   void handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,
                   std::vector<UniqueFd> fds);
   void begin_shutdown();
@@ -757,7 +758,43 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
     }
     return;
   }
+  if (req["op"] == "status") {
+    control::send_message(conn->native_handle(), status_json().dump());
+    return;
+  }
   reply_error("unknown op");
+}
+
+// What `superd status` shows: services and listeners, live instances, pool occupancy.
+nlohmann::json Daemon::status_json() const {
+  auto now = Clock::now();
+  nlohmann::json services = nlohmann::json::array();
+  for (const auto& s : services_) {
+    nlohmann::json listen = nlohmann::json::array();
+    for (const auto& l : s->listeners) listen.push_back(l->spec.to_string());
+    services.push_back({{"name", s->cfg->name},
+                        {"listen", listen},
+                        {"live", s->gate.live()},
+                        {"max_connections", s->cfg->socket.max_connections},
+                        {"paused", s->paused},
+                        {"group", s->group ? nlohmann::json(*s->group) : nlohmann::json(nullptr)}});
+  }
+  nlohmann::json instances = nlohmann::json::array();
+  for (const auto& [pid, inst] : instances_)
+    instances.push_back({{"service", inst->service->cfg->name},
+                         {"serial", inst->serial},
+                         {"uid", inst->uid},
+                         {"pid", pid},
+                         {"peer", inst->peer},
+                         {"age_s", std::chrono::duration<double>(now - inst->started).count()}});
+  return {{"pid", ::getpid()},
+          {"services", services},
+          {"instances", instances},
+          {"pool", {{"first", pool_.first()},
+                    {"last", pool_.last()},
+                    {"size", pool_.size()},
+                    {"held", pool_.held()},
+                    {"quarantined", pool_.quarantined()}}}};
 }
 
 // superd run: a transient service under a fresh (or, with --unit, a stable named) UID, in the
