@@ -465,7 +465,7 @@ void Daemon::on_connection(Service& s, UniqueFd conn, const sockaddr_storage& pe
   UniqueFd err_read(pipefd[0]), err_write(pipefd[1]);
   ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
 
-  spawn::make_instance_plan(plan_, s.plan, peer, *uid);
+  spawn::make_instance_plan(plan_, s.plan, peer, *uid, serial);
   plan_.conn_fd = conn.get();
   plan_.stderr_fd = err_write.get();
   plan_.null_fd = null_fd_.get();

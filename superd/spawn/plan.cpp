@@ -117,6 +117,8 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
     p.nice = *s.nice;
   }
   if (!s.working_directory.empty()) p.cwd = s.working_directory;
+  for (const std::string& a : p.argv) p.per_connection_specifier |= a.find("%c") != std::string::npos;
+  for (const std::string& e : p.env) p.per_connection_specifier |= e.find("%c") != std::string::npos;
 
   // The sandbox. A mount namespace whenever any filesystem setting asks for one (always with
   // the dynamic-user defaults); IPC and network namespaces as configured.
@@ -155,7 +157,7 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
   return p;
 }
 
-void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid) {
+void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid, uint64_t serial_number) {
   out.service = &svc;
   out.passthrough = false;
   out.uid = uid;
@@ -195,12 +197,25 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
     add("LISTEN_FDNAMES", "connection");
   }
   for (const std::string& e : svc.env) env.push_back(e);
+  out.argv.clear();
+  if (svc.per_connection_specifier) {
+    // %c, the connection's serial: the only specifier that cannot be expanded at start-up.
+    std::string serial = std::to_string(serial_number);
+    auto expand_c = [&](std::string s) {
+      for (size_t pos = 0; (pos = s.find("%c", pos)) != std::string::npos; pos += serial.size()) s.replace(pos, 2, serial);
+      return s;
+    };
+    for (std::string& e : env) e = expand_c(e);
+    out.argv_storage.clear();
+    for (const std::string& a : svc.argv) out.argv_storage.push_back(expand_c(a));
+    for (std::string& a : out.argv_storage) out.argv.push_back(a.data());
+  } else {
+    for (const std::string& a : svc.argv) out.argv.push_back(const_cast<char*>(a.c_str()));
+  }
+  out.argv.push_back(nullptr);
   out.envp.clear();
   for (std::string& e : env) out.envp.push_back(e.data());
   out.envp.push_back(nullptr);
-  out.argv.clear();
-  for (const std::string& a : svc.argv) out.argv.push_back(const_cast<char*>(a.c_str()));
-  out.argv.push_back(nullptr);
 }
 
 }  // namespace superd::spawn

@@ -49,7 +49,8 @@ struct ChildError {
 // Per service, built once.
 struct ServicePlan {
   std::string path;                  // exec[0]
-  std::vector<std::string> argv;     // exec
+  std::vector<std::string> argv;     // exec, %n %p %i expanded
+  bool per_connection_specifier = false;  // "%c" left in argv or env: expanded per instance
   std::vector<std::string> env;      // environment + pass_environment (values taken at start-up)
   std::vector<config::Rlimit> limits;
   // superd raises its own RLIMIT_NOFILE (two fds per live instance); services get back the
@@ -102,10 +103,11 @@ struct InstancePlan {
   bool passthrough = false;
   int stdin_fd = -1, stdout_fd = -1;
   std::vector<std::string> env_storage;
+  std::vector<std::string> argv_storage;  // only when argv needs "%c" expanded
   std::vector<char*> argv;
   std::vector<char*> envp;
 };
-void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid);
+void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid, uint64_t serial);
 // For superd run: no peer variables; USER/LOGNAME name the unit (or superd-UID).
 void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, const std::string& user);
 

@@ -1,6 +1,7 @@
 """Identity, environment and fd layout, checked from inside the service."""
 import os
-from harness import Superd, check, main, parallel, talk_tcp, talk_unix
+import socket
+from harness import Superd, check, main, parallel, read_all, talk_tcp, talk_unix
 
 LO, HI = 71000, 71099
 PORT = 21000
@@ -41,10 +42,10 @@ ALLOWED_TCP = {"REMOTE_ADDR", "REMOTE_PORT", "PROTO", "TCPREMOTEIP", "TCPREMOTEP
 
 def test_environment_is_exactly_as_specified():
     d = Superd("env", {"probe": f"""[socket]
-listen = ["127.0.0.1:{PORT + 1}", "[::1]:{PORT + 1}", "@ROOT@/env.sock"]
+listen = ["127.0.0.1:{PORT + 1}", "[::1]:{PORT + 1}", "@ROOT@/env.sock", "@superd-test-env-{os.getpid()}"]
 [service]
 exec = ["@PROBE@", "env"]
-environment = {{ GREETING = "hello world" }}
+environment = {{ GREETING = "hello world", CONN = "%n-%c" }}
 pass_environment = ["PASSED_ON"]
 """}, (LO, HI))
     try:
@@ -52,7 +53,8 @@ pass_environment = ["PASSED_ON"]
         d.start(env=env)
         out = talk_tcp(PORT + 1).decode()
         got = dict(line.split("=", 1) for line in out.splitlines())
-        check(set(got) == ALLOWED_TCP | {"GREETING", "PASSED_ON"}, f"unexpected variable set: {sorted(got)}")
+        check(set(got) == ALLOWED_TCP | {"GREETING", "PASSED_ON", "CONN"}, f"unexpected variable set: {sorted(got)}")
+        check(got["CONN"] == "probe-1", f"%n and %c (the connection serial) expanded: {got['CONN']}")
         check(got["PROTO"] == "TCP" and got["REMOTE_ADDR"] == "127.0.0.1" and got["TCPLOCALPORT"] == str(PORT + 1), out)
         check(got["REMOTE_PORT"] == got["TCPREMOTEPORT"] and int(got["REMOTE_PORT"]) > 0, out)
         check(got["USER"] == got["LOGNAME"] and got["USER"].startswith("superd-"), out)
@@ -68,6 +70,12 @@ pass_environment = ["PASSED_ON"]
         check(gotu["PROTO"] == "UNIX" and gotu["UNIXREMOTEEUID"] == "0", outu)
         check(int(gotu["UNIXREMOTEPID"]) == os.getpid(), outu)
         check("REMOTE_ADDR" not in gotu, outu)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:  # the abstract listener
+            s.settimeout(10)
+            s.connect(f"\0superd-test-env-{os.getpid()}")
+            s.shutdown(socket.SHUT_WR)
+            outa = read_all(s).decode()
+        check("PROTO=UNIX" in outa and "CONN=probe-4" in outa, outa)
         check(d.stop() == 0, "exit 0")
         d.assert_clean()
     finally:
