@@ -134,6 +134,8 @@ class Daemon {
   void arm(Listener& l);
   void on_readable(Listener& l);
   void on_connection(Service& s, UniqueFd conn, const sockaddr_storage& peer);
+  std::optional<spawn::Child> launch(const Service& s, const spawn::InstancePlan& plan, uint32_t uid,
+                                     uint64_t serial, const std::string& name, std::string& failure);
   void watch_instance(Instance& inst);
   void read_stderr(Instance& inst);
   void flush_stderr(Instance& inst, bool all);
@@ -413,6 +415,34 @@ void Daemon::on_readable(Listener& l) {
   arm(l);
 }
 
+// Records the lease and starts the instance. On failure the child (if any) is reaped, the
+// lease cleared and the UID returned at once — the child never ran service code, so nothing
+// of the UID can remain — and `failure` says which step failed and why.
+std::optional<spawn::Child> Daemon::launch(const Service& s, const spawn::InstancePlan& plan, uint32_t uid,
+                                           uint64_t serial, const std::string& name, std::string& failure) {
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+  table_.record(uid, 0, serial, now_ms, name);
+  spawn::ChildError cerr;
+  std::error_code ec;
+  spawn::Child child = spawn::start(plan, cerr, ec);
+  if (!ec && cerr.step == spawn::Step::none) return child;
+  if (ec) {
+    failure = "clone: " + ec.message();
+  } else {
+    int st = 0;
+    while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    std::string what = cerr.step == spawn::Step::mounts
+                           ? fmt::format(" ({})", s.plan.mounts.describe(static_cast<size_t>(cerr.detail)))
+                           : "";
+    failure = fmt::format("step {}{} failed: {}", spawn::step_name(cerr.step), what, errno_text(cerr.err));
+  }
+  table_.clear(uid);
+  pool_.release(uid);
+  return std::nullopt;
+}
+
 void Daemon::on_connection(Service& s, UniqueFd conn, const sockaddr_storage& peer_addr) {
   const std::string& name = s.cfg->name;
   spawn::Peer peer;
@@ -469,36 +499,15 @@ void Daemon::on_connection(Service& s, UniqueFd conn, const sockaddr_storage& pe
   plan_.conn_fd = conn.get();
   plan_.stderr_fd = err_write.get();
   plan_.null_fd = null_fd_.get();
-  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch()).count();
-  table_.record(*uid, 0, serial, now_ms, name);
-
-  spawn::ChildError cerr;
-  std::error_code ec;
-  spawn::Child child = spawn::start(plan_, cerr, ec);
+  std::string failure;
+  auto started = launch(s, plan_, *uid, serial, name, failure);
   err_write.reset();
   conn.reset();  // the child has its copy
-  if (ec) {
-    log::error("FAIL {} serial={} peer={} uid={}: clone: {}", name, serial, peer_text, *uid, ec.message());
-    table_.clear(*uid);
-    pool_.release(*uid);
+  if (!started) {
+    log::error("FAIL {} serial={} peer={} uid={}: {}", name, serial, peer_text, *uid, failure);
     return;
   }
-  if (cerr.step != spawn::Step::none) {
-    // The child reported its failed step and exited; it never ran service code, so nothing of
-    // the UID can remain: reap it and return the UID at once.
-    int st = 0;
-    while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    std::string what = cerr.step == spawn::Step::mounts
-                           ? fmt::format(" ({})", s.plan.mounts.describe(static_cast<size_t>(cerr.detail)))
-                           : "";
-    log::error("FAIL {} serial={} peer={} uid={}: step {}{} failed: {}", name, serial, peer_text, *uid,
-               spawn::step_name(cerr.step), what, errno_text(cerr.err));
-    table_.clear(*uid);
-    pool_.release(*uid);
-    return;
-  }
+  spawn::Child child = std::move(*started);
   table_.set_pid(*uid, child.pid);
   s.gate.enter(source);
   auto inst = std::make_unique<Instance>(io_, child.pidfd.release(), err_read.release());
@@ -851,35 +860,19 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
     return reply({{"error", "cannot prepare " + failed + ": " + ec.message()}});
   }
   spawn::InstancePlan plan;
-  spawn::make_run_plan(plan, owned->plan, *uid, unit.empty() ? "superd-" + std::to_string(*uid) : unit);
+  spawn::make_run_plan(plan, owned->plan, *uid, serial, unit.empty() ? "superd-" + std::to_string(*uid) : unit);
   plan.stdin_fd = fds[0].get();
   plan.stdout_fd = fds[1].get();
   plan.stderr_fd = fds[2].get();
   plan.null_fd = null_fd_.get();
-  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch()).count();
-  table_.record(*uid, 0, serial, now_ms, name);
-  spawn::ChildError cerr;
-  std::error_code ec;
-  spawn::Child child = spawn::start(plan, cerr, ec);
+  std::string failure;
+  auto started = launch(*owned, plan, *uid, serial, name, failure);
   fds.clear();
-  if (ec || cerr.step != spawn::Step::none) {
-    if (!ec) {
-      int st = 0;
-      while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
-      }
-    }
-    std::string what = ec ? "clone: " + ec.message()
-                          : fmt::format("step {}{} failed: {}", spawn::step_name(cerr.step),
-                                        cerr.step == spawn::Step::mounts
-                                            ? " (" + owned->plan.mounts.describe(static_cast<size_t>(cerr.detail)) + ")"
-                                            : "",
-                                        errno_text(cerr.err));
-    log::error("FAIL {} serial={} uid={}: {}", name, serial, *uid, what);
-    table_.clear(*uid);
-    pool_.release(*uid);
-    return reply({{"error", what}});
+  if (!started) {
+    log::error("FAIL {} serial={} peer=run uid={}: {}", name, serial, *uid, failure);
+    return reply({{"error", failure}});
   }
+  spawn::Child child = std::move(*started);
   table_.set_pid(*uid, child.pid);
   // stderr goes to the caller; the log pipe slot holds a /dev/null duplicate nobody writes.
   auto inst = std::make_unique<Instance>(io_, child.pidfd.release(), ::fcntl(null_fd_.get(), F_DUPFD_CLOEXEC, 3));

@@ -197,9 +197,15 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
     add("LISTEN_FDNAMES", "connection");
   }
   for (const std::string& e : svc.env) env.push_back(e);
+  finish_arrays(out, svc, serial_number);
+}
+
+// argv/envp arrays over the plan's strings, with %c (the serial) expanded where present: the
+// only specifier that cannot be expanded at start-up.
+void finish_arrays(InstancePlan& out, const ServicePlan& svc, uint64_t serial_number) {
+  auto& env = out.env_storage;
   out.argv.clear();
   if (svc.per_connection_specifier) {
-    // %c, the connection's serial: the only specifier that cannot be expanded at start-up.
     std::string serial = std::to_string(serial_number);
     auto expand_c = [&](std::string s) {
       for (size_t pos = 0; (pos = s.find("%c", pos)) != std::string::npos; pos += serial.size()) s.replace(pos, 2, serial);
@@ -222,7 +228,7 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
 
 namespace superd::spawn {
 
-void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, const std::string& user) {
+void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const std::string& user) {
   out.service = &svc;
   out.uid = uid;
   out.gid = uid;
@@ -234,12 +240,7 @@ void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, const s
   env.push_back("HOME=/");
   env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
   for (const std::string& e : svc.env) env.push_back(e);
-  out.envp.clear();
-  for (std::string& e : env) out.envp.push_back(e.data());
-  out.envp.push_back(nullptr);
-  out.argv.clear();
-  for (const std::string& a : svc.argv) out.argv.push_back(const_cast<char*>(a.c_str()));
-  out.argv.push_back(nullptr);
+  finish_arrays(out, svc, serial);
 }
 
 }  // namespace superd::spawn

@@ -109,6 +109,8 @@ struct InstancePlan {
 };
 void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid, uint64_t serial);
 // For superd run: no peer variables; USER/LOGNAME name the unit (or superd-UID).
-void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, const std::string& user);
+void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const std::string& user);
+// The argv/envp arrays of `out` (env_storage filled), with %c expanded to `serial`.
+void finish_arrays(InstancePlan& out, const ServicePlan& svc, uint64_t serial);
 
 }  // namespace superd::spawn

@@ -216,6 +216,17 @@ logs_root = "{self.root}/log"
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def service(port, *args, extra=""):
+    """A service file running the probe with `args` on 127.0.0.1:port; `extra` [service] lines."""
+    argv = ", ".join(f'"{a}"' for a in args)
+    return f"""[socket]
+listen = ["127.0.0.1:{port}"]
+[service]
+exec = ["@PROBE@", {argv}]
+{extra}
+"""
+
+
 def talk_tcp(port, send=b"", host="127.0.0.1", timeout=10, shutdown=True):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(fam, socket.SOCK_STREAM) as s:

@@ -4,20 +4,12 @@ import os
 import re
 import socket
 import time
-from harness import Superd, check, ipc_owned, main, talk_tcp, uids_of_processes
+from harness import service as svc, Superd, check, ipc_owned, main, talk_tcp, uids_of_processes
 
 LO, HI = 72000, 72099
 PORT = 22000
 
 
-def svc(port, *args, extra=""):
-    argv = ", ".join(f'"{a}"' for a in args)
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-[service]
-exec = ["@PROBE@", {argv}]
-{extra}
-"""
 
 
 def test_a_daemonised_child_does_not_outlive_its_instance():

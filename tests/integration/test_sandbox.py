@@ -6,20 +6,12 @@ import re
 import shutil
 import stat
 import subprocess
-from harness import Superd, check, main, parallel, talk_tcp
+from harness import service as svc, Superd, check, main, parallel, talk_tcp
 
 LO, HI = 76000, 76199
 PORT = 26000
 
 
-def svc(port, *args, extra=""):
-    argv = ", ".join(f'"{a}"' for a in args)
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-[service]
-exec = ["@PROBE@", {argv}]
-{extra}
-"""
 
 
 def lines(b):
