@@ -35,6 +35,7 @@
 #include "listener/listener.hpp"
 #include "sandbox/dirs.hpp"
 #include "spawn/spawn.hpp"
+#include "spawn/zygote.hpp"
 #include "uid_pool/lease_table.hpp"
 #include "uid_pool/pool.hpp"
 #include "uid_pool/userdb.hpp"
@@ -84,6 +85,7 @@ struct Service {
   std::vector<std::unique_ptr<Listener>> listeners;
   bool paused = false;  // at max_connections: not polling, the backlog holds new connections
   std::shared_ptr<const config::Service> owned_cfg;  // a transient (superd run) service's own config
+  std::unique_ptr<spawn::Zygote> zygote;             // sandboxed services spawn through it
 };
 
 struct Instance {
@@ -329,13 +331,21 @@ bool Daemon::open_listeners() {
   for (const config::Service& sc : cfg_.services) {
     std::unique_ptr<Service> svc;
     try {
-      svc = std::make_unique<Service>(Service{&sc, spawn::make_service_plan(sc, roots_, environ), std::nullopt,
+      svc = std::make_unique<Service>(Service{&sc, spawn::make_service_plan(sc, roots_, environ, true), std::nullopt,
                                               admission::Gate(admission::limits_from(sc.socket)), {}, false});
     } catch (const std::exception& e) {
       log::error("{}", e.what());
       return false;
     }
     if (!prepare_service(*svc)) return false;
+    if (svc->plan.use_zygote) {
+      std::string failure;
+      svc->zygote = spawn::Zygote::start(svc->plan, failure);
+      if (!svc->zygote) {
+        log::error("service {}: cannot set up its sandbox: {}", sc.name, failure);
+        return false;
+      }
+    }
     listener::Options lo = listener::options_from(sc.socket);
     for (const config::Listen& l : sc.socket.listen) {
       std::error_code ec;
@@ -425,7 +435,7 @@ std::optional<spawn::Child> Daemon::launch(const Service& s, const spawn::Instan
   table_.record(uid, 0, serial, now_ms, name);
   spawn::ChildError cerr;
   std::error_code ec;
-  spawn::Child child = spawn::start(plan, cerr, ec);
+  spawn::Child child = s.zygote ? s.zygote->spawn(plan, cerr, ec) : spawn::start(plan, cerr, ec);
   if (!ec && cerr.step == spawn::Step::none) return child;
   if (ec) {
     failure = "clone: " + ec.message();

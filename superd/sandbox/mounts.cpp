@@ -126,7 +126,11 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
     add(p, o);
   }
 
-  add(p, mk(Op::proc, "/proc"));
+  {
+    MountOp proc = mk(Op::proc, "/proc");
+    proc.per_instance = true;
+    add(p, proc);
+  }
 
   if (sb.private_devices) {
     MountOp t = mk(Op::tmpfs, "/dev");
@@ -161,6 +165,7 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
     // The IPC namespace's own mqueue filesystem, where the host has one mounted.
     MountOp mq = mk(Op::mqueue, "/dev/mqueue");
     mq.optional = true;
+    mq.per_instance = true;
     add(p, mq);
   }
   if (sb.private_tmp || sb.private_ipc) {
@@ -170,6 +175,7 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
       if (!sb.private_tmp && std::strcmp(d, "/dev/shm") != 0) continue;
       MountOp o = mk(Op::tmpfs, d);
       o.source = kTmpfsOpts;
+      o.per_instance = true;
       add(p, o);
     }
   }
@@ -238,6 +244,7 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
     std::snprintf(buf, sizeof buf, "mode=%04o,size=10%%,nr_inodes=16384", static_cast<unsigned>(sb.runtime.mode));
     o.source = p.keep(buf);
     o.owned = true;
+    o.per_instance = true;
     add(p, o);
   }
 
@@ -255,7 +262,11 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
   }
 
   if (sb.private_devices) add(p, mk(Op::set_ro, "/dev"));
-  if (sb.private_network) add(p, mk(Op::loopback_up, nullptr));
+  if (sb.private_network) {
+    MountOp lo = mk(Op::loopback_up, nullptr);
+    lo.per_instance = true;
+    add(p, lo);
+  }
   return p;
 }
 
@@ -307,9 +318,13 @@ int loopback_up() noexcept {
 
 }  // namespace
 
-int apply(const MountPlan& plan, int* slots, uid_t uid) noexcept {
+int apply(const MountPlan& plan, int* slots, uid_t uid, Which which) noexcept {
+  // An instance cloned from a zygote mounts with MS_MGC_VAL in the flags' high half: the
+  // kernel discards it, and the zygote's seccomp gate lets no other mount() through.
+  const unsigned long magic = which == Which::per_instance ? MS_MGC_VAL : 0;
   for (size_t i = 0; i < plan.ops.size(); ++i) {
     const MountOp& o = plan.ops[i];
+    if ((which == Which::per_service && o.per_instance) || (which == Which::per_instance && !o.per_instance)) continue;
     int rc = 0;
     switch (o.op) {
       case Op::make_private:
@@ -332,14 +347,14 @@ int apply(const MountPlan& plan, int* slots, uid_t uid) noexcept {
           data = opts;
         }
         unsigned long flags = MS_NOSUID | (std::strcmp(o.path, "/dev") == 0 ? 0 : MS_NODEV);
-        rc = mount("tmpfs", o.path, "tmpfs", flags, data);
+        rc = mount("tmpfs", o.path, "tmpfs", flags | magic, data);
         break;
       }
       case Op::proc:
-        rc = mount("proc", o.path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+        rc = mount("proc", o.path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | magic, nullptr);
         break;
       case Op::mqueue:
-        rc = mount("mqueue", o.path, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+        rc = mount("mqueue", o.path, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC | magic, nullptr);
         break;
       case Op::clone_tree: {
         long fd = ::syscall(SYS_open_tree, AT_FDCWD, o.source,

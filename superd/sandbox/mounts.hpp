@@ -42,6 +42,7 @@ struct MountOp {
   bool recursive = false;
   bool optional = false;  // a missing path (ENOENT) is skipped
   bool owned = false;     // tmpfs: owned by the instance's UID/GID
+  bool per_instance = false;  // done for each instance (fresh tmpfs, proc); else once per service
   mode_t mode = 0;
   dev_t dev = 0;
   int slot = -1;
@@ -68,6 +69,9 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots);
 
 // Applies the plan; in the child, after clone(CLONE_NEWNS). Returns -1 on success or the index
 // of the failed operation (errno set). `slots` has plan.slots entries; `uid` owns runtime dirs.
-int apply(const MountPlan& plan, int* slots, uid_t uid) noexcept;
+// `which`: every operation, only the per-service ones (a zygote's namespace), or only the
+// per-instance ones (an instance cloned from that namespace).
+enum class Which { all, per_service, per_instance };
+int apply(const MountPlan& plan, int* slots, uid_t uid, Which which = Which::all) noexcept;
 
 }  // namespace superd::sandbox

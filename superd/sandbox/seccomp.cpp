@@ -18,14 +18,19 @@
 #include "sandbox/seccomp.hpp"
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -352,6 +357,7 @@ struct Policy {
   uint32_t act = 0;         // how a refused call is refused
   std::vector<uint32_t> arches;
   bool namespaces = false;   // clone/unshare without CLONE_NEW*, clone3 ENOSYS
+  bool clone_namespaces_open = false;  // zygote_base: its own clone(CLONE_NEW*) must pass
   bool personality = false;  // personality(PER_LINUX) only (and the query, in an allow list)
   bool sxid = false;         // no S_ISUID/S_ISGID modes
   bool families = false;
@@ -424,8 +430,18 @@ std::optional<Policy> resolve(const Settings& s, std::string& why) {
   p.namespaces = s.default_deny_list;
   p.personality = s.default_deny_list;
   p.sxid = s.restrict_suid_sgid;
+  if (s.part == Settings::Part::zygote_base) {
+    p.names.erase("mount");
+    p.clone_namespaces_open = true;
+  }
   return p;
 }
+
+// What an instance calls between the zygote's clone and its exec, besides mount and clone.
+constexpr string_view kInstanceSetup[] = {
+    "setresuid", "setresuid32", "setresgid", "setresgid32", "setgroups", "setgroups32", "capset", "prctl",
+    "setrlimit", "prlimit64", "chdir", "umask", "setpriority", "close_range", "dup2", "dup3", "fcntl",
+    "execve", "rt_sigaction", "rt_sigprocmask", "close", "ioctl", "socket"};
 
 // ---- Emission.
 
@@ -519,6 +535,7 @@ Check refuse_enosys() { return Check{{{SCMP_ACT_ERRNO(ENOSYS), {}}}, {}}; }
 // The argument checks that apply to `name` under this policy, if any.
 std::optional<Check> check_for(string_view name, const Policy& p) {
   if (p.namespaces) {
+    if (name == "clone" && p.clone_namespaces_open) return std::nullopt;
     if (name == "clone" || name == "unshare") return check_namespaces(name, p.act);
     if (name == "clone3") return refuse_enosys();  // its flags are in memory, out of sight
   }
@@ -646,6 +663,52 @@ std::optional<std::string> export_to_memory(scmp_filter_ctx ctx, bool pfc, std::
 }
 
 }  // namespace
+
+bool zygote_compatible(const Settings& s) {
+  std::string why;
+  auto p = resolve(s, why);
+  if (!p || p->allow_list) return false;
+  for (string_view n : kInstanceSetup)
+    if (p->names.count(std::string(n))) return false;
+  return true;
+}
+
+std::optional<Program> zygote_gate(const Settings& s, uint32_t clone_flags, std::string& why) {
+  auto p = resolve(s, why);
+  if (!p) return std::nullopt;
+  const bool gate_mount = p->names.count("mount") > 0;
+  const bool gate_clone = p->namespaces;
+  uint32_t ns_mask = 0;
+  for (uint64_t f : kCloneNsFlags) ns_mask |= static_cast<uint32_t>(f);
+  constexpr uint32_t kArgsLow = offsetof(seccomp_data, args);  // little-endian: low half first
+  constexpr uint32_t kMgcVal = 0xC0ED0000, kMgcMask = 0xffff0000;
+  const uint32_t act = p->act;
+  std::vector<sock_filter> f;
+  auto stmt = [&](uint16_t code, uint32_t k) { f.push_back(BPF_STMT(code, k)); };
+  auto jump = [&](uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { f.push_back(BPF_JUMP(code, k, jt, jf)); };
+  // Layout (jump offsets count from the next instruction):
+  //  0 ld arch; 1 jeq native ? 2 : allow
+  //  2 ld nr;   3 jeq mount ? 5 : 4;  4 jeq clone ? 9 : allow
+  //  5 ld arg3; 6 and MGC mask; 7 jeq MGC ? allow : refuse; 8 (pad: ja refuse)
+  //  9 ld arg0; 10 jeq exact ? allow : 11; 11 and ns mask; 12 jeq 0 ? allow : refuse
+  // 13 allow;  14 refuse
+  stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch));
+  jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 11);
+  stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
+  jump(BPF_JMP | BPF_JEQ | BPF_K, gate_mount ? static_cast<uint32_t>(__NR_mount) : 0xffffffffu, 1, 0);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, gate_clone ? static_cast<uint32_t>(__NR_clone) : 0xffffffffu, 4, 8);
+  stmt(BPF_LD | BPF_W | BPF_ABS, kArgsLow + 3 * 8);
+  stmt(BPF_ALU | BPF_AND | BPF_K, kMgcMask);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, kMgcVal, 5, 6);
+  stmt(BPF_JMP | BPF_JA, 5);
+  stmt(BPF_LD | BPF_W | BPF_ABS, kArgsLow + 0 * 8);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, clone_flags, 2, 0);
+  stmt(BPF_ALU | BPF_AND | BPF_K, ns_mask);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+  stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  stmt(BPF_RET | BPF_K, act);
+  return Program(std::move(f));
+}
 
 Program::Program(std::vector<struct sock_filter> insns) noexcept : insns_(std::move(insns)) {
   fprog_.len = static_cast<unsigned short>(insns_.size());

@@ -47,7 +47,24 @@ struct Settings {  // exactly what the config file says; all optional
   // A zygote installs the filter before the UID switch: setresuid/setresgid/setgroups stay
   // allowed even if a list names them (e.g. "~@setuid").
   bool allow_identity_change = false;
+  // For the per-service zygote (spawn/zygote.cpp): `zygote_base` is the whole filter except
+  // for mount() and clone() with new namespaces, which the instances' own set-up still calls;
+  // zygote_gate() narrows those two again. Both are loaded once, in the zygote.
+  enum class Part { whole, zygote_base } part = Part::whole;
 };
+
+// Whether a zygote can carry this policy: a deny list (the default) that leaves the calls an
+// instance's set-up makes (identity, limits, fds, exec) alone. Otherwise each instance loads
+// the whole filter itself.
+bool zygote_compatible(const Settings& s);
+
+// The gate loaded in the zygote on top of the `zygote_base` filter: mount() is refused (with
+// the configured action) unless its flags carry the MS_MGC_VAL magic in their high half (which
+// the kernel discards, and only the instance set-up passes), and clone() asking for a new
+// namespace is refused unless its flags are exactly `clone_flags`, the zygote's own. Both
+// forms still need CAP_SYS_ADMIN, which no instance keeps: for a service they fail with EPERM
+// instead of the configured error; every other form answers as the whole filter does.
+std::optional<class Program> zygote_gate(const Settings& s, uint32_t clone_flags, std::string& why);
 
 // Checks every name (syscalls, @groups, errno, architectures, address families). On error
 // returns false and sets `why` naming the bad entry, e.g. `unknown syscall or group "@x"`.
@@ -69,6 +86,7 @@ class Program {
 
  private:
   friend std::optional<Program> compile(const Settings& s, std::string& why);
+  friend std::optional<Program> zygote_gate(const Settings& s, uint32_t clone_flags, std::string& why);
   explicit Program(std::vector<struct sock_filter> insns) noexcept;
 
   std::vector<struct sock_filter> insns_;

@@ -78,7 +78,8 @@ int child_main(void* arg) noexcept {
 
   // 4. The filesystem view, inside the mount namespace clone() created.
   if (s.mount_ns) {
-    int failed = sandbox::apply(s.mounts, a->slots, p.uid);
+    int failed = sandbox::apply(s.mounts, a->slots, p.uid,
+                                a->from_zygote ? sandbox::Which::per_instance : sandbox::Which::all);
     if (failed >= 0) fail(a, Step::mounts, failed);
   }
 
@@ -97,7 +98,7 @@ int child_main(void* arg) noexcept {
   if (::chdir(s.cwd.c_str()) != 0) fail(a, Step::chdir);
 
   // 8. Bounding set: what no later exec can regain. One prctl per capability; still root here.
-  if (s.drop_bounding_set)
+  if (s.drop_bounding_set && !a->from_zygote)
     for (int c = 0; c <= s.cap_last; ++c)
       if (!(s.cap_keep & (1ULL << c)) && ::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL)
         fail(a, Step::capability_bounding_set);
@@ -117,10 +118,12 @@ int child_main(void* arg) noexcept {
   }
 
   // 11. no_new_privs: setuid bits and file capabilities are inert from here on.
-  if (s.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(a, Step::no_new_privs);
+  if (s.no_new_privs && !a->from_zygote && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(a, Step::no_new_privs);
 
   // 12. seccomp, last: the filter compiled at start-up; from here only exec remains.
-  if (s.filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, s.filter->fprog()) != 0) fail(a, Step::seccomp);
+  // From a zygote the filter is already in place (inherited): nothing to load per instance.
+  const seccomp::Program* filter = a->from_zygote ? nullptr : s.filter.get();
+  if (filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter->fprog()) != 0) fail(a, Step::seccomp);
 
   // 13. Exec.
   ::execve(s.path.c_str(), p.argv.data(), p.envp.data());

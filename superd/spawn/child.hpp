@@ -11,6 +11,9 @@ struct ChildArgs {
   const int* caught;
   size_t n_caught;
   int* slots;       // scratch for open_tree fds, plan.mounts.slots entries
+  // Cloned by a zygote: the per-service mounts, the bounding set, no_new_privs and the filter's
+  // base are inherited; only the per-instance steps and the filter's tail remain.
+  bool from_zygote = false;
 };
 
 int child_main(void* arg) noexcept;

@@ -81,7 +81,8 @@ void raise_nofile_limit() noexcept {
   }
 }
 
-ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ) {
+ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
+                              bool use_zygote) {
   ServicePlan p;
   const auto& s = svc.service;
   const auto& sb = s.sandbox;
@@ -148,6 +149,16 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
     st.restrict_suid_sgid = sb.restrict_suid_sgid;
     st.default_deny_list = sb.default_syscall_deny_list;
     std::string why;
+    // Sandboxed dynamic-user services spawn through a zygote that holds the filter's base.
+    p.use_zygote = use_zygote && s.dynamic_user && sb.enabled && p.mount_ns && seccomp::zygote_compatible(st);
+    if (p.use_zygote) {
+      p.zygote_clone_flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID |
+                             (p.clone_flags & (CLONE_NEWIPC | CLONE_NEWNET));
+      auto gate = seccomp::zygote_gate(st, static_cast<uint32_t>(p.zygote_clone_flags), why);
+      if (!gate) throw std::runtime_error("service " + svc.name + ": cannot compile the syscall filter: " + why);
+      p.gate_filter = std::make_unique<seccomp::Program>(std::move(*gate));
+      st.part = seccomp::Settings::Part::zygote_base;
+    }
     auto prog = seccomp::compile(st, why);
     if (!prog) throw std::runtime_error("service " + svc.name + ": cannot compile the syscall filter: " + why);
     p.filter = std::make_unique<seccomp::Program>(std::move(*prog));
@@ -204,6 +215,7 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
 // only specifier that cannot be expanded at start-up.
 void finish_arrays(InstancePlan& out, const ServicePlan& svc, uint64_t serial_number) {
   auto& env = out.env_storage;
+  out.serial = serial_number;
   out.argv.clear();
   if (svc.per_connection_specifier) {
     std::string serial = std::to_string(serial_number);

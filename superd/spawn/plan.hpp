@@ -73,10 +73,17 @@ struct ServicePlan {
   int cap_last = 40;                   // /proc/sys/kernel/cap_last_cap
   bool no_new_privs = false;
   std::unique_ptr<seccomp::Program> filter;  // compiled once; loaded last
+  // With a zygote (spawn/zygote.hpp): `filter` is the zygote's base part, `gate_filter` its
+  // narrowing of mount/clone; both, the bounding set and no_new_privs are the zygote's, and an
+  // instance loads nothing itself.
+  bool use_zygote = false;
+  std::unique_ptr<seccomp::Program> gate_filter;
+  int zygote_clone_flags = 0;
   std::vector<gid_t> groups;           // supplementary groups (the service's shared-directory group)
 };
 // Throws std::runtime_error on a sandbox that cannot be prepared (bad syscall filter).
-ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ);
+ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
+                              bool use_zygote = false);
 // Raises this process's RLIMIT_NOFILE soft limit to its hard limit, remembering the original
 // for services (see ServicePlan::nofile). Called once at daemon start.
 void raise_nofile_limit() noexcept;
@@ -104,6 +111,7 @@ struct InstancePlan {
   int stdin_fd = -1, stdout_fd = -1;
   std::vector<std::string> env_storage;
   std::vector<std::string> argv_storage;  // only when argv needs "%c" expanded
+  uint64_t serial = 0;
   std::vector<char*> argv;
   std::vector<char*> envp;
 };

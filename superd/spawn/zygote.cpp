@@ -1,0 +1,219 @@
+#include "spawn/zygote.hpp"
+
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "control/control.hpp"
+#include "spawn/child.hpp"
+
+namespace superd::spawn {
+namespace {
+
+// The wire format between daemon and zygote: fixed headers, the environment as NUL-separated
+// strings after the request header; fds by SCM_RIGHTS (connection, stderr; or stdin, stdout,
+// stderr for a passthrough run).
+struct Request {
+  uint32_t uid, gid;
+  uint64_t serial;
+  uint32_t passthrough;
+  uint32_t env_bytes;
+};
+struct Reply {
+  int32_t pid;
+  int32_t step;
+  int32_t err;
+  int32_t detail;
+};
+
+constexpr size_t kStackSize = 64 * 1024;
+constexpr int kMaxSlots = 256;
+
+std::string step_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+// Runs in the forked zygote process; never returns.
+[[noreturn]] void zygote_main(int sock, pid_t daemon, const ServicePlan& plan) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != daemon) _exit(0);
+  auto report = [&](const std::string& s) {
+    (void)control::send_message(sock, s);
+  };
+  // The daemon's signal handlers and mask do not apply here.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Only the request socket (moved to fd 3) and stdio survive of the daemon's fds.
+  if (sock != 3 && (::dup2(sock, 3) != 3)) _exit(1);
+  sock = 3;
+  ::syscall(SYS_close_range, 4, ~0U, 0);
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+
+  if (::unshare(CLONE_NEWNS) != 0) report("ERR " + step_text("unshare(CLONE_NEWNS)")), _exit(1);
+  int slots[kMaxSlots];
+  for (int& s : slots) s = -1;
+  int failed = sandbox::apply(plan.mounts, slots, 0, sandbox::Which::per_service);
+  if (failed >= 0) report("ERR " + step_text(plan.mounts.describe(static_cast<size_t>(failed)).c_str())), _exit(1);
+  for (int& s : slots)
+    if (s >= 0) ::close(s);
+  if (plan.drop_bounding_set)
+    for (int c = 0; c <= plan.cap_last; ++c)
+      if (!(plan.cap_keep & (1ULL << c)) && ::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL)
+        report("ERR " + step_text("PR_CAPBSET_DROP")), _exit(1);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) report("ERR " + step_text("no_new_privs")), _exit(1);
+  if (plan.filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.filter->fprog()) != 0)
+    report("ERR " + step_text("seccomp (base)")), _exit(1);
+  if (plan.gate_filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.gate_filter->fprog()) != 0)
+    report("ERR " + step_text("seccomp (gate)")), _exit(1);
+  report("OK");
+
+  static char stack[kStackSize] alignas(64);
+  int inst_slots[kMaxSlots];
+  InstancePlan ip;
+  for (;;) {
+    std::string msg;
+    std::vector<UniqueFd> fds;
+    if (control::recv_message(sock, msg, &fds, 3)) _exit(0);  // the daemon is gone
+    Reply reply{-1, 0, 0, -1};
+    Request req{};
+    if (msg.size() < sizeof req) _exit(1);
+    std::memcpy(&req, msg.data(), sizeof req);
+    ip.service = &plan;
+    ip.uid = req.uid;
+    ip.gid = req.gid;
+    ip.passthrough = req.passthrough != 0;
+    ip.null_fd = null_fd;
+    ip.env_storage.clear();
+    const char* e = msg.data() + sizeof req;
+    const char* end = e + std::min<size_t>(req.env_bytes, msg.size() - sizeof req);
+    while (e < end) {
+      size_t n = ::strnlen(e, static_cast<size_t>(end - e));
+      ip.env_storage.emplace_back(e, n);
+      e += n + 1;
+    }
+    finish_arrays(ip, plan, req.serial);
+    if (ip.passthrough && fds.size() == 3) {
+      ip.stdin_fd = fds[0].get(), ip.stdout_fd = fds[1].get(), ip.stderr_fd = fds[2].get();
+    } else if (!ip.passthrough && fds.size() == 2) {
+      ip.conn_fd = fds[0].get(), ip.stderr_fd = fds[1].get();
+    } else {
+      reply.step = static_cast<int32_t>(Step::stdio);
+      reply.err = EBADF;
+      (void)control::send_message(sock, std::string(reinterpret_cast<char*>(&reply), sizeof reply));
+      continue;
+    }
+    for (int i = 0; i < plan.mounts.slots && i < kMaxSlots; ++i) inst_slots[i] = -1;
+    ChildError cerr;
+    detail::ChildArgs args{&ip, &cerr, nullptr, 0, inst_slots, true};
+    int pidfd = -1;
+    // Exactly the flags the gate filter lets through (see sandbox/seccomp.hpp, zygote_gate).
+    int flags = plan.zygote_clone_flags;
+    pid_t pid = ::clone(detail::child_main, stack + kStackSize, flags, &args, &pidfd);
+    if (pid < 0) {
+      reply.step = -1;
+      reply.err = errno;
+    } else {
+      reply.pid = pid;
+      reply.step = static_cast<int32_t>(cerr.step);
+      reply.err = cerr.err;
+      reply.detail = cerr.detail;
+    }
+    std::vector<int> out;
+    if (pidfd >= 0) out.push_back(pidfd);
+    (void)control::send_message(sock, std::string(reinterpret_cast<char*>(&reply), sizeof reply), out);
+    if (pidfd >= 0) ::close(pidfd);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Zygote> Zygote::start(const ServicePlan& plan, std::string& failure) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    failure = step_text("socketpair");
+    return nullptr;
+  }
+  UniqueFd mine(sv[0]), theirs(sv[1]);
+  pid_t daemon = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    failure = step_text("fork");
+    return nullptr;
+  }
+  if (pid == 0) {
+    mine.reset();
+    zygote_main(theirs.release(), daemon, plan);
+  }
+  theirs.reset();
+  std::unique_ptr<Zygote> z(new Zygote(pid, std::move(mine)));
+  std::string msg;
+  if (auto ec = control::recv_message(z->sock_.get(), msg)) {
+    failure = "the zygote died during set-up: " + ec.message();
+    return nullptr;
+  }
+  if (msg != "OK") {
+    failure = msg.rfind("ERR ", 0) == 0 ? msg.substr(4) : msg;
+    return nullptr;
+  }
+  return z;
+}
+
+Zygote::~Zygote() {
+  sock_.reset();  // the zygote reads EOF and exits; make sure of it
+  ::kill(pid_, SIGKILL);
+  int st;
+  while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+  }
+}
+
+Child Zygote::spawn(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept {
+  Child c;
+  err = {};
+  try {
+    Request req{plan.uid, plan.gid, 0, plan.passthrough ? 1u : 0u, 0};
+    std::string msg(sizeof req, '\0');
+    for (const std::string& e : plan.env_storage) msg.append(e).push_back('\0');
+    req.env_bytes = static_cast<uint32_t>(msg.size() - sizeof req);
+    req.serial = plan.serial;
+    std::memcpy(msg.data(), &req, sizeof req);
+    std::vector<int> fds = plan.passthrough ? std::vector<int>{plan.stdin_fd, plan.stdout_fd, plan.stderr_fd}
+                                            : std::vector<int>{plan.conn_fd, plan.stderr_fd};
+    if ((ec = control::send_message(sock_.get(), msg, fds))) return c;
+    std::string answer;
+    std::vector<UniqueFd> got;
+    if ((ec = control::recv_message(sock_.get(), answer, &got, 1))) return c;
+    Reply r{};
+    if (answer.size() != sizeof r) {
+      ec = std::make_error_code(std::errc::protocol_error);
+      return c;
+    }
+    std::memcpy(&r, answer.data(), sizeof r);
+    if (r.pid < 0) {
+      ec = {r.err, std::generic_category()};
+      return c;
+    }
+    c.pid = r.pid;
+    if (!got.empty()) c.pidfd = std::move(got[0]);
+    err.step = static_cast<Step>(r.step);
+    err.err = r.err;
+    err.detail = r.detail;
+  } catch (...) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return c;
+}
+
+}  // namespace superd::spawn
