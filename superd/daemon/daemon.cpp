@@ -135,7 +135,7 @@ class Daemon {
   void notify_ready();
   void arm(Listener& l);
   void on_readable(Listener& l);
-  void on_connection(Service& s, UniqueFd conn, const sockaddr_storage& peer);
+  void on_connection(Service& s, const Listener& l, UniqueFd conn, const sockaddr_storage& peer);
   std::optional<spawn::Child> launch(const Service& s, const spawn::InstancePlan& plan, uint32_t uid,
                                      uint64_t serial, const std::string& name, std::string& failure);
   void watch_instance(Instance& inst);
@@ -143,7 +143,8 @@ class Daemon {
   void flush_stderr(Instance& inst, bool all);
   void drain_children();
   void on_reaped(pid_t pid, ExitStatus st);
-  void queue_cleanup(uint32_t uid);
+  // `host_shm`: the instance could write to the host's /dev/shm (no private one).
+  void queue_cleanup(uint32_t uid, bool host_shm);
   void run_cleanup();
   void on_signal(int sig);
   bool open_control();
@@ -164,6 +165,7 @@ class Daemon {
   std::vector<std::unique_ptr<Service>> services_;
   std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
   std::vector<uint32_t> pending_cleanup_;
+  bool pending_host_shm_ = false;  // some instance in the batch used the host's /dev/shm
   bool cleanup_posted_ = false;
   uint64_t serial_ = 0;
   UniqueFd null_fd_;
@@ -420,7 +422,7 @@ void Daemon::on_readable(Listener& l) {
       }
       break;
     }
-    on_connection(s, UniqueFd(fd), peer);
+    on_connection(s, l, UniqueFd(fd), peer);
   }
   arm(l);
 }
@@ -453,7 +455,7 @@ std::optional<spawn::Child> Daemon::launch(const Service& s, const spawn::Instan
   return std::nullopt;
 }
 
-void Daemon::on_connection(Service& s, UniqueFd conn, const sockaddr_storage& peer_addr) {
+void Daemon::on_connection(Service& s, const Listener& l, UniqueFd conn, const sockaddr_storage& peer_addr) {
   const std::string& name = s.cfg->name;
   spawn::Peer peer;
   peer.remote = peer_addr;
@@ -474,8 +476,13 @@ void Daemon::on_connection(Service& s, UniqueFd conn, const sockaddr_storage& pe
     peer_text = fmt::format("unix:pid={},uid={}", cred.pid, cred.uid);
     source = net::source_key_uid(cred.uid);
   } else {
-    socklen_t ll = sizeof peer.local;
-    ::getsockname(conn.get(), reinterpret_cast<sockaddr*>(&peer.local), &ll);
+    // The local address is the listener's own unless it is a wildcard: no syscall then.
+    if (!l.spec.is_wildcard()) {
+      std::memcpy(&peer.local, &l.spec.addr, l.spec.addr_len);
+    } else {
+      socklen_t ll = sizeof peer.local;
+      ::getsockname(conn.get(), reinterpret_cast<sockaddr*>(&peer.local), &ll);
+    }
     ip_peer = reinterpret_cast<const sockaddr*>(&peer_addr);
     std::string ip = net::address_string(ip_peer);
     peer_text = ip.find(':') != std::string::npos ? fmt::format("[{}]:{}", ip, net::address_port(ip_peer))
@@ -633,7 +640,8 @@ void Daemon::on_reaped(pid_t pid, ExitStatus st) {
   }
   Service& s = *inst->service;
   s.gate.leave(inst->source);
-  queue_cleanup(inst->uid);
+  const auto& sb = s.cfg->service.sandbox;
+  queue_cleanup(inst->uid, !(sb.enabled && s.plan.mount_ns && (sb.private_tmp || sb.private_ipc)));
   inst.reset();  // cancels its waits; their handlers find no instance and return
   if (s.paused && !s.gate.full()) {
     s.paused = false;
@@ -641,8 +649,9 @@ void Daemon::on_reaped(pid_t pid, ExitStatus st) {
   }
 }
 
-void Daemon::queue_cleanup(uint32_t uid) {
+void Daemon::queue_cleanup(uint32_t uid, bool host_shm) {
   pending_cleanup_.push_back(uid);
+  pending_host_shm_ = pending_host_shm_ || host_shm;
   if (cleanup_posted_) return;
   cleanup_posted_ = true;
   // Batched: every UID released within one turn of the loop shares one IPC scan.
@@ -654,7 +663,10 @@ void Daemon::run_cleanup() {
   std::vector<uint32_t> batch;
   batch.swap(pending_cleanup_);
   std::unordered_set<uint32_t> ids(batch.begin(), batch.end());
-  for (const auto& f : ipc::remove_owned_by(ids)) {
+  ipc::Roots roots;
+  if (!pending_host_shm_) roots.dev_shm.clear();  // every instance had its own /dev/shm
+  pending_host_shm_ = false;
+  for (const auto& f : ipc::remove_owned_by(ids, roots)) {
     log::error("uid={}: cannot remove {} {}{}: {}; UID quarantined", f.owner, ipc::kind_name(f.object.kind),
                f.object.id, f.object.name, errno_text(f.err));
     pool_.block(f.owner, uid_pool::kQuarantined);
