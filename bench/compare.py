@@ -10,7 +10,7 @@ the connection on fd 0/1:
   tcpserver     ucspi-tcp, -H -R -l 0 (no DNS/ident), -c 1000, -b 1024, runs as nobody
 Rounds are interleaved (every system at every concurrency once per round, in rotating order);
 each figure is the median over rounds. Ratios are against rawspawn and xinetd of the same run.
-Run as root through `bash bench/compare [--short|--full]` (installs xinetd and ucspi-tcp)."""
+Run as root through `bash bench/compare.sh [--short|--full]` (installs xinetd and ucspi-tcp)."""
 
 import argparse
 import json
@@ -186,7 +186,7 @@ Machine: {os.cpu_count()} CPUs ({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf
 Linux {platform.release()}. Mode: {mode} ({rounds} interleaved rounds of {seconds} s per system and concurrency;
 medians). Loopback TCP, service `bench/svc_hello` (static). Failed connections in the whole run: {failures}.
 
-Reproduce: `bash bench/compare --{mode}` (as root).
+Reproduce: `bash bench/compare.sh --{mode}` (as root).
 
 {chr(10).join(lines)}
 

@@ -8,7 +8,7 @@
    range left.
 3. A soak of N connections (default 100,000; --short 20,000) through the full sandbox:
    0 failed; superd's fd count and RSS before and after; the same leak checks.
-Run as root: `bash bench/scale [--short]`."""
+Run as root: `bash bench/scale.sh [--short]`."""
 
 import argparse
 import json

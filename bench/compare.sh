@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/compare [--short|--full]: installs the peers (xinetd, ucspi-tcp) and superd's own
+# bench/compare.sh [--short|--full]: installs the peers (xinetd, ucspi-tcp) and superd's own
 # dependencies from Debian's archive, builds, and runs bench/compare.py; writes bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

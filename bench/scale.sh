@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/scale [--short]: 4,000 live instances and a connection soak; see bench/scale.py.
+# bench/scale.sh [--short]: 4,000 live instances and a connection soak; see bench/scale.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/install-deps
