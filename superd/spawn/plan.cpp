@@ -236,10 +236,6 @@ void finish_arrays(InstancePlan& out, const ServicePlan& svc, uint64_t serial_nu
   out.envp.push_back(nullptr);
 }
 
-}  // namespace superd::spawn
-
-namespace superd::spawn {
-
 void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const std::string& user) {
   out.service = &svc;
   out.uid = uid;
