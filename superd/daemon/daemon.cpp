@@ -136,7 +136,7 @@ class Daemon {
   void arm(Listener& l);
   void on_readable(Listener& l);
   void on_connection(Service& s, const Listener& l, UniqueFd conn, const sockaddr_storage& peer);
-  std::optional<spawn::Child> launch(const Service& s, const spawn::InstancePlan& plan, uint32_t uid,
+  std::optional<spawn::Child> launch(Service& s, const spawn::InstancePlan& plan, uint32_t uid,
                                      uint64_t serial, const std::string& name, std::string& failure);
   void watch_instance(Instance& inst);
   void read_stderr(Instance& inst);
@@ -430,7 +430,7 @@ void Daemon::on_readable(Listener& l) {
 // Records the lease and starts the instance. On failure the child (if any) is reaped, the
 // lease cleared and the UID returned at once — the child never ran service code, so nothing
 // of the UID can remain — and `failure` says which step failed and why.
-std::optional<spawn::Child> Daemon::launch(const Service& s, const spawn::InstancePlan& plan, uint32_t uid,
+std::optional<spawn::Child> Daemon::launch(Service& s, const spawn::InstancePlan& plan, uint32_t uid,
                                            uint64_t serial, const std::string& name, std::string& failure) {
   auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch()).count();
@@ -438,6 +438,21 @@ std::optional<spawn::Child> Daemon::launch(const Service& s, const spawn::Instan
   spawn::ChildError cerr;
   std::error_code ec;
   spawn::Child child = s.zygote ? s.zygote->spawn(plan, cerr, ec) : spawn::start(plan, cerr, ec);
+  if (ec && s.zygote) {
+    // The zygote should never die; if it did (killed by hand, OOM), start a new one and retry
+    // once, so the service keeps serving.
+    log::error("service {}: its zygote (pid {}) is gone ({}); starting a new one", s.cfg->name, s.zygote->pid(),
+               ec.message());
+    std::string why;
+    s.zygote.reset();
+    s.zygote = spawn::Zygote::start(s.plan, why);
+    if (s.zygote) {
+      ec.clear();
+      child = s.zygote->spawn(plan, cerr, ec);
+    } else {
+      log::error("service {}: cannot start a new zygote: {}", s.cfg->name, why);
+    }
+  }
   if (!ec && cerr.step == spawn::Step::none) return child;
   if (ec) {
     failure = "clone: " + ec.message();

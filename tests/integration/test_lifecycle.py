@@ -105,7 +105,28 @@ def test_an_exec_that_disappears_after_start_is_reported_and_the_uid_released():
         d.close()
 
 
+def test_a_killed_zygote_is_replaced():
+    d = Superd("zygote", {"probe": svc(PORT + 6, "id")}, (LO, HI))
+    try:
+        d.start()
+        check(talk_tcp(PORT + 6).decode().startswith("uid="), "serves before")
+        d.wait_log("EXIT probe")
+        with open(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+        check(len(kids) == 1, f"one zygote, no live instance: {kids}")
+        os.kill(kids[0], 9)
+        time.sleep(0.2)
+        out = talk_tcp(PORT + 6).decode()
+        check(out.startswith("uid="), f"still serving after its zygote was killed: {out!r}\n{d.log()}")
+        check("zygote" in d.log() and "starting a new one" in d.log(), d.log())
+        check(d.stop() == 0, "exit 0")
+        d.assert_clean()
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     main([test_a_daemonised_child_does_not_outlive_its_instance, test_ipc_objects_are_removed_from_the_host,
           test_misbehaving_services_are_reaped_and_logged,
-          test_an_exec_that_disappears_after_start_is_reported_and_the_uid_released])
+          test_an_exec_that_disappears_after_start_is_reported_and_the_uid_released,
+          test_a_killed_zygote_is_replaced])
