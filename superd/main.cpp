@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
   run->add_option("command", run_argv, "-- CMD ARGS...")->required();
   run->prefix_command(false);
 
+  auto* reload = app.add_subcommand("reload", "re-read the configuration (as SIGHUP); unchanged sockets stay open");
+  reload->add_option("-c,--config", config_path, "main configuration file (for runtime_root)")->capture_default_str();
+
   bool status_json = false;
   auto* status = app.add_subcommand("status", "services, listeners, live instances and pool occupancy");
   status->add_option("-c,--config", config_path, "main configuration file (for runtime_root)")->capture_default_str();
@@ -85,6 +88,19 @@ int main(int argc, char** argv) {
     return root;
   };
 
+  if (reload->parsed()) {
+    std::string error;
+    std::string text = superd::control::request(runtime_root_of(), R"({"op":"reload"})", error);
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (text.empty() || j.is_discarded() || j.contains("error")) {
+      std::fprintf(stderr, "superd reload: %s", text.empty() ? (error + "\n").c_str()
+                                                           : j.is_discarded() ? "bad answer\n"
+                                                                              : j["error"].get<std::string>().c_str());
+      return 2;
+    }
+    std::printf("reloaded\n");
+    return 0;
+  }
   if (status->parsed()) {
     std::string error;
     std::string text = superd::control::status_client(runtime_root_of(), error);
@@ -162,7 +178,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (ready_fd >= 0) ::fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
-    return superd::daemon::serve(*cfg, superd::daemon::Options{ready_fd});
+    return superd::daemon::serve(*cfg, superd::daemon::Options{ready_fd, config_path});
   }
   return 0;
 }

@@ -90,10 +90,10 @@ UniqueFd connect_control(const std::string& runtime_root, std::string& error) {
 
 }  // namespace
 
-std::string status_client(const std::string& runtime_root, std::string& error) {
+std::string request(const std::string& runtime_root, const std::string& json, std::string& error) {
   UniqueFd sock = connect_control(runtime_root, error);
   if (!sock) return {};
-  if (auto ec = send_message(sock.get(), R"({"op":"status"})")) {
+  if (auto ec = send_message(sock.get(), json)) {
     error = "cannot send the request: " + ec.message();
     return {};
   }

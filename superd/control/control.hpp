@@ -27,7 +27,11 @@ std::error_code recv_message(int sock, std::string& msg, std::vector<UniqueFd>* 
 int run_client(const std::string& runtime_root, const std::vector<std::string>& argv,
                const std::vector<std::string>& properties, const std::string& unit, std::string& error);
 
-// Client side of `superd status`: the daemon's JSON answer, or empty with `error` set.
-std::string status_client(const std::string& runtime_root, std::string& error);
+// One request, one answer (`superd status`, `superd reload`): the daemon's JSON answer, or
+// empty with `error` set.
+std::string request(const std::string& runtime_root, const std::string& json, std::string& error);
+inline std::string status_client(const std::string& runtime_root, std::string& error) {
+  return request(runtime_root, R"({"op":"status"})", error);
+}
 
 }  // namespace superd::control

@@ -84,8 +84,9 @@ struct Service {
   admission::Gate gate;
   std::vector<std::unique_ptr<Listener>> listeners;
   bool paused = false;  // at max_connections: not polling, the backlog holds new connections
-  std::shared_ptr<const config::Service> owned_cfg;  // a transient (superd run) service's own config
+  std::shared_ptr<const config::Service> owned_cfg;  // the config this service was built from
   std::unique_ptr<spawn::Zygote> zygote;             // sandboxed services spawn through it
+  std::optional<uint32_t> inherited_group;           // taken over from the service it reloaded
 };
 
 struct Instance {
@@ -132,6 +133,10 @@ class Daemon {
   void watch_userdb();
   void arm_userdb_watch();
   bool open_listeners();
+  std::unique_ptr<Service> build_service(std::shared_ptr<const config::Service> sc, Service* previous,
+                                         std::vector<Listener*>& reuse);
+  void release_group(Service& s);
+  std::string reload();
   void notify_ready();
   void arm(Listener& l);
   void on_readable(Listener& l);
@@ -156,13 +161,14 @@ class Daemon {
   void begin_shutdown();
   void maybe_finish_shutdown();
 
-  const config::Config& cfg_;
+  config::Config cfg_;
   Options opt_;
   sandbox::Roots roots_;
   asio::io_context io_{1};
   uid_pool::Pool pool_;
   uid_pool::LeaseTable table_;
   std::vector<std::unique_ptr<Service>> services_;
+  std::vector<std::unique_ptr<Service>> retired_;  // replaced by a reload, instances still live
   std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
   std::vector<uint32_t> pending_cleanup_;
   bool pending_host_shm_ = false;  // some instance in the batch used the host's /dev/shm
@@ -311,13 +317,13 @@ bool Daemon::prepare_service(Service& s) {
   std::optional<uint32_t> gid;
   if (!dirs.empty() && s.cfg->service.dynamic_user) {
     auto current = sandbox::existing_group(dirs);
-    gid = lease_named("group:" + s.cfg->name, current);
+    gid = s.inherited_group ? s.inherited_group : lease_named("group:" + s.cfg->name, current);
     if (!gid) {
       log::error("service {}: no GID left in the dynamic range for its directories", s.cfg->name);
       return false;
     }
     s.group = gid;
-    table_.record(*gid, 0, 0, 0, "group:" + s.cfg->name);
+    if (!s.inherited_group) table_.record(*gid, 0, 0, 0, "group:" + s.cfg->name);
     s.plan.groups = {*gid};
     if (!s.cfg->service.umask_set) s.plan.umask = 0007;  // group-writable among the service's instances
   }
@@ -329,41 +335,150 @@ bool Daemon::prepare_service(Service& s) {
   return true;
 }
 
+// Builds a service: plan, directories and group, zygote, and listeners. Listeners whose spec an
+// old service already listens on are not opened again: `reuse` collects them for commit().
+// On failure everything new is undone by the destructors (and the group released).
+std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Service> sc, Service* previous,
+                                               std::vector<Listener*>& reuse) {
+  std::unique_ptr<Service> svc;
+  try {
+    svc = std::make_unique<Service>(Service{sc.get(), spawn::make_service_plan(*sc, roots_, environ, true),
+                                            std::nullopt, admission::Gate(admission::limits_from(sc->socket)), {},
+                                            false, sc});
+  } catch (const std::exception& e) {
+    log::error("{}", e.what());
+    return nullptr;
+  }
+  // A reloaded service keeps its shared-directory group: no chown, files stay writable.
+  if (previous && previous->group && !sandbox::boundary_dirs(sc->service.sandbox, roots_).empty())
+    svc->inherited_group = previous->group;
+  if (!prepare_service(*svc)) return nullptr;
+  if (svc->plan.use_zygote) {
+    std::string failure;
+    svc->zygote = spawn::Zygote::start(svc->plan, failure);
+    if (!svc->zygote) {
+      log::error("service {}: cannot set up its sandbox: {}", sc->name, failure);
+      release_group(*svc);
+      return nullptr;
+    }
+  }
+  listener::Options lo = listener::options_from(sc->socket);
+  for (const config::Listen& l : sc->socket.listen) {
+    Listener* old = nullptr;
+    for (auto& os : services_)
+      for (auto& ol : os->listeners)
+        if (ol->spec.to_string() == l.spec.to_string()) old = ol.get();
+    if (old) {
+      reuse.push_back(old);
+      continue;
+    }
+    std::error_code ec;
+    UniqueFd fd = listener::open(l.spec, lo, ec);
+    if (!fd) {
+      log::error("{}:{}:{}: service {}: cannot listen on {}: {}", l.where.file, l.where.line, l.where.column, sc->name,
+                 l.spec.to_string(), ec.message());
+      release_group(*svc);
+      return nullptr;
+    }
+    svc->listeners.push_back(
+        std::make_unique<Listener>(Listener{svc.get(), l.spec, asio::posix::stream_descriptor(io_, fd.release())}));
+    log::info("service {}: listening on {}", sc->name, l.spec.to_string());
+  }
+  return svc;
+}
+
+void Daemon::release_group(Service& s) {
+  if (s.group && !s.inherited_group) {
+    table_.clear(*s.group);
+    pool_.release(*s.group);
+  }
+  s.group.reset();
+}
+
 bool Daemon::open_listeners() {
   for (const config::Service& sc : cfg_.services) {
-    std::unique_ptr<Service> svc;
-    try {
-      svc = std::make_unique<Service>(Service{&sc, spawn::make_service_plan(sc, roots_, environ, true), std::nullopt,
-                                              admission::Gate(admission::limits_from(sc.socket)), {}, false});
-    } catch (const std::exception& e) {
-      log::error("{}", e.what());
-      return false;
-    }
-    if (!prepare_service(*svc)) return false;
-    if (svc->plan.use_zygote) {
-      std::string failure;
-      svc->zygote = spawn::Zygote::start(svc->plan, failure);
-      if (!svc->zygote) {
-        log::error("service {}: cannot set up its sandbox: {}", sc.name, failure);
-        return false;
-      }
-    }
-    listener::Options lo = listener::options_from(sc.socket);
-    for (const config::Listen& l : sc.socket.listen) {
-      std::error_code ec;
-      UniqueFd fd = listener::open(l.spec, lo, ec);
-      if (!fd) {
-        log::error("{}:{}:{}: service {}: cannot listen on {}: {}", l.where.file, l.where.line, l.where.column, sc.name,
-                   l.spec.to_string(), ec.message());
-        return false;
-      }
-      svc->listeners.push_back(std::make_unique<Listener>(Listener{svc.get(), l.spec,
-                                                                   asio::posix::stream_descriptor(io_, fd.release())}));
-      log::info("service {}: listening on {}", sc.name, l.spec.to_string());
-    }
+    std::vector<Listener*> reuse;
+    auto svc = build_service(std::make_shared<const config::Service>(sc), nullptr, reuse);
+    if (!svc) return false;
     services_.push_back(std::move(svc));
   }
   return true;
+}
+
+// Reload (SIGHUP, `superd reload`): re-read the configuration; if anything is wrong, keep the
+// running one and say why. Otherwise build every new service first (a failure undoes them all),
+// then move unchanged listeners over without closing them, retire the old services (their live
+// instances run on untouched; a retired service goes when its last instance ends) and arm.
+std::string Daemon::reload() {
+  config::Problems problems;
+  config::Config next = config::load(opt_.config_path, problems);
+  std::string report;
+  for (const auto& p : problems.list()) report += p.to_string() + "\n";
+  if (!problems.empty()) {
+    log::error("reload: {} problem(s); the running configuration stays:\n{}", problems.list().size(), report);
+    return report;
+  }
+  const auto& g = next.global, &h = cfg_.global;
+  if (g.uid_min != h.uid_min || g.uid_max != h.uid_max || g.runtime_root != h.runtime_root ||
+      g.state_root != h.state_root || g.cache_root != h.cache_root || g.logs_root != h.logs_root) {
+    report = "reload: dynamic_uid_range and the roots cannot change while running; restart superd\n";
+    log::error("{}", report);
+    return report;
+  }
+  std::vector<std::unique_ptr<Service>> built;
+  std::vector<std::vector<Listener*>> reuses;
+  for (const config::Service& sc : next.services) {
+    Service* previous = nullptr;
+    for (auto& os : services_)
+      if (os->cfg->name == sc.name) previous = os.get();
+    reuses.emplace_back();
+    auto svc = build_service(std::make_shared<const config::Service>(sc), previous, reuses.back());
+    if (!svc) {
+      for (auto& b : built) release_group(*b);
+      report = "reload: a service could not be set up (see the log); the running configuration stays\n";
+      log::error("{}", report);
+      return report;
+    }
+    built.push_back(std::move(svc));
+  }
+  // Commit: take over unchanged listeners, retire the old services.
+  for (size_t i = 0; i < built.size(); ++i)
+    for (Listener* l : reuses[i])
+      for (auto& os : services_)
+        for (auto& ol : os->listeners)
+          if (ol.get() == l) {
+            l->service = built[i].get();
+            built[i]->listeners.push_back(std::move(ol));
+          }
+  for (auto& os : services_) {
+    for (auto& ol : os->listeners)
+      if (ol) {
+        boost::system::error_code ignored;
+        ol->sd.close(ignored);
+        listener::unlink_path(ol->spec);
+      }
+    os->listeners.clear();
+    for (auto& b : built)
+      if (b->inherited_group && os->group == b->inherited_group) os->group.reset();  // handed over
+  }
+  for (auto& b : built) b->inherited_group.reset();  // from here the new service owns its group
+  for (auto& os : services_) {
+    if (os->gate.live() > 0) {
+      retired_.push_back(std::move(os));
+    } else {
+      release_group(*os);
+    }
+  }
+  services_ = std::move(built);
+  for (auto& s : services_) {
+    for (auto& l : s->listeners) {
+      l->waiting = false;
+      arm(*l);
+    }
+  }
+  cfg_.services = std::move(next.services);
+  log::info("reloaded: {} services", services_.size());
+  return {};
 }
 
 void Daemon::notify_ready() {
@@ -662,6 +777,13 @@ void Daemon::on_reaped(pid_t pid, ExitStatus st) {
     s.paused = false;
     for (auto& l : s.listeners) arm(*l);
   }
+  if (s.gate.live() == 0)
+    for (auto it = retired_.begin(); it != retired_.end(); ++it)
+      if (it->get() == &s) {
+        release_group(**it);
+        retired_.erase(it);
+        break;
+      }
 }
 
 void Daemon::queue_cleanup(uint32_t uid, bool host_shm) {
@@ -698,7 +820,9 @@ void Daemon::on_signal(int sig) {
     case SIGCHLD: drain_children(); break;
     case SIGTERM:
     case SIGINT: begin_shutdown(); break;
-    case SIGHUP: log::warning("SIGHUP: reload is not implemented yet; configuration unchanged"); break;
+    case SIGHUP:
+      if (!stopping_) reload();
+      break;
   }
 }
 
@@ -739,11 +863,8 @@ void Daemon::maybe_finish_shutdown() {
   if (!stopping_ || !instances_.empty() || cleanup_posted_ || !pending_cleanup_.empty()) return;
   stop_timer_.cancel();
   signals_.cancel();
-  for (auto& s : services_)
-    if (s->group) {
-      table_.clear(*s->group);
-      pool_.release(*s->group);
-    }
+  for (auto& s : services_) release_group(*s);
+  for (auto& s : retired_) release_group(*s);
   io_.stop();
 }
 
@@ -802,6 +923,12 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
     } catch (const std::exception& e) {
       reply_error(e.what());
     }
+    return;
+  }
+  if (req["op"] == "reload") {
+    std::string problems = stopping_ ? "shutting down" : reload();
+    control::send_message(conn->native_handle(),
+                          (problems.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", problems}}).dump());
     return;
   }
   if (req["op"] == "status") {
@@ -871,8 +998,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   auto holder = std::make_shared<config::Service>(std::move(*svc_cfg));
   auto owned = std::make_unique<Service>(Service{holder.get(), spawn::make_service_plan(*holder, roots_, environ),
                                                  std::nullopt, admission::Gate(admission::limits_from(holder->socket)),
-                                                 {}, false});
-  owned->owned_cfg = holder;
+                                                 {}, false, holder});
   const auto& sb = holder->service.sandbox;
   auto dirs = sandbox::boundary_dirs(sb, roots_);
   std::optional<uint32_t> uid;

@@ -10,7 +10,8 @@
 namespace superd::daemon {
 
 struct Options {
-  int ready_fd = -1;  // write "READY\n" here once every listener is bound
+  int ready_fd = -1;        // write "READY\n" here once every listener is bound
+  std::string config_path;  // re-read on SIGHUP / `superd reload`
 };
 
 // Runs until SIGTERM/SIGINT; returns the process exit code.
