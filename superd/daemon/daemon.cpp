@@ -470,12 +470,10 @@ std::string Daemon::reload() {
     }
   }
   services_ = std::move(built);
-  for (auto& s : services_) {
-    for (auto& l : s->listeners) {
-      l->waiting = false;
-      arm(*l);
-    }
-  }
+  // A moved listener may still have its wait pending (arm() then does nothing): its handler
+  // reads l.service, which now is the new service.
+  for (auto& s : services_)
+    for (auto& l : s->listeners) arm(*l);
   cfg_.services = std::move(next.services);
   log::info("reloaded: {} services", services_.size());
   return {};
