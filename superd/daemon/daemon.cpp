@@ -75,6 +75,8 @@ struct Listener {
   net::ListenSpec spec;
   asio::posix::stream_descriptor sd;
   bool waiting = false;
+  // Back-off after EMFILE & co.; a member, so that a listener closed by a reload cancels it.
+  std::unique_ptr<asio::steady_timer> backoff;
 };
 
 struct Service {
@@ -504,6 +506,8 @@ void Daemon::arm(Listener& l) {
   if (l.waiting || stopping_ || l.service->paused) return;
   l.waiting = true;
   l.sd.async_wait(asio::posix::descriptor_base::wait_read, [this, &l](boost::system::error_code ec) {
+    // Aborted: the listener was closed (shutdown, reload) and may already be gone.
+    if (ec == asio::error::operation_aborted) return;
     l.waiting = false;
     if (!ec && !stopping_) on_readable(l);
   });
@@ -529,8 +533,11 @@ void Daemon::on_readable(Listener& l) {
       log::error("service {}: accept on {}: {}", s.cfg->name, l.spec.to_string(), errno_text(errno));
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors or memory: back off briefly instead of spinning on a ready socket.
-        auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
-        t->async_wait([this, &l, t](boost::system::error_code) { arm(l); });
+        if (!l.backoff) l.backoff = std::make_unique<asio::steady_timer>(io_);
+        l.backoff->expires_after(std::chrono::milliseconds(100));
+        l.backoff->async_wait([this, &l](boost::system::error_code e) {
+          if (!e) arm(l);
+        });
         return;
       }
       break;
