@@ -424,9 +424,6 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
       }
   }
   r.read_bool("restrict_suid_sgid", sb.restrict_suid_sgid);
-  if (svc.dynamic_user && !sb.restrict_suid_sgid) {
-    // allowed: a UID-changing binary is inert anyway under no_new_privileges
-  }
   for (auto& [v, node] : r.read_strings("system_call_filter", true)) sb.system_call_filter.push_back(v);
   if (auto* n = r.get("system_call_error_number")) {
     if (n->is_integer()) sb.system_call_error_number = std::to_string(*n->value<int64_t>());
@@ -453,9 +450,6 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
     std::string why;
     const toml::node* at = r.get(c.key);
     if (!seccomp::validate(c.st, why)) at ? r.bad(*at, c.key, why) : r.problems().add({r.file(), 1, 1}, r.name(c.key), why);
-  }
-  if (sb.protect_system == ProtectSystem::no && svc.dynamic_user && !sb.state.names.empty()) {
-    // fine: the boundary directories still hide other services' data
   }
 }
 

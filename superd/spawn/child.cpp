@@ -98,10 +98,7 @@ int child_main(void* arg) noexcept {
   if (::chdir(s.cwd.c_str()) != 0) fail(a, Step::chdir);
 
   // 8. Bounding set: what no later exec can regain. One prctl per capability; still root here.
-  if (s.drop_bounding_set && !a->from_zygote)
-    for (int c = 0; c <= s.cap_last; ++c)
-      if (!(s.cap_keep & (1ULL << c)) && ::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL)
-        fail(a, Step::capability_bounding_set);
+  if (s.drop_bounding_set && !a->from_zygote && !drop_bounding_set(s)) fail(a, Step::capability_bounding_set);
   if (s.cap_ambient && ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) fail(a, Step::keep_caps);
 
   // 9. Identity: supplementary groups, then GID, then UID (after which nothing can be undone).

@@ -1,8 +1,10 @@
 #include "spawn/plan.hpp"
 
 #include <sched.h>
+#include <sys/prctl.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -62,6 +64,12 @@ rlimit g_original_nofile{0, 0};
 bool g_nofile_raised = false;
 
 }  // namespace
+
+bool drop_bounding_set(const ServicePlan& plan) noexcept {
+  for (int c = 0; c <= plan.cap_last; ++c)
+    if (!(plan.cap_keep & (1ULL << c)) && ::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) return false;
+  return true;
+}
 
 void raise_nofile_limit() noexcept {
   if (g_nofile_raised || ::getrlimit(RLIMIT_NOFILE, &g_original_nofile) != 0) return;
@@ -168,13 +176,20 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
   return p;
 }
 
-void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid, uint64_t serial_number) {
+namespace {
+// What every instance plan starts with: its service, its UID = GID, an empty environment.
+std::vector<std::string>& begin_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, bool passthrough) {
   out.service = &svc;
-  out.passthrough = false;
+  out.passthrough = passthrough;
   out.uid = uid;
   out.gid = uid;
-  auto& env = out.env_storage;
-  env.clear();
+  out.env_storage.clear();
+  return out.env_storage;
+}
+}  // namespace
+
+void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid, uint64_t serial_number) {
+  auto& env = begin_plan(out, svc, uid, false);
   env.reserve(16 + svc.env.size());
   auto add = [&](const char* k, const std::string& v) { env.push_back(std::string(k) + "=" + v); };
   if (peer.is_unix) {
@@ -237,12 +252,7 @@ void finish_arrays(InstancePlan& out, const ServicePlan& svc, uint64_t serial_nu
 }
 
 void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const std::string& user) {
-  out.service = &svc;
-  out.uid = uid;
-  out.gid = uid;
-  out.passthrough = true;
-  auto& env = out.env_storage;
-  env.clear();
+  auto& env = begin_plan(out, svc, uid, true);
   env.push_back("USER=" + user);
   env.push_back("LOGNAME=" + user);
   env.push_back("HOME=/");

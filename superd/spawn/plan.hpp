@@ -84,6 +84,10 @@ struct ServicePlan {
 // Throws std::runtime_error on a sandbox that cannot be prepared (bad syscall filter).
 ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
                               bool use_zygote = false);
+// Drops every capability the plan does not keep from this process's bounding set; false with
+// errno set on failure. Allocation-free: the child checklist and the zygote both call it.
+bool drop_bounding_set(const ServicePlan& plan) noexcept;
+
 // Raises this process's RLIMIT_NOFILE soft limit to its hard limit, remembering the original
 // for services (see ServicePlan::nofile). Called once at daemon start.
 void raise_nofile_limit() noexcept;

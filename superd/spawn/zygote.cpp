@@ -69,10 +69,7 @@ std::string step_text(const char* what) { return std::string(what) + ": " + std:
   if (failed >= 0) report("ERR " + step_text(plan.mounts.describe(static_cast<size_t>(failed)).c_str())), _exit(1);
   for (int& s : slots)
     if (s >= 0) ::close(s);
-  if (plan.drop_bounding_set)
-    for (int c = 0; c <= plan.cap_last; ++c)
-      if (!(plan.cap_keep & (1ULL << c)) && ::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL)
-        report("ERR " + step_text("PR_CAPBSET_DROP")), _exit(1);
+  if (plan.drop_bounding_set && !drop_bounding_set(plan)) report("ERR " + step_text("PR_CAPBSET_DROP")), _exit(1);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) report("ERR " + step_text("no_new_privs")), _exit(1);
   if (plan.filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.filter->fprog()) != 0)
     report("ERR " + step_text("seccomp (base)")), _exit(1);
