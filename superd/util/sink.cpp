@@ -1,0 +1,203 @@
+// log::Sink. The file line is assembled in a stack-backed buffer and handed to the kernel in one
+// write(2): with O_APPEND each write lands whole at the end of the file, which is what keeps
+// lines from superd and from other writers of the same file from interleaving.
+#include "util/sink.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <ctime>
+
+#include "util/log.hpp"
+
+namespace superd::log {
+namespace {
+
+struct Name {
+  std::string_view name;
+  int value;
+};
+
+constexpr Name kFacilities[] = {
+    {"daemon", LOG_DAEMON}, {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV},
+    {"user", LOG_USER},     {"mail", LOG_MAIL},     {"lpr", LOG_LPR},
+    {"news", LOG_NEWS},     {"uucp", LOG_UUCP},     {"ftp", LOG_FTP},
+    {"cron", LOG_CRON},     {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},
+    {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
+    {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+};
+
+constexpr Name kLevels[] = {
+    {"emerg", LOG_EMERG},     {"alert", LOG_ALERT},   {"crit", LOG_CRIT}, {"err", LOG_ERR},
+    {"warning", LOG_WARNING}, {"notice", LOG_NOTICE}, {"info", LOG_INFO}, {"debug", LOG_DEBUG},
+};
+
+template <size_t N>
+const Name* find(const Name (&table)[N], std::string_view name) {
+  for (const Name& n : table)
+    if (n.name == name) return &n;
+  return nullptr;
+}
+
+template <size_t N>
+std::string_view name_of(const Name (&table)[N], int value) {
+  for (const Name& n : table)
+    if (n.value == value) return n.name;
+  return "?";
+}
+
+template <size_t N>
+std::string names(const Name (&table)[N]) {
+  std::string s;
+  for (const Name& n : table) {
+    if (!s.empty()) s += ' ';
+    s += n.name;
+  }
+  return s;
+}
+
+// openlog once per process: the ident and options are process-wide state of libc anyway.
+void open_syslog_once() {
+  static bool opened = false;
+  if (opened) return;
+  ::openlog("superd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+  opened = true;
+}
+
+void append_sanitized(fmt::memory_buffer& buf, std::string_view line) {
+  if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  for (char c : line) buf.push_back(c == '\n' || c == '\r' ? ' ' : c);
+}
+
+}  // namespace
+
+std::optional<Sink> Sink::parse(std::string_view target, std::string& why) {
+  Sink s;
+  if (target == "stderr") return s;
+
+  if (target.substr(0, 5) == "file:") {
+    std::string_view path = target.substr(5);
+    if (path.empty() || path.front() != '/') {
+      why = "log target \"" + std::string(target) + "\": the file path must be absolute";
+      return std::nullopt;
+    }
+    if (path.back() == '/') {
+      why = "log target \"" + std::string(target) + "\": the file path names a directory";
+      return std::nullopt;
+    }
+    if (path.find('\0') != std::string_view::npos) {
+      why = "log target: the file path contains NUL";
+      return std::nullopt;
+    }
+    if (path.size() >= PATH_MAX) {
+      why = "log target: the file path is longer than " + std::to_string(PATH_MAX - 1) + " bytes";
+      return std::nullopt;
+    }
+    s.kind_ = Kind::file;
+    s.path_ = std::string(path);
+    return s;
+  }
+
+  if (target.substr(0, 7) == "syslog:") {
+    std::string_view spec = target.substr(7);
+    std::string_view facility = spec, level = "info";
+    if (size_t dot = spec.find('.'); dot != std::string_view::npos) {
+      facility = spec.substr(0, dot);
+      level = spec.substr(dot + 1);
+    }
+    const Name* f = find(kFacilities, facility);
+    if (!f) {
+      why = "log target \"" + std::string(target) + "\": unknown syslog facility \"" +
+            std::string(facility) + "\" (" + names(kFacilities) + ")";
+      return std::nullopt;
+    }
+    const Name* l = find(kLevels, level);
+    if (!l) {
+      why = "log target \"" + std::string(target) + "\": unknown syslog level \"" +
+            std::string(level) + "\" (" + names(kLevels) + ")";
+      return std::nullopt;
+    }
+    s.kind_ = Kind::syslog;
+    s.priority_ = f->value | l->value;
+    return s;
+  }
+
+  why = "log target \"" + std::string(target) +
+        "\": expected \"stderr\", \"file:/PATH\" or \"syslog:FACILITY[.LEVEL]\"";
+  return std::nullopt;
+}
+
+std::error_code Sink::open() {
+  switch (kind_) {
+    case Kind::standard_error:
+      return {};
+    case Kind::syslog:
+      open_syslog_once();
+      return {};
+    case Kind::file: {
+      int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+      if (fd < 0) return {errno, std::system_category()};
+      fd_.reset(fd);
+      return {};
+    }
+  }
+  return {};
+}
+
+void Sink::write(std::string_view line) const noexcept {
+  try {
+    switch (kind_) {
+      case Kind::standard_error:
+        log::write(Level::info, line);
+        return;
+      case Kind::syslog: {
+        fmt::memory_buffer buf;
+        append_sanitized(buf, line);
+        int n = buf.size() > INT_MAX ? INT_MAX : static_cast<int>(buf.size());
+        ::syslog(priority_, "%.*s", n, buf.data());
+        return;
+      }
+      case Kind::file: {
+        if (!fd_) {
+          log::write(Level::info, line);
+          return;
+        }
+        char stamp[40] = "";
+        std::time_t now = std::time(nullptr);
+        std::tm tm{};
+        if (::localtime_r(&now, &tm))
+          std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S%z", &tm);
+        fmt::memory_buffer buf;
+        fmt::format_to(std::back_inserter(buf), "{} superd[{}]: ", stamp, ::getpid());
+        append_sanitized(buf, line);
+        buf.push_back('\n');
+        // One write; EINTR retries the whole line. A short write (disk full) is not completed:
+        // a second write could land after another writer's line and split this one.
+        while (::write(fd_.get(), buf.data(), buf.size()) < 0 && errno == EINTR) {
+        }
+        return;
+      }
+    }
+  } catch (...) {
+    // Out of memory while formatting: the line is dropped.
+  }
+}
+
+std::string Sink::to_string() const {
+  switch (kind_) {
+    case Kind::standard_error:
+      return "stderr";
+    case Kind::file:
+      return "file:" + path_;
+    case Kind::syslog:
+      return "syslog:" + std::string(name_of(kFacilities, priority_ & LOG_FACMASK)) + "." +
+             std::string(name_of(kLevels, priority_ & LOG_PRIMASK));
+  }
+  return "stderr";
+}
+
+}  // namespace superd::log

@@ -1,0 +1,70 @@
+// log::Sink: where one service's log lines go (service key `log_target`). Three kinds:
+//   "stderr"                 superd's own log (log::write, info level); the default
+//   "file:/ABS/PATH"         appended, one write(2) per line, "TIMESTAMP superd[PID]: line"
+//   "syslog:FACILITY[.LEVEL]" syslog(3), ident "superd", LOG_PID; LEVEL defaults to info
+// parse() is pure (the config module calls it); open() does the I/O, at load/reload, in the
+// running daemon (errors are values). write() never throws and never logs about itself: a line
+// that cannot be written is dropped (a full disk must not take the daemon down).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "util/unique_fd.hpp"
+
+namespace superd::log {
+
+class Sink {
+ public:
+  enum class Kind { standard_error, file, syslog };
+
+  // The default sink: superd's stderr log.
+  Sink() noexcept = default;
+  Sink(Sink&&) noexcept = default;
+  Sink& operator=(Sink&&) noexcept = default;
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  // Parses a `log_target` value; on failure `why` names the bad part. No I/O.
+  // Facilities: daemon auth authpriv user mail lpr news uucp ftp cron local0..local7 (xinetd's
+  // list plus cron; kern is refused: a user process cannot log as the kernel). Levels: emerg
+  // alert crit err warning notice info debug. Names are lower case.
+  static std::optional<Sink> parse(std::string_view target, std::string& why);
+
+  // file: (re)opens the path O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC|O_NOCTTY, mode 0640 (before
+  // umask); missing parent directories are an error (ENOENT), never created. On failure the
+  // previous fd, if any, stays in use, so a failed reopen after log rotation loses nothing.
+  // syslog: openlog("superd", LOG_PID | LOG_NDELAY, LOG_DAEMON) once per process; the
+  // facility is given on every syslog() call. stderr: nothing to do.
+  std::error_code open();
+
+  // One line, without its newline (a trailing '\n' is dropped, inner '\n'/'\r' become ' ').
+  // file: a single write(2) of "YYYY-MM-DDTHH:MM:SS+ZZZZ superd[PID]: line\n" (local time),
+  // so concurrent writers (O_APPEND) never interleave mid-line; a file sink not open (yet)
+  // falls back to stderr. syslog: syslog(facility | level, "%.*s", line).
+  // stderr: log::write(Level::info, line).
+  void write(std::string_view line) const noexcept;
+
+  // The canonical target string: "stderr", "file:/p", "syslog:daemon.info" (level always shown).
+  std::string to_string() const;
+  // Same destination (reload keeps an open sink whose target did not change).
+  bool same_target(const Sink& o) const noexcept {
+    return kind_ == o.kind_ && path_ == o.path_ && priority_ == o.priority_;
+  }
+
+  Kind kind() const noexcept { return kind_; }
+  const std::string& path() const noexcept { return path_; }  // file sinks only
+  int priority() const noexcept { return priority_; }         // syslog: facility | level
+  bool is_open() const noexcept { return kind_ != Kind::file || static_cast<bool>(fd_); }
+  int fd() const noexcept { return fd_.get(); }  // borrowed; -1 unless an open file sink
+
+ private:
+  Kind kind_ = Kind::standard_error;
+  std::string path_;
+  int priority_ = 0;
+  UniqueFd fd_;
+};
+
+}  // namespace superd::log
