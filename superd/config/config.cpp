@@ -18,8 +18,10 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "admission/access_times.hpp"
 #include "sandbox/seccomp.hpp"
 #include "uid_pool/userdb.hpp"
+#include "util/sink.hpp"
 #include "util/units.hpp"
 
 namespace superd::config {
@@ -209,6 +211,13 @@ void read_socket(TableReader& r, SocketConfig& s) {
     if (auto spec = net::parse_listen(text, why)) s.listen.push_back({*spec, r.where(*node)});
     else r.bad(*node, "listen", why);
   }
+  for (auto& [text, node] : r.read_strings("listen_datagram", true)) {
+    std::string why;
+    auto spec = net::parse_listen(text, why);
+    if (spec && spec->is_unix()) r.bad(*node, "listen_datagram", "\"" + text + "\": a datagram listener takes PORT, ADDR:PORT or [V6]:PORT");
+    else if (spec) s.listen.push_back({*spec, r.where(*node), true});
+    else r.bad(*node, "listen_datagram", why);
+  }
   r.read_bool("accept", s.accept);
   r.read_int("max_connections", s.max_connections, 1, kMaxConnectionsCap);
   r.read_int("max_connections_per_source", s.max_connections_per_source, 0, kMaxConnectionsCap);
@@ -236,6 +245,50 @@ void read_socket(TableReader& r, SocketConfig& s) {
       r.wrong_type(*n, "socket_mode", "an octal string such as \"0660\"");
     }
   }
+  std::string v6;
+  if (r.read_string("bind_ipv6_only", v6)) {
+    if (v6 == "both") s.bind_ipv6_only = BindIpv6Only::both;
+    else if (v6 == "ipv6-only") s.bind_ipv6_only = BindIpv6Only::ipv6_only;
+    else if (v6 == "default") s.bind_ipv6_only = BindIpv6Only::default_;
+    else r.bad(*r.get("bind_ipv6_only"), "bind_ipv6_only", "expected \"both\", \"ipv6-only\" or \"default\"");
+  }
+  r.read_bool("no_delay", s.no_delay);
+  r.read_bool("keep_alive", s.keep_alive);
+  r.read_int("max_connection_rate", s.max_connection_rate, 0, kMaxConnectionsCap);
+  r.read_duration("connection_rate_interval", s.connection_rate_interval);
+  if (auto* n = r.get("connection_rate_interval"); n && s.connection_rate_interval.count() == 0)
+    r.bad(*n, "connection_rate_interval", "must be longer than 0");
+  std::string action;
+  if (r.read_string("connection_rate_action", action)) {
+    if (action == "defer") s.connection_rate_action = RateAction::defer;
+    else if (action == "refuse") s.connection_rate_action = RateAction::refuse;
+    else r.bad(*r.get("connection_rate_action"), "connection_rate_action", "expected \"defer\" or \"refuse\"");
+  }
+  std::vector<std::string> times;
+  for (auto& [text, node] : r.read_strings("access_times", true)) times.push_back(text);
+  if (auto* n = r.get("access_times")) {
+    std::string why;
+    if (admission::AccessTimes::parse(times, why)) s.access_times = times;
+    else r.bad(*n, "access_times", why);
+  }
+  for (auto [key, banner] : {std::pair{"banner", &s.banner}, std::pair{"banner_success", &s.banner_success},
+                             std::pair{"banner_fail", &s.banner_fail}}) {
+    if (!r.read_string(key, banner->path)) continue;
+    const toml::node& at = *r.get(key);
+    std::ifstream in(banner->path, std::ios::binary);
+    if (banner->path.empty() || banner->path.front() != '/') {
+      r.bad(at, key, "\"" + banner->path + "\" must be an absolute path");
+    } else if (!in) {
+      r.bad(at, key, "\"" + banner->path + "\": " + std::strerror(errno));
+    } else {
+      std::string text(kMaxBannerBytes + 1, '\0');
+      in.read(text.data(), static_cast<std::streamsize>(text.size()));
+      text.resize(static_cast<size_t>(in.gcount()));
+      if (text.size() > kMaxBannerBytes)
+        r.bad(at, key, "\"" + banner->path + "\" is larger than " + std::to_string(kMaxBannerBytes) + " bytes");
+      banner->text = std::move(text);
+    }
+  }
   std::string user, group;
   if (r.read_string("socket_user", user)) {
     if (!(s.socket_user = resolve_user(user))) r.bad(*r.get("socket_user"), "socket_user", "no such user \"" + user + "\"");
@@ -256,6 +309,7 @@ constexpr LimitName kLimits[] = {
     {"nofile", RLIMIT_NOFILE, false}, {"nproc", RLIMIT_NPROC, false}, {"as", RLIMIT_AS, false},
     {"cpu", RLIMIT_CPU, true},        {"fsize", RLIMIT_FSIZE, false}, {"core", RLIMIT_CORE, false},
     {"stack", RLIMIT_STACK, false},   {"data", RLIMIT_DATA, false},   {"memlock", RLIMIT_MEMLOCK, false},
+    {"rss", RLIMIT_RSS, false},  // accepted for xinetd's rlimit_rss; Linux does not enforce it
 };
 
 void read_limits(const toml::table& t, TableReader& parent, std::vector<Rlimit>& out) {
@@ -458,10 +512,127 @@ bool valid_env_name(std::string_view k) {
   return std::all_of(k.begin(), k.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
+uint32_t read_log_fields(TableReader& r, const std::string& key, uint32_t allowed, uint32_t dflt) {
+  static const std::pair<const char*, uint32_t> kFields[] = {
+      {"PID", kLogPid},           {"HOST", kLogHost},       {"USERID", kLogUserid}, {"EXIT", kLogExit},
+      {"DURATION", kLogDuration}, {"TRAFFIC", kLogTraffic}, {"ATTEMPT", kLogAttempt}};
+  if (!r.get(key)) return dflt;
+  uint32_t mask = 0;
+  for (auto& [name, node] : r.read_strings(key, false)) {
+    uint32_t bit = 0;
+    for (auto& [n, b] : kFields)
+      if (name == n) bit = b;
+    if (!(bit & allowed)) {
+      std::string list;
+      for (auto& [n, b] : kFields)
+        if (b & allowed) list += (list.empty() ? "" : ", ") + std::string(n);
+      r.bad(*node, key, "unknown field \"" + name + "\" (expected " + list + ")");
+    }
+    mask |= bit;
+  }
+  return mask;
+}
+
+// A user or group given as a name or a number (TOML string or integer).
+bool read_id(TableReader& r, const std::string& key, std::string& out) {
+  const toml::node* n = r.get(key);
+  if (n && n->is_integer() && *n->value<int64_t>() >= 0 && *n->value<int64_t>() < 4294967295LL) {
+    out = std::to_string(*n->value<int64_t>());
+    return true;
+  }
+  if (n && !n->is_string()) {
+    r.wrong_type(*n, key, "a name or a number");
+    return false;
+  }
+  return r.read_string(key, out);
+}
+
+void read_identity(TableReader& r, ServiceConfig& s) {
+  std::string user, group;
+  bool has_user = read_id(r, "user", user), has_group = read_id(r, "group", group);
+  std::vector<std::pair<std::string, const toml::node*>> groups;
+  if (auto* n = r.get("supplementary_groups")) {
+    if (auto* a = n->as_array()) {
+      for (size_t i = 0; i < a->size(); ++i) {
+        const toml::node& e = *a->get(i);
+        if (e.is_string()) groups.emplace_back(*e.value<std::string>(), &e);
+        else if (e.is_integer() && *e.value<int64_t>() >= 0) groups.emplace_back(std::to_string(*e.value<int64_t>()), &e);
+        else r.bad(e, "supplementary_groups[" + std::to_string(i) + "]", "expected a group name or number");
+      }
+    } else {
+      r.wrong_type(*n, "supplementary_groups", "an array of group names or numbers");
+    }
+  }
+  if (s.dynamic_user) {
+    for (const char* key : {"user", "group", "supplementary_groups"})
+      if (auto* n = r.get(key)) r.bad(*n, key, "needs dynamic_user = false (a dynamic user has no fixed identity)");
+    return;
+  }
+  if (!has_user) {
+    // Never a silent root: a static identity is named.
+    if (auto* n = r.get("dynamic_user"); n && !r.get("user")) r.bad(*n, "user", "dynamic_user = false needs user = \"NAME\"");
+    return;
+  }
+  s.user = user;
+  if (passwd* pw = getpwnam(user.c_str())) {
+    s.uid = pw->pw_uid;
+    s.gid = pw->pw_gid;
+    s.home = pw->pw_dir && *pw->pw_dir ? pw->pw_dir : "/";
+  } else if (auto uid = resolve_user(user)) {
+    s.uid = *uid;
+    s.gid = *uid;
+  } else {
+    return r.bad(*r.get("user"), "user", "no such user \"" + user + "\"");
+  }
+  if (has_group) {
+    if (auto gid = resolve_group(group)) s.gid = *gid;
+    else r.bad(*r.get("group"), "group", "no such group \"" + group + "\"");
+  }
+  for (auto& [g, node] : groups) {
+    if (auto gid = resolve_group(g)) s.supplementary_groups.push_back(*gid);
+    else r.bad(*node, "supplementary_groups", "no such group \"" + g + "\"");
+  }
+}
+
 void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
   auto exec = r.read_strings("exec", false);
   for (auto& e : exec) s.exec.push_back(e.first);
+  if (!s.exec.empty() && s.exec.front().size() > 1 && s.exec.front().front() == '@') {
+    // systemd's "@": the program, then argv starting with argv[0] (xinetd's NAMEINARGS).
+    s.exec_path = s.exec.front().substr(1);
+    s.exec.erase(s.exec.begin());
+    if (s.exec.empty()) r.bad(*r.get("exec"), "exec", "\"@PATH\" must be followed by argv[0]");
+  } else if (!s.exec.empty()) {
+    s.exec_path = s.exec.front();
+  }
+  if (r.read_string("internal", s.internal)) {
+    static const std::set<std::string> kInternal{"echo", "discard", "daytime", "chargen", "time"};
+    if (!kInternal.count(s.internal))
+      r.bad(*r.get("internal"), "internal", "expected echo, discard, daytime, chargen or time, got \"" + s.internal + "\"");
+  }
+  std::string redirect;
+  if (r.read_string("redirect", redirect)) {
+    std::string why;
+    auto spec = net::parse_listen(redirect, why);
+    if (!spec || (spec->kind != net::Kind::inet4 && spec->kind != net::Kind::inet6) || spec->is_wildcard())
+      r.bad(*r.get("redirect"), "redirect", "expected ADDR:PORT or [V6]:PORT of a host, got \"" + redirect + "\"");
+    else
+      s.redirect = spec;
+  }
+  int what = !s.exec.empty() + !s.internal.empty() + static_cast<int>(s.redirect.has_value());
+  if (what > 1)
+    for (const char* key : {"internal", "redirect"})
+      if (auto* n = r.get(key)) r.bad(*n, key, "exec, internal and redirect exclude each other");
+  r.read_bool("disabled", s.disabled);
   r.read_bool("dynamic_user", s.dynamic_user);
+  read_identity(r, s);
+  if (r.read_string("log_target", s.log_target)) {
+    std::string why;
+    if (!log::Sink::parse(s.log_target, why)) r.bad(*r.get("log_target"), "log_target", why);
+  }
+  s.log_on_success = read_log_fields(r, "log_on_success",
+                                     kLogPid | kLogHost | kLogUserid | kLogExit | kLogDuration | kLogTraffic, kLogAll);
+  s.log_on_failure = read_log_fields(r, "log_on_failure", kLogHost | kLogUserid | kLogAttempt, kLogAll);
   std::string stdio;
   if (r.read_string("stdio", stdio)) {
     if (stdio == "socket") s.stdio = Stdio::socket;
@@ -630,6 +801,31 @@ std::optional<Service> parse_run_service(const std::vector<std::string>& propert
 }
 
 namespace {
+// The combinations of socket and service kinds that make sense.
+void check_modes(const Service& svc, Problems& p) {
+  const SocketConfig& so = svc.socket;
+  const ServiceConfig& se = svc.service;
+  size_t datagrams = 0;
+  for (const Listen& l : so.listen) datagrams += l.datagram;
+  auto first_datagram = [&]() -> Location {
+    for (const Listen& l : so.listen)
+      if (l.datagram) return l.where;
+    return svc.where;
+  };
+  if (se.redirect && datagrams) p.add(first_datagram(), "socket.listen_datagram", "redirect relays TCP only");
+  if (se.redirect && !so.accept) p.add(svc.where, "socket.accept", "redirect needs accept = true");
+  if (!se.internal.empty() || se.redirect) return;
+  if (datagrams && so.accept)
+    p.add(first_datagram(), "socket.listen_datagram",
+          "a datagram socket is served in wait mode: set accept = false (xinetd's wait = yes)");
+  if (!so.accept && se.stdio == Stdio::socket && so.listen.size() > 1)
+    p.add(svc.where, "socket.listen",
+          "wait mode with stdio = \"socket\" hands over exactly one listening socket; use stdio = \"listen-fds\" for " +
+              std::to_string(so.listen.size()));
+  if (!so.accept && so.listen.size() > kMaxListenFds)
+    p.add(svc.where, "socket.listen", "at most " + std::to_string(kMaxListenFds) + " sockets in wait mode");
+}
+
 std::optional<Service> parse_service_impl(std::string_view text, const std::string& file, const std::string& name,
                                           Problems& p, bool transient) {
   Service svc;
@@ -652,15 +848,15 @@ std::optional<Service> parse_service_impl(std::string_view text, const std::stri
   if (auto* t = sub_table(top, "service")) {
     TableReader r(*t, "service", file, p);
     read_service(r, svc.service, svc.name);
-    if (svc.service.exec.empty()) p.add(loc(file, t->source()), "service.exec", "missing or empty");
+    if (svc.service.exec.empty() && svc.service.internal.empty() && !svc.service.redirect)
+      p.add(loc(file, t->source()), "service.exec", "missing or empty (or set internal or redirect)");
   } else {
     p.add(svc.where, "service", "missing [service] table");
   }
   top.finish();
   if (svc.socket.listen.empty() && p.list().size() == before && !transient)
     p.add(svc.where, "socket.listen", "no address to listen on");
-  if (!svc.socket.accept && p.list().size() == before)
-    p.add(svc.where, "socket.accept", "wait mode (accept = false) is not supported yet");
+  if (p.list().size() == before) check_modes(svc, p);
   if (p.list().size() != before) return std::nullopt;
   return svc;
 }
@@ -672,7 +868,7 @@ void validate(const Config& c, Problems& p) {
   for (const Service& s : c.services)
     for (const Listen& l : s.socket.listen) {
       for (auto& [other, other_svc] : all)
-        if (l.spec.conflicts_with(other->spec))
+        if (l.datagram == other->datagram && l.spec.conflicts_with(other->spec))
           p.add(l.where, "socket.listen",
                 "\"" + l.spec.to_string() + "\" overlaps \"" + other->spec.to_string() + "\" of service " +
                     other_svc->name + " (" + other->where.file + ":" + std::to_string(other->where.line) + ")");
@@ -693,7 +889,8 @@ void validate(const Config& c, Problems& p) {
 void validate_system(const Config& c, Problems& p) {
   namespace fs = std::filesystem;
   for (const Service& s : c.services) {
-    const std::string& exe = s.service.exec.front();
+    if (s.service.exec.empty()) continue;  // internal or redirect: nothing to execute
+    const std::string& exe = s.service.exec_path;
     if (exe.empty() || exe.front() != '/') {
       p.add(s.where, "service.exec[0]", "\"" + exe + "\" must be an absolute path");
       continue;
@@ -725,14 +922,59 @@ void validate_system(const Config& c, Problems& p) {
   }
 }
 
-Config load(const std::string& path, Problems& p) {
+Config load(const std::string& path, Problems& p) { return load(path, {}, p); }
+
+namespace {
+// Problems in a converted service point at the line of the source it came from.
+void map_lines(Problems& p, size_t from, const MemoryService& m) {
+  Problems mapped;
+  for (size_t i = 0; i < p.list().size(); ++i) {
+    Problem pr = p.list()[i];
+    if (i >= from && pr.where.file == m.file) {
+      uint32_t line = pr.where.line;
+      pr.where.line = line >= 1 && line <= m.line_origin.size() ? m.line_origin[line - 1] : 0;
+      pr.where.column = 0;
+      pr.message += " (in the converted service " + m.name + ")";
+    }
+    mapped.add(pr.where, pr.key, pr.message);
+  }
+  p = std::move(mapped);
+}
+}  // namespace
+
+Config load(const std::string& path, const std::vector<MemoryService>& extra, Problems& p) {
   namespace fs = std::filesystem;
   Config c;
-  auto text = read_file(path, p);
-  if (!text) return c;
-  c.global = parse_global(*text, path, p);
-  fs::path base = fs::path(path).parent_path();
   std::set<std::string> names;
+  auto add = [&](std::optional<Service> svc) {
+    if (!svc) return;
+    if (svc->service.disabled) c.disabled.push_back(svc->name);
+    else c.services.push_back(std::move(*svc));
+  };
+  if (path.empty()) {
+    c.global.include.clear();
+  } else {
+    auto text = read_file(path, p);
+    if (!text) return c;
+    c.global = parse_global(*text, path, p);
+  }
+  fs::path base = fs::path(path).parent_path();
+  for (const MemoryService& m : extra) {
+    if (!names.insert(m.name).second) {
+      p.add({m.file, m.line_origin.empty() ? 0 : m.line_origin.front(), 0}, "", "service \"" + m.name + "\" is defined twice");
+      continue;
+    }
+    size_t before = p.list().size();
+    auto svc = parse_service(m.toml, m.file, m.name, p);
+    if (p.list().size() != before) map_lines(p, before, m);
+    if (svc) {
+      // Later checks (overlaps, exec) name the source lines too.
+      svc->where = {m.file, m.origin_line, 0};
+      for (Listen& l : svc->socket.listen)
+        l.where = {m.file, l.where.line >= 1 && l.where.line <= m.line_origin.size() ? m.line_origin[l.where.line - 1] : 0, 0};
+    }
+    add(std::move(svc));
+  }
   for (const std::string& pattern : c.global.include) {
     fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : base / pattern;
     glob_t g{};
@@ -751,7 +993,7 @@ Config load(const std::string& path, Problems& p) {
       }
       auto body = read_file(file, p);
       if (!body) continue;
-      if (auto svc = parse_service(*body, file, name, p)) c.services.push_back(std::move(*svc));
+      add(parse_service(*body, file, name, p));
     }
     globfree(&g);
   }

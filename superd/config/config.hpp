@@ -44,11 +44,27 @@ inline constexpr uint32_t kMaxPoolSize = 1u << 24;          // 16.7M UIDs
 inline constexpr uint32_t kMaxConnectionsCap = 1u << 20;
 inline constexpr size_t kMaxConfigFileBytes = 1u << 20;     // per TOML file
 inline constexpr size_t kMaxServices = 4096;
+inline constexpr size_t kMaxListenFds = 16;          // sockets handed to one wait-mode instance
 
 struct Listen {
   net::ListenSpec spec;
   Location where;
+  bool datagram = false;  // from listen_datagram: a UDP socket
 };
+
+// What IPV6_V6ONLY a "[::]:PORT" listener gets (systemd's BindIPv6Only=); a bare "PORT" is
+// always dual-stack.
+enum class BindIpv6Only { default_, both, ipv6_only };
+// Past max_connection_rate: stop accepting until the window has room, or accept and close.
+enum class RateAction { defer, refuse };
+
+// A file sent to clients (xinetd's banner, banner_success, banner_fail), read at load time.
+struct Banner {
+  std::string path;
+  std::string text;
+  bool empty() const { return path.empty(); }
+};
+inline constexpr size_t kMaxBannerBytes = 64 * 1024;
 
 struct SocketConfig {
   std::vector<Listen> listen;
@@ -62,6 +78,14 @@ struct SocketConfig {
   mode_t socket_mode = 0666;
   std::optional<uid_t> socket_user;
   std::optional<gid_t> socket_group;
+  BindIpv6Only bind_ipv6_only = BindIpv6Only::default_;
+  bool no_delay = false;    // TCP_NODELAY, set on the listener and inherited by connections
+  bool keep_alive = false;  // SO_KEEPALIVE, likewise
+  uint32_t max_connection_rate = 0;  // per connection_rate_interval; 0: no limit
+  std::chrono::milliseconds connection_rate_interval{1000};
+  RateAction connection_rate_action = RateAction::defer;
+  std::vector<std::string> access_times;  // "HH:MM-HH:MM", local time; empty: always
+  Banner banner, banner_success, banner_fail;
 };
 
 enum class Stdio { socket, listen_fds };
@@ -115,9 +139,28 @@ struct SandboxConfig {
   bool default_syscall_deny_list = true;
 };
 
+// Fields of START/EXIT (log_on_success) and REFUSE/FAIL (log_on_failure) lines, as xinetd's.
+enum LogField : uint32_t {
+  kLogPid = 1, kLogHost = 2, kLogUserid = 4, kLogExit = 8, kLogDuration = 16, kLogTraffic = 32, kLogAttempt = 64,
+  kLogAll = 127,
+};
+
 struct ServiceConfig {
-  std::vector<std::string> exec;
+  std::vector<std::string> exec;  // argv; exec[0] is also the program unless exec_path says otherwise
+  std::string exec_path;          // the program: exec[0], or for ["@/path", "argv0", ...] "/path"
+  std::string internal;           // echo, discard, daytime, chargen, time: served by superd itself
+  std::optional<net::ListenSpec> redirect;  // relay each connection to this TCP address
+  bool disabled = false;          // parsed, not served
   bool dynamic_user = true;
+  // Static identity (dynamic_user = false): resolved at load time.
+  std::string user;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string home = "/";
+  std::vector<gid_t> supplementary_groups;
+  std::string log_target;  // "" or "stderr": superd's own log; "file:/path"; "syslog:FACILITY[.LEVEL]"
+  uint32_t log_on_success = kLogAll;
+  uint32_t log_on_failure = kLogAll;
   Stdio stdio = Stdio::socket;
   std::chrono::milliseconds runtime_max{0};      // 0: unlimited
   std::chrono::milliseconds timeout_stop{5000};  // TERM -> KILL grace
@@ -152,7 +195,8 @@ struct Global {
 
 struct Config {
   Global global;
-  std::vector<Service> services;
+  std::vector<Service> services;        // the enabled ones
+  std::vector<std::string> disabled;    // names of services with disabled = true
 };
 
 // Parses the main file from text; `file` names it in problems.
@@ -174,5 +218,15 @@ void validate_system(const Config& config, Problems& problems);
 
 // Reads the main file and every included service file, then runs all validations.
 Config load(const std::string& path, Problems& problems);
+
+// A service file that did not come from disk (superd serve --xinetd converts in memory):
+// `file` names it in problems, `line_origin[i]` maps TOML line i+1 back to a line of `file`.
+struct MemoryService {
+  std::string name, toml, file;
+  std::vector<uint32_t> line_origin;
+  uint32_t origin_line = 0;  // where the service starts in `file`
+};
+// As load(), plus in-memory services; `path` may be empty (defaults for every global key).
+Config load(const std::string& path, const std::vector<MemoryService>& extra, Problems& problems);
 
 }  // namespace superd::config

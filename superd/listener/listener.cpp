@@ -1,5 +1,7 @@
 #include "listener/listener.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,12 +15,13 @@ std::error_code last_error() { return {errno, std::generic_category()}; }
 }  // namespace
 
 Options options_from(const config::SocketConfig& s) {
-  return {s.backlog, s.reuse_port, s.socket_mode, s.socket_user, s.socket_group};
+  return {s.backlog,        s.reuse_port, s.socket_mode, s.socket_user, s.socket_group,
+          s.bind_ipv6_only, s.no_delay,   s.keep_alive};
 }
 
-UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& ec) {
+UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& ec, bool datagram) {
   int family = spec.is_unix() ? AF_UNIX : spec.kind == net::Kind::inet4 ? AF_INET : AF_INET6;
-  UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  UniqueFd fd(::socket(family, (datagram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return ec = last_error(), UniqueFd();
   int one = 1, zero = 0;
   if (!spec.is_unix()) {
@@ -26,9 +29,15 @@ UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& 
     if (opt.reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
       return ec = last_error(), UniqueFd();
     if (family == AF_INET6) {
-      const int* v6only = spec.kind == net::Kind::dual ? &zero : &one;
+      bool dual = spec.kind == net::Kind::dual ||
+                  (spec.is_wildcard() && opt.bind_ipv6_only == config::BindIpv6Only::both);
+      const int* v6only = dual ? &zero : &one;
       if (::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, v6only, sizeof one) != 0) return ec = last_error(), UniqueFd();
     }
+    if (!datagram && opt.no_delay && ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+      return ec = last_error(), UniqueFd();
+    if (!datagram && opt.keep_alive && ::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0)
+      return ec = last_error(), UniqueFd();
   } else if (spec.kind == net::Kind::unix_path) {
     // Parent directories are created as systemd's ListenStream= does (0755, root).
     std::error_code mk;
@@ -49,7 +58,7 @@ UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& 
                 opt.socket_group.value_or(static_cast<gid_t>(-1))) != 0)
       return ec = last_error(), UniqueFd();
   }
-  if (::listen(fd.get(), opt.backlog) != 0) return ec = last_error(), UniqueFd();
+  if (!datagram && ::listen(fd.get(), opt.backlog) != 0) return ec = last_error(), UniqueFd();
   return fd;
 }
 

@@ -2,6 +2,7 @@
 // SO_REUSEADDR (and SO_REUSEPORT on request). A bare port binds [::] with IPV6_V6ONLY off:
 // one socket that takes IPv4 (as v4-mapped addresses) and IPv6. UNIX path sockets replace a
 // stale socket file, then get socket_mode/socket_user/socket_group; abstract ones have no file.
+// Datagram sockets (UDP) are bound the same way, without listen().
 #pragma once
 
 #include <sys/types.h>
@@ -20,11 +21,15 @@ struct Options {
   mode_t socket_mode = 0666;
   std::optional<uid_t> socket_user;
   std::optional<gid_t> socket_group;
+  config::BindIpv6Only bind_ipv6_only = config::BindIpv6Only::default_;
+  bool no_delay = false;    // TCP_NODELAY and SO_KEEPALIVE are set on the listener: accepted
+  bool keep_alive = false;  // connections inherit them, so the connection path has no setsockopt
 };
 Options options_from(const config::SocketConfig& s);
 
-// Binds and listens; on failure returns an invalid fd and the error.
-UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& ec);
+// Binds and listens (or, for a datagram socket, only binds); on failure returns an invalid fd
+// and the error.
+UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& ec, bool datagram = false);
 // Removes a UNIX path socket's file (at shutdown).
 void unlink_path(const net::ListenSpec& spec) noexcept;
 

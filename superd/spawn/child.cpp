@@ -68,12 +68,22 @@ int child_main(void* arg) noexcept {
     if (!move_fd(p.stdin_fd, 0) || !move_fd(p.stdout_fd, 1)) fail(a, Step::stdio);
   } else if (s.stdio == config::Stdio::socket) {
     if (!move_fd(p.conn_fd, 0) || !move_fd(p.conn_fd, 1)) fail(a, Step::stdio);
+  } else if (p.n_listen_fds) {
+    // Wait mode: the listening sockets onto 3, 4, ... A source may sit where another goes, so
+    // every one is first duplicated above the target range.
+    int high[config::kMaxListenFds];
+    for (unsigned i = 0; i < p.n_listen_fds; ++i)
+      if ((high[i] = ::fcntl(p.listen_fds[i], F_DUPFD_CLOEXEC, 3 + static_cast<int>(p.n_listen_fds))) < 0)
+        fail(a, Step::stdio);
+    for (unsigned i = 0; i < p.n_listen_fds; ++i)
+      if (::dup2(high[i], 3 + static_cast<int>(i)) < 0) fail(a, Step::stdio);
+    if (!move_fd(p.null_fd, 0) || !move_fd(p.null_fd, 1)) fail(a, Step::stdio);
   } else {
     if (!move_fd(p.conn_fd, 3) || !move_fd(p.null_fd, 0) || !move_fd(p.null_fd, 1)) fail(a, Step::stdio);
   }
 
   // 3. Nothing else crosses exec, whatever the parent forgot to mark close-on-exec.
-  unsigned first_closed = p.passthrough || s.stdio == config::Stdio::socket ? 3 : 4;
+  unsigned first_closed = p.passthrough || s.stdio == config::Stdio::socket ? 3 : 3 + std::max(1u, p.n_listen_fds);
   if (::syscall(SYS_close_range, first_closed, ~0U, 0) != 0) fail(a, Step::close_fds);
 
   // 4. The filesystem view, inside the mount namespace clone() created.
@@ -113,6 +123,10 @@ int child_main(void* arg) noexcept {
       if ((s.cap_ambient & (1ULL << c)) && ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) != 0)
         fail(a, Step::ambient_caps);
   }
+
+  // 10b. A static user's instance dies with superd: a restarted superd can find and sweep an
+  // orphaned dynamic UID, never a static one. Set after the UID switch, which would clear it.
+  if (s.static_identity && ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail(a, Step::parent_death);
 
   // 11. no_new_privs: setuid bits and file capabilities are inert from here on.
   if (s.no_new_privs && !a->from_zygote && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(a, Step::no_new_privs);

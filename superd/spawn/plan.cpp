@@ -14,6 +14,10 @@
 
 namespace superd::spawn {
 
+namespace {
+constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin";
+}  // namespace
+
 const char* step_name(Step s) noexcept {
   switch (s) {
     case Step::none: return "none";
@@ -32,6 +36,7 @@ const char* step_name(Step s) noexcept {
     case Step::ambient_caps: return "ambient_caps";
     case Step::no_new_privs: return "no_new_privs";
     case Step::seccomp: return "seccomp";
+    case Step::parent_death: return "parent_death";
     case Step::exec: return "exec";
   }
   return "?";
@@ -94,7 +99,7 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
   ServicePlan p;
   const auto& s = svc.service;
   const auto& sb = s.sandbox;
-  p.path = s.exec.front();
+  p.path = s.exec_path;
   for (const std::string& a : s.exec) p.argv.push_back(config::expand_specifiers(a, svc.name));
   // pass_environment copies values from superd's own environment as it was at start-up;
   // nothing else of that environment reaches a service.
@@ -103,6 +108,11 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
       if (std::strncmp(*e, name.c_str(), name.size()) == 0 && (*e)[name.size()] == '=') p.env.emplace_back(*e);
   }
   for (const auto& [k, v] : s.environment) p.env.push_back(k + "=" + config::expand_specifiers(v, svc.name));
+  // systemd's default PATH, a fixed value (not superd's own): programs that run helpers by name
+  // (git daemon runs "git upload-pack") need one, and xinetd's services inherited xinetd's.
+  bool has_path = false;
+  for (const std::string& e : p.env) has_path = has_path || e.rfind("PATH=", 0) == 0;
+  if (!has_path) p.env.emplace_back(kDefaultPath);
   struct DirVar {
     const char* name;
     const std::string* root;
@@ -126,6 +136,15 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
     p.nice = *s.nice;
   }
   if (!s.working_directory.empty()) p.cwd = s.working_directory;
+  if (!s.dynamic_user) {
+    p.static_identity = true;
+    p.static_uid = s.uid;
+    p.static_gid = s.gid;
+    p.user_name = s.user;
+    p.home = s.home;
+    p.groups = s.supplementary_groups;
+  }
+  for (size_t i = 0; i < svc.socket.listen.size(); ++i) p.listen_fdnames += (i ? ":" : "") + svc.name;
   for (const std::string& a : p.argv) p.per_connection_specifier |= a.find("%c") != std::string::npos;
   for (const std::string& e : p.env) p.per_connection_specifier |= e.find("%c") != std::string::npos;
 
@@ -181,10 +200,20 @@ namespace {
 std::vector<std::string>& begin_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, bool passthrough) {
   out.service = &svc;
   out.passthrough = passthrough;
-  out.uid = uid;
-  out.gid = uid;
+  out.uid = svc.static_identity ? svc.static_uid : uid;
+  out.gid = svc.static_identity ? svc.static_gid : uid;
+  out.n_listen_fds = 0;
   out.env_storage.clear();
   return out.env_storage;
+}
+
+// USER, LOGNAME and HOME: a dynamic user has no passwd entry and no home, so HOME=/ as systemd
+// does for DynamicUser=; a static user's come from passwd.
+void add_identity(std::vector<std::string>& env, const ServicePlan& svc, uid_t uid) {
+  std::string user = svc.static_identity ? svc.user_name : "superd-" + std::to_string(uid);
+  env.push_back("USER=" + user);
+  env.push_back("LOGNAME=" + user);
+  env.push_back("HOME=" + (svc.static_identity ? svc.home : std::string("/")));
 }
 }  // namespace
 
@@ -206,16 +235,13 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
     add("PROTO", v6 ? "TCP6" : "TCP");
     add("REMOTE_ADDR", rip);
     add("REMOTE_PORT", rport);
+    add("REMOTE_HOST", rip);  // xinetd's name for it (the address: superd does no DNS lookup)
     add("TCPREMOTEIP", rip);
     add("TCPREMOTEPORT", rport);
     add("TCPLOCALIP", net::address_string(l));
     add("TCPLOCALPORT", std::to_string(net::address_port(l)));
   }
-  // A dynamic user has no passwd entry and no home: HOME=/ as systemd does for DynamicUser=.
-  std::string user = "superd-" + std::to_string(uid);
-  add("USER", user);
-  add("LOGNAME", user);
-  add("HOME", "/");
+  add_identity(env, svc, uid);
   if (svc.stdio == config::Stdio::listen_fds) {
     // The service is PID 1 of its own PID namespace (see spawn.cpp), so LISTEN_PID is 1.
     add("LISTEN_FDS", "1");
@@ -251,12 +277,27 @@ void finish_arrays(InstancePlan& out, const ServicePlan& svc, uint64_t serial_nu
   out.envp.push_back(nullptr);
 }
 
+void make_wait_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const int* fds, unsigned n) {
+  auto& env = begin_plan(out, svc, uid, false);
+  add_identity(env, svc, uid);
+  if (svc.stdio == config::Stdio::listen_fds) {
+    out.n_listen_fds = std::min<unsigned>(n, config::kMaxListenFds);
+    std::copy(fds, fds + out.n_listen_fds, out.listen_fds);
+    env.push_back("LISTEN_FDS=" + std::to_string(out.n_listen_fds));
+    env.push_back("LISTEN_PID=1");
+    env.push_back("LISTEN_FDNAMES=" + svc.listen_fdnames);
+  } else {
+    out.conn_fd = n ? fds[0] : -1;
+  }
+  for (const std::string& e : svc.env) env.push_back(e);
+  finish_arrays(out, svc, serial);
+}
+
 void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const std::string& user) {
   auto& env = begin_plan(out, svc, uid, true);
   env.push_back("USER=" + user);
   env.push_back("LOGNAME=" + user);
   env.push_back("HOME=/");
-  env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
   for (const std::string& e : svc.env) env.push_back(e);
   finish_arrays(out, svc, serial);
 }

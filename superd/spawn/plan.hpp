@@ -34,6 +34,7 @@ enum class Step : int32_t {
   setresgid,
   setresuid,
   ambient_caps,
+  parent_death,
   no_new_privs,
   seccomp,
   exec,
@@ -80,6 +81,12 @@ struct ServicePlan {
   std::unique_ptr<seccomp::Program> gate_filter;
   int zygote_clone_flags = 0;
   std::vector<gid_t> groups;           // supplementary groups (the service's shared-directory group)
+  // dynamic_user = false: every instance runs as this user, USER/LOGNAME/HOME from passwd.
+  bool static_identity = false;
+  uid_t static_uid = 0;
+  gid_t static_gid = 0;
+  std::string user_name, home = "/";
+  std::string listen_fdnames;          // wait mode, listen-fds: the service name once per socket
 };
 // Throws std::runtime_error on a sandbox that cannot be prepared (bad syscall filter).
 ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
@@ -113,6 +120,9 @@ struct InstancePlan {
   // superd run: the caller's own stdin/stdout/stderr (borrowed), instead of a connection.
   bool passthrough = false;
   int stdin_fd = -1, stdout_fd = -1;
+  // Wait mode with stdio = "listen-fds": the listening sockets (borrowed), moved to fd 3...
+  int listen_fds[config::kMaxListenFds] = {};
+  unsigned n_listen_fds = 0;
   std::vector<std::string> env_storage;
   std::vector<std::string> argv_storage;  // only when argv needs "%c" expanded
   uint64_t serial = 0;
@@ -120,6 +130,9 @@ struct InstancePlan {
   std::vector<char*> envp;
 };
 void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid, uint64_t serial);
+// Wait mode: no peer; the listening socket is conn_fd (stdio = "socket") or the `n` sockets of
+// `fds` become fd 3... with LISTEN_FDS=n (stdio = "listen-fds").
+void make_wait_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const int* fds, unsigned n);
 // For superd run: no peer variables; USER/LOGNAME name the unit (or superd-UID).
 void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const std::string& user);
 // The argv/envp arrays of `out` (env_storage filled), with %c expanded to `serial`.

@@ -202,8 +202,9 @@ private_network = true
 
 TEST_CASE("a static user gets no implied sandbox") {
   config::Problems p;
-  auto svc = config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\ndynamic_user=false\n",
-                                   "s.toml", "s", p);
+  auto svc = config::parse_service(
+      "[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\ndynamic_user=false\nuser=\"nobody\"\n", "s.toml", "s", p);
+  INFO(all(p));
   REQUIRE(svc);
   CHECK(svc->service.sandbox.protect_system == config::ProtectSystem::no);
   CHECK_FALSE(svc->service.sandbox.private_tmp);
@@ -268,4 +269,158 @@ TEST_CASE("specifiers") {
   std::string serial = "42";
   CHECK(config::expand_specifiers("%n|%p|%i|%c|%%|%x", "web@eu", &serial) == "web@eu|web|eu|42|%|%x");
   CHECK(config::expand_specifiers("%c", "a") == "%c");
+}
+
+namespace {
+std::optional<config::Service> svc_from(const std::string& socket, const std::string& service, config::Problems& p) {
+  return config::parse_service("[socket]\n" + socket + "\n[service]\n" + service + "\n", "x.toml", "x", p);
+}
+}  // namespace
+
+TEST_CASE("xinetd-era socket keys: datagram, wait mode, flags, rate, access times, banners") {
+  config::Problems p;
+  auto svc = svc_from(R"(listen_datagram = ["127.0.0.1:6969", "[::]:6969"]
+accept = false
+bind_ipv6_only = "both"
+no_delay = true
+keep_alive = true
+max_connection_rate = 5
+connection_rate_interval = "2s"
+connection_rate_action = "refuse"
+access_times = ["08:00-12:00", "22:00-06:00"]
+banner = "/etc/hostname")",
+                      R"(exec = ["/usr/sbin/in.tftpd", "-s", "/srv"]
+stdio = "listen-fds")", p);
+  INFO(all(p));
+  REQUIRE(svc);
+  const auto& so = svc->socket;
+  REQUIRE(so.listen.size() == 2);
+  CHECK(so.listen[0].datagram);
+  CHECK_FALSE(so.accept);
+  CHECK(so.bind_ipv6_only == config::BindIpv6Only::both);
+  CHECK(so.no_delay);
+  CHECK(so.keep_alive);
+  CHECK(so.max_connection_rate == 5);
+  CHECK(so.connection_rate_interval == std::chrono::seconds(2));
+  CHECK(so.connection_rate_action == config::RateAction::refuse);
+  CHECK(so.access_times.size() == 2);
+  CHECK(so.banner.path == "/etc/hostname");
+  CHECK_FALSE(so.banner.text.empty());
+}
+
+TEST_CASE("service kinds: @exec, internal, redirect, static identity, log fields") {
+  config::Problems p;
+  auto svc = svc_from(R"(listen = ["7"])", R"(exec = ["@/usr/sbin/tcpd", "in.ftpd", "-l"]
+dynamic_user = false
+user = "nobody"
+group = "nogroup"
+supplementary_groups = ["0"]
+log_target = "syslog:daemon.notice"
+log_on_success = ["PID", "HOST", "TRAFFIC"]
+log_on_failure = []
+limits = { rss = "1G" })", p);
+  INFO(all(p));
+  REQUIRE(svc);
+  const auto& se = svc->service;
+  CHECK(se.exec_path == "/usr/sbin/tcpd");
+  CHECK(se.exec == std::vector<std::string>{"in.ftpd", "-l"});
+  CHECK_FALSE(se.dynamic_user);
+  CHECK(se.user == "nobody");
+  CHECK(se.uid == 65534);
+  CHECK(se.supplementary_groups == std::vector<gid_t>{0});
+  CHECK(se.log_on_success == (config::kLogPid | config::kLogHost | config::kLogTraffic));
+  CHECK(se.log_on_failure == 0);
+  CHECK(se.sandbox.private_tmp == false);  // a static user: no implied sandbox
+
+  auto internal = svc_from(R"(listen_datagram = ["7"])", R"(internal = "echo")", p);
+  REQUIRE(internal);
+  CHECK(internal->service.internal == "echo");
+  CHECK(internal->service.exec.empty());
+  auto relay = svc_from(R"(listen = ["7"])", R"(redirect = "127.0.0.1:8")", p);
+  REQUIRE(relay);
+  REQUIRE(relay->service.redirect);
+  CHECK(relay->service.redirect->port == 8);
+  CHECK(p.empty());
+}
+
+TEST_CASE("bad xinetd-era input names the key") {
+  struct Case {
+    const char* socket;
+    const char* service;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {R"(listen_datagram = ["7"])", R"(exec = ["/bin/true"])", "socket.listen_datagram: a datagram socket is served in wait mode"},
+      {R"(listen_datagram = ["/run/x"])", R"(internal = "echo")", "socket.listen_datagram: \"/run/x\": a datagram listener takes"},
+      {R"(listen = ["7", "8"]
+accept = false)", R"(exec = ["/bin/true"])", "socket.listen: wait mode with stdio = \"socket\" hands over exactly one"},
+      {R"(listen = ["7"])", R"(exec = ["/bin/true"]
+internal = "echo")", "service.internal: exec, internal and redirect exclude each other"},
+      {R"(listen = ["7"])", R"(internal = "qotd")", "service.internal: expected echo, discard"},
+      {R"(listen = ["7"])", R"(redirect = "0.0.0.0:80")", "service.redirect: expected ADDR:PORT"},
+      {R"(listen = ["7"]
+accept = false)", R"(redirect = "127.0.0.1:80")", "socket.accept: redirect needs accept = true"},
+      {R"(listen = ["7"])", R"(exec = ["/bin/true"]
+dynamic_user = false)", "service.user: dynamic_user = false needs user"},
+      {R"(listen = ["7"])", R"(exec = ["/bin/true"]
+user = "nobody")", "service.user: needs dynamic_user = false"},
+      {R"(listen = ["7"])", R"(exec = ["/bin/true"]
+dynamic_user = false
+user = "no-such-user-here")", "service.user: no such user"},
+      {R"(listen = ["7"])", R"(exec = ["/bin/true"]
+log_on_failure = ["PID"])", "service.log_on_failure: unknown field \"PID\""},
+      {R"(listen = ["7"])", R"(exec = ["/bin/true"]
+log_target = "syslog:nosuch")", "service.log_target"},
+      {R"(listen = ["7"])", R"(exec = ["@/bin/true"])", "service.exec: \"@PATH\" must be followed by argv[0]"},
+      {R"(listen = ["7"]
+access_times = ["25:00-26:00"])", R"(exec = ["/bin/true"])", "socket.access_times"},
+      {R"(listen = ["7"]
+banner = "/nonexistent/banner")", R"(exec = ["/bin/true"])", "socket.banner: \"/nonexistent/banner\": No such file"},
+      {R"(listen = ["7"]
+connection_rate_action = "drop")", R"(exec = ["/bin/true"])", "socket.connection_rate_action: expected"},
+      {R"(listen = ["7"]
+bind_ipv6_only = "yes")", R"(exec = ["/bin/true"])", "socket.bind_ipv6_only: expected"},
+  };
+  for (const Case& c : cases) {
+    config::Problems p;
+    auto svc = svc_from(c.socket, c.service, p);
+    INFO(c.socket << " / " << c.service);
+    CHECK_FALSE(svc);
+    CHECK_THAT(all(p), Contains(c.expect));
+  }
+}
+
+TEST_CASE("a UDP and a TCP listener on one port do not overlap; two UDP ones do") {
+  config::Config c;
+  config::Problems p;
+  c.services.push_back(*svc_from(R"(listen = ["127.0.0.1:7"])", R"(internal = "echo")", p));
+  c.services.back().name = "tcp";
+  c.services.push_back(*svc_from(R"(listen_datagram = ["127.0.0.1:7"])", R"(internal = "echo")", p));
+  c.services.back().name = "udp";
+  REQUIRE(p.empty());
+  config::validate(c, p);
+  CHECK_THAT(all(p), !Contains("overlaps \"127.0.0.1:7\""));
+  c.services.push_back(c.services.back());
+  c.services.back().name = "udp2";
+  config::Problems q;
+  config::validate(c, q);
+  CHECK_THAT(all(q), Contains("overlaps \"127.0.0.1:7\" of service udp"));
+}
+
+TEST_CASE("in-memory services: disabled ones are set aside, problems point at the source line") {
+  config::Problems p;
+  std::vector<config::MemoryService> extra = {
+      {"on", "[socket]\nlisten = [\"127.0.0.1:7\"]\n[service]\ninternal = \"echo\"\n", "/etc/xinetd.d/on", {3, 4, 5, 6}},
+      {"off", "[socket]\nlisten = [\"127.0.0.1:9\"]\n[service]\ninternal = \"discard\"\ndisabled = true\n",
+       "/etc/xinetd.d/off", {1, 2, 3, 4, 5}},
+      {"bad", "[socket]\nlisten = [\"127.0.0.1:13\"]\n[service]\ninternal = \"qotd\"\n", "/etc/xinetd.d/bad", {10, 11, 12, 17}},
+  };
+  config::Config c = config::load("", extra, p);
+  REQUIRE(c.services.size() == 1);
+  CHECK(c.services[0].name == "on");
+  CHECK(c.disabled == std::vector<std::string>{"off"});
+  REQUIRE(p.list().size() == 1);
+  CHECK(p.list()[0].where.file == "/etc/xinetd.d/bad");
+  CHECK(p.list()[0].where.line == 17);
+  CHECK_THAT(p.list()[0].message, Contains("(in the converted service bad)"));
 }
