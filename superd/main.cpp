@@ -13,18 +13,21 @@
 #include "control/control.hpp"
 #include "daemon/daemon.hpp"
 #include "util/log.hpp"
+#include "xinetd/cli.hpp"
 
 namespace {
 
 constexpr const char* kDefaultConfig = "/etc/superd/superd.toml";
 
-// Loads and validates; prints every problem; nullopt if there was any.
-std::optional<superd::config::Config> load_checked(const std::string& path) {
+// Loads and validates (with --xinetd, the converted services too); prints every problem;
+// nullopt if there was any.
+std::optional<superd::config::Config> load_checked(const std::string& path, const std::string& xinetd) {
   superd::config::Problems problems;
-  superd::config::Config cfg = superd::config::load(path, problems);
+  superd::config::Config cfg = superd::daemon::load_config(path, xinetd, problems);
   for (const auto& p : problems.list()) std::fprintf(stderr, "%s\n", p.to_string().c_str());
   if (!problems.empty()) {
-    std::fprintf(stderr, "%s: %zu problem%s\n", path.c_str(), problems.list().size(),
+    const std::string& what = path.empty() ? xinetd : path;
+    std::fprintf(stderr, "%s: %zu problem%s\n", what.c_str(), problems.list().size(),
                  problems.list().size() == 1 ? "" : "s");
     return std::nullopt;
   }
@@ -51,13 +54,23 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   std::string config_path = kDefaultConfig;
+  std::string xinetd_path;
   int ready_fd = -1;
   auto* serve = app.add_subcommand("serve", "run the daemon in the foreground");
-  serve->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
+  auto* serve_c = serve->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
   serve->add_option("--ready-fd", ready_fd, "write READY\\n to this fd once every listener is bound");
+  serve->add_option("--xinetd", xinetd_path,
+                    "also serve the services of this xinetd.conf (and its includes), converted in memory; "
+                    "without -c the global settings are the defaults");
 
   auto* check = app.add_subcommand("check", "validate the configuration; one line per problem");
-  check->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
+  auto* check_c = check->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
+  check->add_option("--xinetd", xinetd_path, "check the services converted from this xinetd.conf too");
+
+  std::string import_file = "/etc/xinetd.conf", import_dir;
+  auto* import = app.add_subcommand("import-xinetd", "convert xinetd.conf (+ includes) or inetd.conf lines to superd TOML");
+  import->add_option("file", import_file, "xinetd.conf or inetd.conf")->capture_default_str();
+  import->add_option("-o,--output", import_dir, "write DIR/NAME.toml per service (default: print them all)");
 
   std::vector<std::string> run_props, run_argv;
   std::string run_unit;
@@ -78,6 +91,10 @@ int main(int argc, char** argv) {
   status->add_flag("--json", status_json, "print the daemon's JSON answer");
 
   CLI11_PARSE(app, argc, argv);
+  // With --xinetd and no -c, the global settings are the defaults rather than a missing file.
+  if (!xinetd_path.empty() && !serve_c->count() && !check_c->count() && ::access(config_path.c_str(), F_OK) != 0)
+    config_path.clear();
+  if (import->parsed()) return superd::xinetd::import_main(import_file, import_dir);
 
   auto runtime_root_of = [&]() {
     std::string root = "/run";
@@ -122,9 +139,12 @@ int main(int argc, char** argv) {
     for (const auto& s : j["services"]) {
       std::string listen;
       for (const auto& l : s["listen"]) listen += (listen.empty() ? "" : " ") + l.get<std::string>();
-      std::printf("service %-20s live %u/%u%s  %s\n", s["name"].get<std::string>().c_str(), s["live"].get<unsigned>(),
+      std::printf("service %-20s %-8s live %u/%u%s  %s\n", s["name"].get<std::string>().c_str(),
+                  s.value("mode", std::string("accept")).c_str(), s["live"].get<unsigned>(),
                   s["max_connections"].get<unsigned>(), s["paused"].get<bool>() ? " (deferring)" : "", listen.c_str());
     }
+    for (const auto& d : j.value("disabled", nlohmann::json::array()))
+      std::printf("service %-20s disabled\n", d.get<std::string>().c_str());
     for (const auto& i : j["instances"])
       std::printf("  %s[%lu] uid=%u pid=%d peer=%s age=%.1fs\n", i["service"].get<std::string>().c_str(),
                   i["serial"].get<unsigned long>(), i["uid"].get<unsigned>(), i["pid"].get<int>(),
@@ -162,14 +182,15 @@ int main(int argc, char** argv) {
   }
 
   if (check->parsed()) {
-    auto cfg = load_checked(config_path);
+    auto cfg = load_checked(config_path, xinetd_path);
     if (!cfg) return 2;
-    std::printf("%s: OK, %zu service%s\n", config_path.c_str(), cfg->services.size(),
-                cfg->services.size() == 1 ? "" : "s");
+    std::printf("%s: OK, %zu service%s%s\n", config_path.empty() ? xinetd_path.c_str() : config_path.c_str(),
+                cfg->services.size(), cfg->services.size() == 1 ? "" : "s",
+                cfg->disabled.empty() ? "" : fmt::format(" ({} disabled)", cfg->disabled.size()).c_str());
     return 0;
   }
   if (serve->parsed()) {
-    auto cfg = load_checked(config_path);
+    auto cfg = load_checked(config_path, xinetd_path);
     if (!cfg) return 2;
     superd::log::Level level;
     if (superd::log::parse_level(cfg->global.log_level, level)) superd::log::set_level(level);
@@ -178,7 +199,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (ready_fd >= 0) ::fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
-    return superd::daemon::serve(*cfg, superd::daemon::Options{ready_fd, config_path});
+    return superd::daemon::serve(*cfg, superd::daemon::Options{ready_fd, config_path, xinetd_path});
   }
   return 0;
 }

@@ -28,10 +28,13 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "admission/access_times.hpp"
 #include "admission/admission.hpp"
+#include "admission/rate.hpp"
 #include "cleanup/ipc.hpp"
 #include "control/control.hpp"
 #include "cleanup/proc.hpp"
+#include "inloop/inloop.hpp"
 #include "listener/listener.hpp"
 #include "sandbox/dirs.hpp"
 #include "spawn/spawn.hpp"
@@ -40,6 +43,8 @@
 #include "uid_pool/pool.hpp"
 #include "uid_pool/userdb.hpp"
 #include "util/log.hpp"
+#include "util/sink.hpp"
+#include "xinetd/xinetd.hpp"
 
 extern char** environ;
 
@@ -49,12 +54,31 @@ namespace {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
+constexpr uint32_t kDatagramRefusalsLogged = 20;  // per service and second
+constexpr uint32_t kNoUid = UINT32_MAX;          // log lines of sessions, which run as nobody else
 constexpr int kAcceptBatch = 32;                 // accepts per wake-up before yielding to the loop
 constexpr auto kCensusPeriod = std::chrono::seconds(10);
 constexpr auto kMaxShutdownGrace = std::chrono::seconds(30);
 constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
 
 std::string errno_text(int err) { return fmt::format("{} ({})", strerrorname_np(err) ? strerrorname_np(err) : "?", std::strerror(err)); }
+
+// "1.2.3.4:5" or "[::1]:5", as log lines show a peer.
+std::string peer_string(const sockaddr* sa) {
+  std::string ip = net::address_string(sa);
+  return ip.find(':') != std::string::npos ? fmt::format("[{}]:{}", ip, net::address_port(sa))
+                                           : fmt::format("{}:{}", ip, net::address_port(sa));
+}
+
+// The instance's stderr: a pipe whose read end the loop drains into the log.
+bool log_pipe(UniqueFd& read_end, UniqueFd& write_end) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+  read_end.reset(fds[0]);
+  write_end.reset(fds[1]);
+  ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  return true;
+}
 
 int pidfd_signal(int pidfd, int sig) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
 
@@ -71,15 +95,40 @@ struct ExitStatus {
 struct Service;
 
 struct Listener {
+  Listener(Service* s, const config::Listen& l, asio::posix::stream_descriptor fd, std::string k)
+      : service(s), spec(l.spec), sd(std::move(fd)), datagram(l.datagram), key(std::move(k)) {}
   Service* service;
   net::ListenSpec spec;
   asio::posix::stream_descriptor sd;
   bool waiting = false;
   // Back-off after EMFILE & co.; a member, so that a listener closed by a reload cancels it.
   std::unique_ptr<asio::steady_timer> backoff;
+  bool datagram = false;
+  std::string key;  // spec and socket options: a reload reuses a listener only if they all match
+};
+
+// A connection accepted past the rate limit with connection_rate_action = "defer": held until
+// the limit lets it through (one at most per service: accepting stops while one waits).
+struct Deferred {
+  UniqueFd conn;
+  sockaddr_storage peer{};
+  net::ListenSpec local;
+};
+
+// A connection served inside the loop (internal service or redirect) rather than by a process.
+struct Session {
+  Service* service;
+  uint64_t serial;
+  std::string peer;
+  net::SourceKey source;
+  Clock::time_point started;
+  std::unique_ptr<inloop::Session> io;
+  std::unique_ptr<asio::steady_timer> timer;  // runtime_max
 };
 
 struct Service {
+  Service(std::shared_ptr<const config::Service> c, spawn::ServicePlan p)
+      : cfg(c.get()), plan(std::move(p)), gate(admission::limits_from(c->socket)), owned_cfg(std::move(c)) {}
   const config::Service* cfg;
   spawn::ServicePlan plan;
   std::optional<uint32_t> group;  // the shared-directory GID, leased for the daemon's lifetime
@@ -89,6 +138,18 @@ struct Service {
   std::shared_ptr<const config::Service> owned_cfg;  // the config this service was built from
   std::unique_ptr<spawn::Zygote> zygote;             // sandboxed services spawn through it
   std::optional<uint32_t> inherited_group;           // taken over from the service it reloaded
+  admission::RateLimit rate{0, std::chrono::milliseconds(1000)};
+  admission::AccessTimes access;
+  log::Sink sink;  // where START/EXIT/REFUSE/FAIL and the instances' stderr go
+  std::optional<inloop::Internal> internal;
+  bool wait_mode = false;     // accept = false: one instance at a time gets the listening sockets
+  bool wait_running = false;  // that instance is alive: the listeners are not polled
+  bool rate_paused = false;   // over max_connection_rate: rate_timer resumes polling
+  std::unique_ptr<asio::steady_timer> rate_timer;
+  std::optional<Deferred> deferred;
+  std::vector<char> datagram_buf;  // internal datagram services: one request, one reply
+  Clock::time_point refusal_window{};  // REFUSE lines for datagrams, bounded per second
+  uint32_t refusals_logged = 0, refusals_unlogged = 0;
 };
 
 struct Instance {
@@ -99,6 +160,7 @@ struct Instance {
   std::string peer;
   net::SourceKey source;
   Clock::time_point started;
+  bool leased = true;  // a UID from the pool (false: a static user, nothing to return)
   asio::posix::stream_descriptor pidfd;
   asio::posix::stream_descriptor err;
   std::string err_line;
@@ -142,9 +204,27 @@ class Daemon {
   void notify_ready();
   void arm(Listener& l);
   void on_readable(Listener& l);
-  void on_connection(Service& s, const Listener& l, UniqueFd conn, const sockaddr_storage& peer);
-  std::optional<spawn::Child> launch(Service& s, const spawn::InstancePlan& plan, uint32_t uid,
+  void on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer,
+                     bool rate_taken = false);
+  void on_datagrams(Listener& l);
+  void start_wait_instance(Service& s);
+  void adopt(Service& s, spawn::Child child, UniqueFd err_read, uint64_t serial, uint32_t uid, bool leased,
+             std::string peer, const net::SourceKey& source);
+  void start_session(Service& s, UniqueFd conn, uint64_t serial, std::string peer, const net::SourceKey& source);
+  void on_session_done(uint64_t serial, inloop::Traffic t, std::error_code ec);
+  void defer_for_rate(Service& s);
+  void resume(Service& s);
+  void pause_for(Service& s, Clock::duration d);
+  void instance_left(Service& s, const net::SourceKey& source);
+  std::optional<spawn::Child> launch(Service& s, const spawn::InstancePlan& plan, std::optional<uint32_t> lease,
                                      uint64_t serial, const std::string& name, std::string& failure);
+  // The service's log lines, with the fields its log_on_success / log_on_failure select.
+  void log_line(const Service& s, log::Level level, const std::string& line);
+  void log_start(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid);
+  void log_exit(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid,
+                Clock::time_point started, const std::string& status, const inloop::Traffic* traffic);
+  void log_refuse(const Service& s, const std::string& peer, const std::string& reason);
+  void log_fail(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, const std::string& why);
   void watch_instance(Instance& inst);
   void read_stderr(Instance& inst);
   void flush_stderr(Instance& inst, bool all);
@@ -172,6 +252,7 @@ class Daemon {
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<Service>> retired_;  // replaced by a reload, instances still live
   std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
+  std::unordered_map<uint64_t, Session> sessions_;  // by serial
   std::vector<uint32_t> pending_cleanup_;
   bool pending_host_shm_ = false;  // some instance in the batch used the host's /dev/shm
   bool cleanup_posted_ = false;
@@ -330,7 +411,11 @@ bool Daemon::prepare_service(Service& s) {
     if (!s.cfg->service.umask_set) s.plan.umask = 0007;  // group-writable among the service's instances
   }
   std::string failed;
-  if (auto ec = sandbox::prepare_dirs(sb, roots_, 0, gid.value_or(0), gid ? 02070 : 0, failed)) {
+  // A static user owns its directories, as systemd's StateDirectory= with User= does.
+  const auto& se = s.cfg->service;
+  uid_t owner = se.dynamic_user ? 0 : se.uid;
+  gid_t group = se.dynamic_user ? gid.value_or(0) : se.gid;
+  if (auto ec = sandbox::prepare_dirs(sb, roots_, owner, group, gid ? 02070 : 0, failed)) {
     log::error("service {}: cannot prepare {}: {}", s.cfg->name, failed, ec.message());
     return false;
   }
@@ -343,18 +428,42 @@ bool Daemon::prepare_service(Service& s) {
 std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Service> sc, Service* previous,
                                                std::vector<Listener*>& reuse) {
   std::unique_ptr<Service> svc;
+  bool spawns = !sc->service.exec.empty();  // internal and redirect services run in the loop
+  bool wait_mode = spawns && !sc->socket.accept;
   try {
-    svc = std::make_unique<Service>(Service{sc.get(), spawn::make_service_plan(*sc, roots_, environ, true),
-                                            std::nullopt, admission::Gate(admission::limits_from(sc->socket)), {},
-                                            false, sc});
+    // A wait-mode instance starts rarely and gets the listening sockets: no zygote for it.
+    svc = std::make_unique<Service>(
+        sc, spawns ? spawn::make_service_plan(*sc, roots_, environ, !wait_mode) : spawn::ServicePlan{});
   } catch (const std::exception& e) {
     log::error("{}", e.what());
     return nullptr;
   }
+  const auto& so = sc->socket;
+  svc->wait_mode = wait_mode;
+  svc->rate = admission::RateLimit(so.max_connection_rate, so.connection_rate_interval);
+  std::string why;
+  if (!so.access_times.empty()) {
+    auto at = admission::AccessTimes::parse(so.access_times, why);
+    if (at) svc->access = std::move(*at);  // checked at load already
+  }
+  if (!sc->service.internal.empty()) {
+    svc->internal = inloop::parse_internal(sc->service.internal);
+    svc->datagram_buf.resize(65536);
+  }
+  if (!sc->service.log_target.empty()) {
+    auto sink = log::Sink::parse(sc->service.log_target, why);
+    std::error_code ec = sink ? sink->open() : std::make_error_code(std::errc::invalid_argument);
+    if (ec) {
+      log::error("{}: service {}: log_target \"{}\": {}", sc->where.file, sc->name, sc->service.log_target,
+                 sink ? ec.message() : why);
+      return nullptr;
+    }
+    svc->sink = std::move(*sink);
+  }
   // A reloaded service keeps its shared-directory group: no chown, files stay writable.
   if (previous && previous->group && !sandbox::boundary_dirs(sc->service.sandbox, roots_).empty())
     svc->inherited_group = previous->group;
-  if (!prepare_service(*svc)) return nullptr;
+  if (spawns && !prepare_service(*svc)) return nullptr;
   if (svc->plan.use_zygote) {
     std::string failure;
     svc->zygote = spawn::Zygote::start(svc->plan, failure);
@@ -366,25 +475,28 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   }
   listener::Options lo = listener::options_from(sc->socket);
   for (const config::Listen& l : sc->socket.listen) {
+    std::string key = fmt::format("{} {} {} {} {} {} {}", l.datagram ? "udp" : "stream", l.spec.to_string(),
+                                  static_cast<int>(lo.bind_ipv6_only), lo.no_delay, lo.keep_alive, lo.reuse_port,
+                                  lo.backlog);
     Listener* old = nullptr;
     for (auto& os : services_)
       for (auto& ol : os->listeners)
-        if (ol->spec.to_string() == l.spec.to_string()) old = ol.get();
+        if (ol->key == key) old = ol.get();
     if (old) {
       reuse.push_back(old);
       continue;
     }
     std::error_code ec;
-    UniqueFd fd = listener::open(l.spec, lo, ec);
+    UniqueFd fd = listener::open(l.spec, lo, ec, l.datagram);
     if (!fd) {
       log::error("{}:{}:{}: service {}: cannot listen on {}: {}", l.where.file, l.where.line, l.where.column, sc->name,
                  l.spec.to_string(), ec.message());
       release_group(*svc);
       return nullptr;
     }
-    svc->listeners.push_back(
-        std::make_unique<Listener>(Listener{svc.get(), l.spec, asio::posix::stream_descriptor(io_, fd.release())}));
-    log::info("service {}: listening on {}", sc->name, l.spec.to_string());
+    svc->listeners.push_back(std::make_unique<Listener>(svc.get(), l, asio::posix::stream_descriptor(io_, fd.release()),
+                                                        std::move(key)));
+    log::info("service {}: listening on {}{}", sc->name, l.datagram ? "udp " : "", l.spec.to_string());
   }
   return svc;
 }
@@ -413,7 +525,7 @@ bool Daemon::open_listeners() {
 // instances run on untouched; a retired service goes when its last instance ends) and arm.
 std::string Daemon::reload() {
   config::Problems problems;
-  config::Config next = config::load(opt_.config_path, problems);
+  config::Config next = load_config(opt_.config_path, opt_.xinetd_path, problems);
   std::string report;
   for (const auto& p : problems.list()) report += p.to_string() + "\n";
   if (!problems.empty()) {
@@ -464,6 +576,10 @@ std::string Daemon::reload() {
       if (b->inherited_group && os->group == b->inherited_group) os->group.reset();  // handed over
   }
   for (auto& b : built) b->inherited_group.reset();  // from here the new service owns its group
+  // A wait-mode instance of the old service still holds the sockets: its successor waits for it.
+  for (auto& b : built)
+    for (auto& os : services_)
+      if (b->wait_mode && os->wait_running && os->cfg->name == b->cfg->name) b->wait_running = true;
   for (auto& os : services_) {
     if (os->gate.live() > 0) {
       retired_.push_back(std::move(os));
@@ -477,6 +593,7 @@ std::string Daemon::reload() {
   for (auto& s : services_)
     for (auto& l : s->listeners) arm(*l);
   cfg_.services = std::move(next.services);
+  cfg_.disabled = std::move(next.disabled);
   log::info("reloaded: {} services", services_.size());
   return {};
 }
@@ -503,7 +620,8 @@ void Daemon::notify_ready() {
 }
 
 void Daemon::arm(Listener& l) {
-  if (l.waiting || stopping_ || l.service->paused) return;
+  Service& s = *l.service;
+  if (l.waiting || stopping_ || s.paused || s.rate_paused || s.wait_running) return;
   l.waiting = true;
   l.sd.async_wait(asio::posix::descriptor_base::wait_read, [this, &l](boost::system::error_code ec) {
     // Aborted: the listener was closed (shutdown, reload) and may already be gone.
@@ -513,8 +631,28 @@ void Daemon::arm(Listener& l) {
   });
 }
 
+void Daemon::resume(Service& s) {
+  for (auto& l : s.listeners) arm(*l);
+}
+
+// Stops polling the service for `d` (a wait-mode instance that failed at once, no UID left):
+// a socket that stays readable must not make superd spin.
+void Daemon::pause_for(Service& s, Clock::duration d) {
+  s.rate_paused = true;
+  if (!s.rate_timer) s.rate_timer = std::make_unique<asio::steady_timer>(io_);
+  s.rate_timer->expires_after(d);
+  s.rate_timer->async_wait([this, &s](boost::system::error_code ec) {
+    if (ec || stopping_) return;
+    s.rate_paused = false;
+    resume(s);
+  });
+}
+
 void Daemon::on_readable(Listener& l) {
   Service& s = *l.service;
+  if (s.paused || s.rate_paused || s.wait_running) return;  // a sibling listener's wake-up came first
+  if (l.datagram && s.internal) return on_datagrams(l);
+  if (s.wait_mode) return start_wait_instance(s);  // readable: a client is there; the instance takes it
   for (int i = 0; i < kAcceptBatch; ++i) {
     if (s.gate.full()) {
       // Stop polling every listener of the service; the kernel's backlog holds new connections
@@ -542,19 +680,160 @@ void Daemon::on_readable(Listener& l) {
       }
       break;
     }
-    on_connection(s, l, UniqueFd(fd), peer);
+    on_connection(s, l.spec, UniqueFd(fd), peer);
+    if (s.rate_paused) return;  // that one was deferred: the rate timer resumes
   }
   arm(l);
 }
 
-// Records the lease and starts the instance. On failure the child (if any) is reaped, the
-// lease cleared and the UID returned at once — the child never ran service code, so nothing
-// of the UID can remain — and `failure` says which step failed and why.
-std::optional<spawn::Child> Daemon::launch(Service& s, const spawn::InstancePlan& plan, uint32_t uid,
+// Over max_connection_rate with the "defer" action: stop polling the service's listeners until
+// the limit has room again (the kernel keeps the backlog, or the datagrams), then serve the
+// connection that was held back, if any. Never disables the service.
+void Daemon::defer_for_rate(Service& s) {
+  if (s.rate_paused) return;
+  s.rate_paused = true;
+  auto now = Clock::now();
+  auto until = s.rate.next_allowed(now);
+  log::info("service {}: max_connection_rate={} per {}ms reached, deferring for {}ms", s.cfg->name,
+            s.cfg->socket.max_connection_rate, s.cfg->socket.connection_rate_interval.count(),
+            std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count());
+  if (!s.rate_timer) s.rate_timer = std::make_unique<asio::steady_timer>(io_);
+  s.rate_timer->expires_at(until);
+  s.rate_timer->async_wait([this, &s](boost::system::error_code ec) {
+    if (ec || stopping_) return;  // aborted: the service is gone or shutting down
+    s.rate_paused = false;
+    if (s.deferred) {
+      if (!s.rate.try_take(Clock::now())) return defer_for_rate(s);
+      Deferred d = std::move(*s.deferred);
+      s.deferred.reset();
+      on_connection(s, d.local, std::move(d.conn), d.peer, true);
+    } else if (s.wait_mode) {
+      return start_wait_instance(s);
+    }
+    resume(s);
+  });
+}
+
+// Internal datagram services (echo, daytime, ... over UDP): each datagram is admitted (allow,
+// deny, access_times, the rate limit) and answered from the loop; no instance, no UID.
+void Daemon::on_datagrams(Listener& l) {
+  Service& s = *l.service;
+  char* buf = s.datagram_buf.data();
+  size_t half = s.datagram_buf.size() / 2;
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    if (!s.rate.unlimited() && s.rate.next_allowed(Clock::now()) > Clock::now()) {
+      if (s.cfg->socket.connection_rate_action == config::RateAction::defer) return defer_for_rate(s);
+    }
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    ssize_t n = ::recvfrom(l.sd.native_handle(), buf, half, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&peer), &len);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      log::warning("service {}: recvfrom on udp {}: {}", s.cfg->name, l.spec.to_string(), errno_text(errno));
+      break;
+    }
+    auto* sa = reinterpret_cast<const sockaddr*>(&peer);
+    std::string peer_text = peer_string(sa);
+    std::string reason;
+    admission::Verdict v = s.gate.check(sa, net::source_key(sa));
+    if (v == admission::Verdict::denied || v == admission::Verdict::not_allowed) reason = admission::verdict_reason(v);
+    else if (!s.access.empty() && !s.access.allows(admission::AccessTimes::minute_of_day_now()))
+      reason = "outside access_times " + s.access.to_string();
+    else if (inloop::drop_datagram_from(sa)) reason = "source port or address that gets no reply (loop/amplification guard)";
+    else if (!s.rate.unlimited() && !s.rate.try_take(Clock::now()))
+      reason = fmt::format("max_connection_rate={} per {}ms", s.cfg->socket.max_connection_rate,
+                           s.cfg->socket.connection_rate_interval.count());
+    if (!reason.empty()) {
+      // Datagrams cost nothing to forge: at most kDatagramRefusalsLogged lines a second, then a count.
+      auto now = Clock::now();
+      if (now - s.refusal_window >= std::chrono::seconds(1)) {
+        if (s.refusals_unlogged)
+          log_refuse(s, "*", fmt::format("{} more datagrams refused in the last second", s.refusals_unlogged));
+        s.refusal_window = now;
+        s.refusals_logged = s.refusals_unlogged = 0;
+      }
+      if (s.refusals_logged < kDatagramRefusalsLogged) {
+        ++s.refusals_logged;
+        log_refuse(s, peer_text, reason);
+      } else {
+        ++s.refusals_unlogged;
+      }
+      continue;
+    }
+    auto reply = inloop::answer_datagram(*s.internal, buf, static_cast<size_t>(n), buf + half, half, ::time(nullptr));
+    if (reply) ::sendto(l.sd.native_handle(), buf + half, *reply, MSG_DONTWAIT | MSG_NOSIGNAL, sa, len);
+    log::debug("{} datagram from {}: {} bytes in, {} out", s.cfg->name, peer_text, n, reply.value_or(0));
+  }
+  arm(l);
+}
+
+// Wait mode (accept = false): one instance gets the listening sockets and serves until it
+// exits; superd does not poll them meanwhile. Its UID is a named lease hashed from the service
+// (preferring the owner of its existing directories), or the static user.
+void Daemon::start_wait_instance(Service& s) {
+  const std::string& name = s.cfg->name;
+  if (!s.rate.unlimited() && !s.rate.try_take(Clock::now())) return defer_for_rate(s);
+  std::optional<uint32_t> lease;
+  uint32_t uid = s.plan.static_uid;
+  if (!s.plan.static_identity) {
+    std::optional<uint32_t> owner;
+    for (const std::string& d : sandbox::boundary_dirs(s.cfg->service.sandbox, roots_)) {
+      struct stat st {};
+      if (::stat(d.c_str(), &st) == 0 && st.st_uid != 0) {
+        owner = st.st_uid;
+        break;
+      }
+    }
+    lease = lease_named("wait:" + name, owner);
+    if (!lease) {
+      log::error("FAIL {}: no UID left in the dynamic range for its wait-mode instance; retrying in 1s", name);
+      pause_for(s, std::chrono::seconds(1));
+      return;
+    }
+    uid = *lease;
+  }
+  uint64_t serial = ++serial_;
+  UniqueFd err_read, err_write;
+  if (!log_pipe(err_read, err_write)) {
+    log_fail(s, serial, "wait", uid, "pipe2: " + errno_text(errno));
+    if (lease) pool_.release(*lease);
+    return;
+  }
+  int fds[config::kMaxListenFds];
+  unsigned n = 0;
+  for (auto& l : s.listeners)
+    if (n < config::kMaxListenFds) {
+      fds[n++] = l->sd.native_handle();
+      // The instance shares the socket's file description: it expects a blocking socket, as
+      // xinetd gives it. superd does not touch it until the instance is gone, then restores it.
+      ::fcntl(l->sd.native_handle(), F_SETFL, ::fcntl(l->sd.native_handle(), F_GETFL) & ~O_NONBLOCK);
+    }
+  spawn::make_wait_plan(plan_, s.plan, uid, serial, fds, n);
+  plan_.stderr_fd = err_write.get();
+  plan_.null_fd = null_fd_.get();
+  std::string failure;
+  auto started = launch(s, plan_, lease, serial, name, failure);
+  err_write.reset();
+  if (!started) {
+    for (auto& l : s.listeners) ::fcntl(l->sd.native_handle(), F_SETFL, ::fcntl(l->sd.native_handle(), F_GETFL) | O_NONBLOCK);
+    log_fail(s, serial, "wait", uid, failure + "; retrying on the next client in 1s");
+    // Do not spin on a socket that stays readable: try again a second later.
+    pause_for(s, std::chrono::seconds(1));
+    return;
+  }
+  s.wait_running = true;
+  adopt(s, std::move(*started), std::move(err_read), serial, uid, lease.has_value(), "wait", net::source_key_uid(0));
+}
+
+// Records the lease (if the UID is leased) and starts the instance. On failure the child (if
+// any) is reaped, the lease cleared and the UID returned at once — the child never ran service
+// code, so nothing of the UID can remain — and `failure` says which step failed and why.
+std::optional<spawn::Child> Daemon::launch(Service& s, const spawn::InstancePlan& plan, std::optional<uint32_t> lease,
                                            uint64_t serial, const std::string& name, std::string& failure) {
   auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch()).count();
-  table_.record(uid, 0, serial, now_ms, name);
+  if (lease) table_.record(*lease, 0, serial, now_ms, name);
   spawn::ChildError cerr;
   std::error_code ec;
   spawn::Child child = s.zygote ? s.zygote->spawn(plan, cerr, ec) : spawn::start(plan, cerr, ec);
@@ -585,13 +864,28 @@ std::optional<spawn::Child> Daemon::launch(Service& s, const spawn::InstancePlan
                            : "";
     failure = fmt::format("step {}{} failed: {}", spawn::step_name(cerr.step), what, errno_text(cerr.err));
   }
-  table_.clear(uid);
-  pool_.release(uid);
+  if (lease) {
+    table_.clear(*lease);
+    pool_.release(*lease);
+  }
   return std::nullopt;
 }
 
-void Daemon::on_connection(Service& s, const Listener& l, UniqueFd conn, const sockaddr_storage& peer_addr) {
+namespace {
+// Banners go out on a fresh socket whose send buffer holds them (they are capped at 64 KiB):
+// one non-blocking send, never a wait in the loop.
+void send_banner(int fd, const config::Banner& b, const std::string& service) {
+  if (b.text.empty()) return;
+  ssize_t n = ::send(fd, b.text.data(), b.text.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n != static_cast<ssize_t>(b.text.size()))
+    log::debug("service {}: banner {} cut short: {} of {} bytes", service, b.path, n < 0 ? 0 : n, b.text.size());
+}
+}  // namespace
+
+void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer_addr,
+                           bool rate_taken) {
   const std::string& name = s.cfg->name;
+  const config::SocketConfig& so = s.cfg->socket;
   spawn::Peer peer;
   peer.remote = peer_addr;
   std::string peer_text;
@@ -601,7 +895,7 @@ void Daemon::on_connection(Service& s, const Listener& l, UniqueFd conn, const s
     ucred cred{};
     socklen_t cl = sizeof cred;
     if (::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
-      log::warning("REFUSE {} peer=unix reason=\"SO_PEERCRED: {}\"", name, std::strerror(errno));
+      log_refuse(s, "unix", fmt::format("SO_PEERCRED: {}", std::strerror(errno)));
       return;
     }
     peer.is_unix = true;
@@ -612,69 +906,212 @@ void Daemon::on_connection(Service& s, const Listener& l, UniqueFd conn, const s
     source = net::source_key_uid(cred.uid);
   } else {
     // The local address is the listener's own unless it is a wildcard: no syscall then.
-    if (!l.spec.is_wildcard()) {
-      std::memcpy(&peer.local, &l.spec.addr, l.spec.addr_len);
+    if (!local.is_wildcard()) {
+      std::memcpy(&peer.local, &local.addr, local.addr_len);
     } else {
       socklen_t ll = sizeof peer.local;
       ::getsockname(conn.get(), reinterpret_cast<sockaddr*>(&peer.local), &ll);
     }
     ip_peer = reinterpret_cast<const sockaddr*>(&peer_addr);
-    std::string ip = net::address_string(ip_peer);
-    peer_text = ip.find(':') != std::string::npos ? fmt::format("[{}]:{}", ip, net::address_port(ip_peer))
-                                                  : fmt::format("{}:{}", ip, net::address_port(ip_peer));
+    peer_text = peer_string(ip_peer);
     source = net::source_key(ip_peer);
   }
 
+  // Admission: allow/deny and the limits, then access_times, then the rate limit. A refused
+  // connection gets banner and banner_fail (xinetd's order) and is closed; nothing is spawned.
+  std::string reason;
   admission::Verdict v = s.gate.check(ip_peer, source);
-  if (v != admission::Verdict::admit) {
-    log::warning("REFUSE {} peer={} reason=\"{}\"", name, peer_text, admission::verdict_reason(v));
+  if (v != admission::Verdict::admit) reason = admission::verdict_reason(v);
+  else if (!s.access.empty() && !s.access.allows(admission::AccessTimes::minute_of_day_now()))
+    reason = "outside access_times " + s.access.to_string();
+  else if (!rate_taken && !s.rate.unlimited() && !s.rate.try_take(Clock::now())) {
+    if (so.connection_rate_action == config::RateAction::defer) {
+      s.deferred = Deferred{std::move(conn), peer_addr, local};
+      return defer_for_rate(s);
+    }
+    reason = fmt::format("max_connection_rate={} per {}ms", so.max_connection_rate, so.connection_rate_interval.count());
+  }
+  send_banner(conn.get(), so.banner, name);
+  if (!reason.empty()) {
+    send_banner(conn.get(), so.banner_fail, name);
+    log_refuse(s, peer_text, reason);
     return;
   }
-  auto uid = pool_.lease();
-  if (!uid) {
-    log::warning("REFUSE {} peer={} reason=\"dynamic UID pool exhausted ({} held, {} quarantined)\"", name, peer_text,
-                 pool_.held(), pool_.quarantined());
-    return;
-  }
+  send_banner(conn.get(), so.banner_success, name);
   uint64_t serial = ++serial_;
+  if (s.internal || s.cfg->service.redirect) return start_session(s, std::move(conn), serial, std::move(peer_text), source);
 
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
-    log::error("FAIL {} serial={} peer={} uid={}: pipe2: {}", name, serial, peer_text, *uid, errno_text(errno));
-    pool_.release(*uid);
+  std::optional<uint32_t> lease;
+  uint32_t uid = s.plan.static_uid;
+  if (!s.plan.static_identity) {
+    lease = pool_.lease();
+    if (!lease) {
+      send_banner(conn.get(), so.banner_fail, name);
+      log_refuse(s, peer_text, fmt::format("dynamic UID pool exhausted ({} held, {} quarantined)", pool_.held(),
+                                           pool_.quarantined()));
+      return;
+    }
+    uid = *lease;
+  }
+
+  UniqueFd err_read, err_write;
+  if (!log_pipe(err_read, err_write)) {
+    log_fail(s, serial, peer_text, uid, "pipe2: " + errno_text(errno));
+    if (lease) pool_.release(*lease);
     return;
   }
-  UniqueFd err_read(pipefd[0]), err_write(pipefd[1]);
-  ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
 
-  spawn::make_instance_plan(plan_, s.plan, peer, *uid, serial);
+  spawn::make_instance_plan(plan_, s.plan, peer, uid, serial);
   plan_.conn_fd = conn.get();
   plan_.stderr_fd = err_write.get();
   plan_.null_fd = null_fd_.get();
   std::string failure;
-  auto started = launch(s, plan_, *uid, serial, name, failure);
+  auto started = launch(s, plan_, lease, serial, name, failure);
   err_write.reset();
   conn.reset();  // the child has its copy
   if (!started) {
-    log::error("FAIL {} serial={} peer={} uid={}: {}", name, serial, peer_text, *uid, failure);
+    log_fail(s, serial, peer_text, uid, failure);
     return;
   }
-  spawn::Child child = std::move(*started);
-  table_.set_pid(*uid, child.pid);
+  adopt(s, std::move(*started), std::move(err_read), serial, uid, lease.has_value(), std::move(peer_text), source);
+}
+
+// A started instance joins the books: its lease record gets the PID, admission counts it, the
+// loop watches its pidfd, stderr and runtime_max.
+void Daemon::adopt(Service& s, spawn::Child child, UniqueFd err_read, uint64_t serial, uint32_t uid, bool leased,
+                   std::string peer, const net::SourceKey& source) {
+  if (leased) table_.set_pid(uid, child.pid);
   s.gate.enter(source);
   auto inst = std::make_unique<Instance>(io_, child.pidfd.release(), err_read.release());
   inst->service = &s;
   inst->serial = serial;
-  inst->uid = *uid;
+  inst->uid = uid;
   inst->pid = child.pid;
-  inst->peer = std::move(peer_text);
+  inst->peer = std::move(peer);
   inst->source = source;
   inst->started = Clock::now();
+  inst->leased = leased;
   Instance& ref = *inst;
   instances_.emplace(child.pid, std::move(inst));
-  log::info("START {} serial={} peer={} uid={} pid={}", name, serial, ref.peer, ref.uid, ref.pid);
+  log_start(s, serial, ref.peer, ref.uid, ref.pid);
   watch_instance(ref);
 }
+
+// An internal service or a redirect: the connection is served by the loop itself.
+void Daemon::start_session(Service& s, UniqueFd conn, uint64_t serial, std::string peer, const net::SourceKey& source) {
+  auto done = [this, serial](inloop::Traffic t, std::error_code ec) { on_session_done(serial, t, ec); };
+  std::unique_ptr<inloop::Session> io;
+  if (s.internal) {
+    io = inloop::serve_stream(io_, *s.internal, std::move(conn), std::move(done));
+  } else {
+    const net::ListenSpec& to = *s.cfg->service.redirect;
+    io = inloop::relay(io_, std::move(conn), to.addr, to.addr_len, std::move(done));
+  }
+  s.gate.enter(source);
+  log_start(s, serial, peer, kNoUid, 0);
+  Session& se = sessions_[serial];
+  se = Session{&s, serial, std::move(peer), source, Clock::now(), std::move(io), nullptr};
+  if (auto max = s.cfg->service.runtime_max; max.count() > 0) {
+    se.timer = std::make_unique<asio::steady_timer>(io_, max);
+    se.timer->async_wait([this, serial](boost::system::error_code ec) {
+      if (ec) return;
+      auto it = sessions_.find(serial);
+      if (it == sessions_.end()) return;
+      log::warning("TIMEOUT {} serial={}: runtime_max reached, closing", it->second.service->cfg->name, serial);
+      // Destroying the session closes its sockets and never calls done: end it here.
+      inloop::Traffic so_far = it->second.io->traffic();
+      it->second.io.reset();
+      on_session_done(serial, so_far, std::make_error_code(std::errc::timed_out));
+    });
+  }
+}
+
+void Daemon::on_session_done(uint64_t serial, inloop::Traffic t, std::error_code ec) {
+  auto it = sessions_.find(serial);
+  if (it == sessions_.end()) return;
+  Session se = std::move(it->second);
+  sessions_.erase(it);
+  se.io.reset();
+  std::string status = ec ? fmt::format("error=\"{}\"", ec.message()) : "status=0";
+  log_exit(*se.service, serial, se.peer, kNoUid, 0, se.started, status, &t);
+  instance_left(*se.service, se.source);
+  maybe_finish_shutdown();
+}
+
+// An instance or session of `s` ended: admission counts it out, polling resumes if the service
+// was at max_connections (or was a running wait-mode instance), and a retired service whose
+// last instance this was goes away (so `s` may be gone when this returns).
+void Daemon::instance_left(Service& s, const net::SourceKey& source) {
+  s.gate.leave(source);
+  if (s.paused && !s.gate.full()) {
+    s.paused = false;
+    resume(s);
+  }
+  if (s.gate.live() != 0) return;
+  for (auto it = retired_.begin(); it != retired_.end(); ++it)
+    if (it->get() == &s) {
+      // A wait-mode service reloaded while its instance ran: its successor polls from now on.
+      for (auto& n : services_)
+        if (n->wait_mode && n->wait_running && n->cfg->name == s.cfg->name && n->gate.live() == 0) {
+          n->wait_running = false;
+          resume(*n);
+        }
+      release_group(**it);
+      retired_.erase(it);
+      return;
+    }
+}
+
+void Daemon::log_line(const Service& s, log::Level level, const std::string& line) {
+  if (s.sink.kind() == log::Sink::Kind::standard_error) {
+    if (log::level() <= level) log::write(level, line);
+  } else {
+    s.sink.write(line);
+  }
+}
+
+void Daemon::log_start(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid) {
+  uint32_t f = s.cfg->service.log_on_success;
+  if (!f) return;
+  std::string line = fmt::format("START {} serial={}", s.cfg->name, serial);
+  if (f & config::kLogHost) line += " peer=" + peer;
+  if (uid != kNoUid) line += fmt::format(" uid={}", uid);
+  if ((f & config::kLogPid) && pid) line += fmt::format(" pid={}", pid);
+  log_line(s, log::Level::info, line);
+}
+
+void Daemon::log_exit(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid,
+                      Clock::time_point started, const std::string& status, const inloop::Traffic* traffic) {
+  uint32_t f = s.cfg->service.log_on_success;
+  if (!f) return;
+  std::string line = fmt::format("EXIT {} serial={}", s.cfg->name, serial);
+  if (f & config::kLogHost) line += " peer=" + peer;
+  if (uid != kNoUid) line += fmt::format(" uid={}", uid);
+  if ((f & config::kLogPid) && pid) line += fmt::format(" pid={}", pid);
+  if (f & config::kLogDuration) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    line += fmt::format(" duration={}.{:03}s", ms / 1000, ms % 1000);
+  }
+  if (f & config::kLogExit) line += " " + status;
+  if ((f & config::kLogTraffic) && traffic)
+    line += fmt::format(" bytes_in={} bytes_out={}", traffic->from_client, traffic->to_client);
+  log_line(s, log::Level::info, line);
+}
+
+void Daemon::log_refuse(const Service& s, const std::string& peer, const std::string& reason) {
+  uint32_t f = s.cfg->service.log_on_failure;
+  if (!f) return;
+  std::string line = "REFUSE " + s.cfg->name;
+  if (f & config::kLogHost) line += " peer=" + peer;
+  log_line(s, log::Level::warning, line + " reason=\"" + reason + "\"");
+}
+
+void Daemon::log_fail(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, const std::string& why) {
+  std::string line = fmt::format("FAIL {} serial={}", s.cfg->name, serial);
+  if (s.cfg->service.log_on_failure & config::kLogHost) line += " peer=" + peer;
+  log_line(s, log::Level::error, line + fmt::format(" uid={}: {}", uid, why));
+}
+
 
 void Daemon::watch_instance(Instance& inst) {
   pid_t pid = inst.pid;
@@ -734,12 +1171,14 @@ void Daemon::read_stderr(Instance& inst) {
 void Daemon::flush_stderr(Instance& i, bool all) {
   size_t start = 0, nl;
   while ((nl = i.err_line.find('\n', start)) != std::string::npos) {
-    log::info("{}[{}] uid={}: {}", i.service->cfg->name, i.serial, i.uid, std::string_view(i.err_line).substr(start, nl - start));
+    log_line(*i.service, log::Level::info,
+             fmt::format("{}[{}] uid={}: {}", i.service->cfg->name, i.serial, i.uid,
+                         std::string_view(i.err_line).substr(start, nl - start)));
     start = nl + 1;
   }
   i.err_line.erase(0, start);
   if ((all && !i.err_line.empty()) || i.err_line.size() > 4096) {
-    log::info("{}[{}] uid={}: {}", i.service->cfg->name, i.serial, i.uid, i.err_line);
+    log_line(*i.service, log::Level::info, fmt::format("{}[{}] uid={}: {}", i.service->cfg->name, i.serial, i.uid, i.err_line));
     i.err_line.clear();
   }
 }
@@ -765,30 +1204,36 @@ void Daemon::on_reaped(pid_t pid, ExitStatus st) {
   while ((n = ::read(inst->err.native_handle(), inst->err_buf, sizeof inst->err_buf)) > 0)
     inst->err_line.append(inst->err_buf, static_cast<size_t>(n));
   flush_stderr(*inst, true);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - inst->started).count();
-  log::info("EXIT {} serial={} peer={} uid={} pid={} duration={}.{:03}s {}", inst->service->cfg->name, inst->serial,
-            inst->peer, inst->uid, inst->pid, ms / 1000, ms % 1000, st.to_string());
+  log_exit(*inst->service, inst->serial, inst->peer, inst->uid, inst->pid, inst->started, st.to_string(), nullptr);
   if (inst->control) {
     nlohmann::json msg = {{"exit", {{"signaled", st.signaled}, {"code", st.code}}}};
     control::send_message(inst->control->native_handle(), msg.dump());
     live_units_.erase(inst->unit);
   }
   Service& s = *inst->service;
-  s.gate.leave(inst->source);
   const auto& sb = s.cfg->service.sandbox;
-  queue_cleanup(inst->uid, !(sb.enabled && s.plan.mount_ns && (sb.private_tmp || sb.private_ipc)));
+  // A static user's processes and IPC are not superd's to sweep; its PID namespace is gone.
+  if (inst->leased) queue_cleanup(inst->uid, !(sb.enabled && s.plan.mount_ns && (sb.private_tmp || sb.private_ipc)));
+  std::unique_ptr<Service> transient = std::move(inst->owned_service);  // superd run: goes with it
+  net::SourceKey source = inst->source;
+  bool quick_failure = (st.signaled || st.code != 0) && Clock::now() - inst->started < std::chrono::seconds(1);
   inst.reset();  // cancels its waits; their handlers find no instance and return
-  if (s.paused && !s.gate.full()) {
-    s.paused = false;
-    for (auto& l : s.listeners) arm(*l);
+  if (transient) return maybe_finish_shutdown();
+  if (s.wait_mode && s.wait_running) {
+    s.wait_running = false;
+    for (auto& l : s.listeners)
+      ::fcntl(l->sd.native_handle(), F_SETFL, ::fcntl(l->sd.native_handle(), F_GETFL) | O_NONBLOCK);
+    if (quick_failure && !stopping_) {
+      // It failed at once and probably left the client queued: poll again a second later
+      // rather than respawn in a tight loop (xinetd disables such a service; superd never does).
+      log::warning("service {}: wait-mode instance failed within 1s; polling again in 1s", s.cfg->name);
+      pause_for(s, std::chrono::seconds(1));
+    } else {
+      resume(s);
+    }
   }
-  if (s.gate.live() == 0)
-    for (auto it = retired_.begin(); it != retired_.end(); ++it)
-      if (it->get() == &s) {
-        release_group(**it);
-        retired_.erase(it);
-        break;
-      }
+  instance_left(s, source);
+  maybe_finish_shutdown();  // nothing queued for cleanup when the UID was a static one
 }
 
 void Daemon::queue_cleanup(uint32_t uid, bool host_shm) {
@@ -842,6 +1287,12 @@ void Daemon::begin_shutdown() {
       listener::unlink_path(l->spec);
     }
   census_timer_.cancel();
+  // Sessions in the loop end with their sockets; a connection held back by the rate limit too.
+  sessions_.clear();
+  for (auto& s : services_) {
+    s->deferred.reset();
+    if (s->rate_timer) s->rate_timer->cancel();
+  }
   if (inotify_.is_open()) inotify_.close();
   if (control_.is_open()) {
     control_.close();
@@ -954,7 +1405,11 @@ nlohmann::json Daemon::status_json() const {
                         {"listen", listen},
                         {"live", s->gate.live()},
                         {"max_connections", s->cfg->socket.max_connections},
-                        {"paused", s->paused},
+                        {"paused", s->paused || s->rate_paused},
+                        {"mode", s->internal                      ? "internal " + s->cfg->service.internal
+                                 : s->cfg->service.redirect         ? "redirect " + s->cfg->service.redirect->to_string()
+                                 : s->wait_mode                     ? std::string("wait")
+                                                                    : std::string("accept")},
                         {"group", s->group ? nlohmann::json(*s->group) : nlohmann::json(nullptr)}});
   }
   nlohmann::json instances = nlohmann::json::array();
@@ -965,8 +1420,16 @@ nlohmann::json Daemon::status_json() const {
                          {"pid", pid},
                          {"peer", inst->peer},
                          {"age_s", std::chrono::duration<double>(now - inst->started).count()}});
+  for (const auto& [serial, se] : sessions_)
+    instances.push_back({{"service", se.service->cfg->name},
+                         {"serial", serial},
+                         {"uid", 0},
+                         {"pid", 0},
+                         {"peer", se.peer},
+                         {"age_s", std::chrono::duration<double>(now - se.started).count()}});
   return {{"pid", ::getpid()},
           {"services", services},
+          {"disabled", cfg_.disabled},
           {"instances", instances},
           {"pool", {{"first", pool_.first()},
                     {"last", pool_.last()},
@@ -1001,9 +1464,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   }
   // The config must live as long as the instance: the Service owns it.
   auto holder = std::make_shared<config::Service>(std::move(*svc_cfg));
-  auto owned = std::make_unique<Service>(Service{holder.get(), spawn::make_service_plan(*holder, roots_, environ),
-                                                 std::nullopt, admission::Gate(admission::limits_from(holder->socket)),
-                                                 {}, false, holder});
+  auto owned = std::make_unique<Service>(holder, spawn::make_service_plan(*holder, roots_, environ));
   const auto& sb = holder->service.sandbox;
   auto dirs = sandbox::boundary_dirs(sb, roots_);
   std::optional<uint32_t> uid;
@@ -1034,7 +1495,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   plan.stderr_fd = fds[2].get();
   plan.null_fd = null_fd_.get();
   std::string failure;
-  auto started = launch(*owned, plan, *uid, serial, name, failure);
+  auto started = launch(*owned, plan, uid, serial, name, failure);
   fds.clear();
   if (!started) {
     log::error("FAIL {} serial={} peer=run uid={}: {}", name, serial, *uid, failure);
@@ -1106,6 +1567,18 @@ int Daemon::run() {
 }
 
 }  // namespace
+
+config::Config load_config(const std::string& config_path, const std::string& xinetd_path,
+                           config::Problems& problems) {
+  if (xinetd_path.empty()) return config::load(config_path, problems);
+  xinetd::Result converted = xinetd::convert_file(xinetd_path);
+  for (const auto& w : converted.warnings) log::warning("{}", w.to_string());
+  for (const auto& e : converted.errors) problems.add({xinetd_path, 0, 0}, "", e);
+  std::vector<config::MemoryService> extra;
+  for (const auto& f : converted.services)
+    extra.push_back({f.name, f.toml, f.origin_file, f.line_origin, f.origin_line});
+  return config::load(config_path, extra, problems);
+}
 
 int serve(const config::Config& config, const Options& options) {
   Daemon d(config, options);

@@ -11,8 +11,14 @@ namespace superd::daemon {
 
 struct Options {
   int ready_fd = -1;        // write "READY\n" here once every listener is bound
-  std::string config_path;  // re-read on SIGHUP / `superd reload`
+  std::string config_path;  // re-read on SIGHUP / `superd reload` ("" with --xinetd: defaults)
+  std::string xinetd_path;  // serve --xinetd: services converted from this file, re-read likewise
 };
+
+// The configuration `serve` runs: the main file and its includes, plus (with `xinetd_path`)
+// the services converted in memory from an xinetd.conf; the importer's warnings are logged.
+config::Config load_config(const std::string& config_path, const std::string& xinetd_path,
+                           config::Problems& problems);
 
 // Runs until SIGTERM/SIGINT; returns the process exit code.
 int serve(const config::Config& config, const Options& options);

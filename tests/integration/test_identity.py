@@ -36,8 +36,8 @@ exec = ["@PROBE@", "sleep", "1"]
         d.close()
 
 
-ALLOWED_TCP = {"REMOTE_ADDR", "REMOTE_PORT", "PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP",
-               "TCPLOCALPORT", "USER", "LOGNAME", "HOME"}
+ALLOWED_TCP = {"REMOTE_ADDR", "REMOTE_PORT", "REMOTE_HOST", "PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP",
+               "TCPLOCALPORT", "USER", "LOGNAME", "HOME", "PATH"}
 
 
 def test_environment_is_exactly_as_specified():
@@ -56,10 +56,13 @@ pass_environment = ["PASSED_ON"]
         check(set(got) == ALLOWED_TCP | {"GREETING", "PASSED_ON", "CONN"}, f"unexpected variable set: {sorted(got)}")
         check(got["CONN"] == "probe-1", f"%n and %c (the connection serial) expanded: {got['CONN']}")
         check(got["PROTO"] == "TCP" and got["REMOTE_ADDR"] == "127.0.0.1" and got["TCPLOCALPORT"] == str(PORT + 1), out)
+        check(got["REMOTE_HOST"] == "127.0.0.1", f"xinetd's REMOTE_HOST: {out}")
         check(got["REMOTE_PORT"] == got["TCPREMOTEPORT"] and int(got["REMOTE_PORT"]) > 0, out)
         check(got["USER"] == got["LOGNAME"] and got["USER"].startswith("superd-"), out)
         check(got["HOME"] == "/" and got["GREETING"] == "hello world" and got["PASSED_ON"] == "yes", out)
-        check("must-not-leak" not in out and "LANG" not in got and "PATH" not in got, out)
+        check("must-not-leak" not in out and "LANG" not in got, out)
+        check(got["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin",
+              f"systemd's fixed default PATH, not superd's own (/usr/bin:/bin): {got['PATH']}")
 
         out6 = talk_tcp(PORT + 1, host="::1").decode()
         got6 = dict(line.split("=", 1) for line in out6.splitlines())
