@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <unistd.h>
+#include <poll.h>
 
 extern char** environ;
 
@@ -260,6 +261,39 @@ int main(int argc, char** argv) {
     ssize_t n;
     while ((n = read(0, buf, sizeof buf)) > 0)
       if (write(1, buf, (size_t)n) != n) return 1;
+  } else if (!strcmp(mode, "accept")) {
+    /* Wait mode: accepts on the listening socket FD (default 0) and answers each connection with
+     * its identity and a connection count; exits after N connections or IDLE_MS without one.
+     * Usage: probe accept N IDLE_MS [FD] */
+    int max = argc > 2 ? atoi(argv[2]) : 1, idle = argc > 3 ? atoi(argv[3]) : 1000;
+    int lfd = argc > 4 ? atoi(argv[4]) : 0;
+    /* An instance id: the pid may be 1 for every instance (a PID namespace). */
+    unsigned long long inst = 0;
+    if (syscall(SYS_getrandom, &inst, sizeof inst, 0) != (long)sizeof inst) inst = (unsigned long long)getpid();
+    for (int served = 0; served < max;) {
+      struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+      int r = poll(&pfd, 1, idle);
+      if (r == 0) return 0;
+      if (r < 0) return 4;
+      int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+      if (c < 0) {
+        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) continue;
+        return 5;
+      }
+      FILE* f = fdopen(c, "w");
+      if (!f) return 6;
+      uid_t ru, eu, su;
+      gid_t rg, eg, sg;
+      getresuid(&ru, &eu, &su);
+      getresgid(&rg, &eg, &sg);
+      gid_t groups[64];
+      int n = getgroups(64, groups);
+      fprintf(f, "uid=%u,%u,%u gid=%u,%u,%u groups=", ru, eu, su, rg, eg, sg);
+      for (int i = 0; i < n; ++i) fprintf(f, "%s%u", i ? "," : "", (unsigned)groups[i]);
+      fprintf(f, " pid=%d inst=%llx conn=%d listen_fds=%s\n", (int)getpid(), inst, ++served,
+              getenv("LISTEN_FDS") ? getenv("LISTEN_FDS") : "-");
+      fclose(f);
+    }
   } else {
     fprintf(stderr, "probe: unknown mode %s\n", mode);
     return 2;

@@ -92,7 +92,9 @@ class Superd:
     """One superd under test. `services` maps a service name to its TOML text; "@PROBE@" and
     "@ROOT@" in it are replaced by the probe's path and the scratch root."""
 
-    def __init__(self, name, services, uid_range, global_extra=""):
+    def __init__(self, name, services, uid_range, global_extra="", xinetd=None):
+        """`xinetd`: the text of an xinetd-style file (with "@PROBE@"/"@ROOT@" replaced too), written
+        to ROOT/xinetd.conf and served with `superd serve --xinetd FILE -c superd.toml`."""
         require_root()
         self.name = name
         self.lo, self.hi = uid_range
@@ -121,6 +123,11 @@ logs_root = "{self.root}/log"
             self.write_service(svc, text)
         self.log_path = os.path.join(self.root, "superd.log")
         self.proc = None
+        self.xinetd_path = None
+        if xinetd is not None:
+            self.xinetd_path = os.path.join(self.root, "xinetd.conf")
+            with open(self.xinetd_path, "w") as f:
+                f.write(xinetd.replace("@PROBE@", self.probe).replace("@ROOT@", self.root))
 
     def write_service(self, svc, text):
         text = text.replace("@PROBE@", self.probe).replace("@ROOT@", self.root)
@@ -133,7 +140,8 @@ logs_root = "{self.root}/log"
     def start(self, env=None, expect_ready=True):
         r, w = os.pipe()
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([SUPERD, "serve", "-c", self.config, "--ready-fd", str(w)],
+        xinetd = ["--xinetd", self.xinetd_path] if self.xinetd_path else []
+        self.proc = subprocess.Popen([SUPERD, "serve", *xinetd, "-c", self.config, "--ready-fd", str(w)],
                                      pass_fds=[w], stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=self.logf, env=env)
         os.close(w)
@@ -247,6 +255,41 @@ def talk_unix(path, send=b"", timeout=10):
             s.sendall(send)
         s.shutdown(socket.SHUT_WR)
         return read_all(s)
+
+
+def talk_udp(port, send, host="127.0.0.1", timeout=5, replies=1):
+    """Sends one datagram from a fresh socket; returns up to `replies` datagrams received (fewer
+    if the timeout passes first)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    got = []
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(send, (host, port))
+        while len(got) < replies:
+            try:
+                got.append(s.recv(65536))
+            except socket.timeout:
+                break
+    return got
+
+
+def processes_mentioning(text):
+    """PIDs (other than this one) whose command line contains `text`: for services that run as a
+    static user, outside the test's dynamic UID range, whose leftovers assert_clean cannot see."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmd and state != "Z":
+            out.append(int(pid))
+    return out
 
 
 def read_all(s):

@@ -1,0 +1,193 @@
+"""Socket flags and per-service logging, checked from inside the service and in the log files:
+no_delay and keep_alive reach the accepted connection, bind_ipv6_only = "both" makes "[::]:P"
+take IPv4 too, the "@" form of exec sets argv[0] (xinetd's NAMEINARGS); log_target = "file:..."
+receives the service's lines with exactly the log_on_success / log_on_failure fields, and
+access_times refuses outside its intervals."""
+import os
+import pwd
+import re
+import socket
+import time
+from harness import Superd, check, main, talk_tcp
+
+LO, HI = 81000, 81099
+PORT = 31000
+
+# A service in Python: argv[0] as the kernel saw it, and the socket options of fd 0.
+SOCKOPTS = r'''
+import socket, sys
+with open("/proc/self/cmdline", "rb") as f:
+    argv0 = f.read().split(b"\0")[0].decode()
+s = socket.socket(fileno=0)
+nd = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+ka = s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+sys.stdout.write(f"argv0={argv0} nodelay={int(bool(nd))} keepalive={int(bool(ka))}\n")
+sys.stdout.flush()
+s.detach()
+'''
+
+
+def pysvc(listen, extra_socket="", argv0=None):
+    code = SOCKOPTS.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    exec_line = (f'exec = ["@/usr/bin/python3", "{argv0}", "-c", "{code}"]' if argv0
+                 else f'exec = ["/usr/bin/python3", "-c", "{code}"]')
+    return f"""[socket]
+listen = [{listen}]
+{extra_socket}
+[service]
+{exec_line}
+"""
+
+
+def parse(out):
+    m = re.match(r"argv0=(\S+) nodelay=(\d) keepalive=(\d)\n$", out.decode(errors="replace"))
+    check(m, f"not a sockopts line: {out!r}")
+    return m.group(1), int(m.group(2)), int(m.group(3))
+
+
+def connect_refused(host, port):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        try:
+            s.connect((host, port))
+        except ConnectionRefusedError:
+            return True
+    return False
+
+
+def test_socket_flags_and_nameinargs():
+    if not os.access("/usr/bin/python3", os.X_OK):
+        check(False, "/usr/bin/python3 missing")
+    d = Superd("flags", {
+        "flagged": pysvc(f'"[::]:{PORT}"', 'bind_ipv6_only = "both"\nno_delay = true\nkeep_alive = true',
+                         argv0="in.flagged"),
+        "plain": pysvc(f'"[::]:{PORT + 1}"'),
+    }, (LO, HI))
+    try:
+        d.start()
+        argv0, nd, ka = parse(talk_tcp(PORT, host="127.0.0.1"))
+        check(argv0 == "in.flagged", f"exec = [\"@PROG\", \"in.flagged\", ...] sets argv[0]: {argv0}")
+        check(nd == 1 and ka == 1, f"no_delay and keep_alive reach the connection: {nd} {ka}")
+        _, nd6, ka6 = parse(talk_tcp(PORT, host="::1"))
+        check(nd6 == 1 and ka6 == 1, "over IPv6 too")
+        argv0, nd, ka = parse(talk_tcp(PORT + 1, host="::1"))
+        check(argv0 == "/usr/bin/python3", f"plain exec: argv[0] is the program: {argv0}")
+        check(nd == 0 and ka == 0, f"without the flags: {nd} {ka}")
+        check(connect_refused("127.0.0.1", PORT + 1), "\"[::]:P\" stays v6-only by default")
+        d.wait_log("EXIT flagged ", 2)
+        d.wait_log("EXIT plain ", 1)
+        check(d.stop() == 0, "exit 0")
+        d.assert_clean()
+    finally:
+        d.close()
+
+
+def test_log_target_file_fields_and_access_times():
+    port = PORT + 10
+    hh = time.localtime().tm_hour
+    # An interval that excludes the present hour (it wraps over midnight when needed).
+    away = f"{(hh + 2) % 24:02d}:00-{(hh + 3) % 24:02d}:00"
+    d = Superd("logs", {
+        "tofile": f"""[socket]
+listen = ["127.0.0.1:{port}"]
+[service]
+exec = ["@PROBE@", "id"]
+log_target = "file:@ROOT@/log/tofile.log"
+log_on_success = ["HOST", "DURATION"]
+""",
+        "quiet": f"""[socket]
+listen = ["127.0.0.1:{port + 1}"]
+deny = ["127.0.0.0/8"]
+[service]
+exec = ["@PROBE@", "id"]
+log_target = "file:@ROOT@/log/quiet.log"
+log_on_failure = []
+""",
+        "closed": f"""[socket]
+listen = ["127.0.0.1:{port + 2}"]
+access_times = ["{away}"]
+[service]
+exec = ["@PROBE@", "id"]
+log_target = "file:@ROOT@/log/closed.log"
+log_on_failure = ["HOST", "ATTEMPT"]
+""",
+    }, (LO, HI))
+    try:
+        os.makedirs(os.path.join(d.root, "log"), exist_ok=True)
+        d.start()
+        out = talk_tcp(port).decode()
+        check(out.startswith("uid="), f"tofile serves: {out!r}")
+        check(talk_tcp(port + 1) == b"", "quiet refuses 127.0.0.1 (deny)")
+        check(talk_tcp(port + 2) == b"", f"closed refuses outside {away}")
+        path = os.path.join(d.root, "log", "tofile.log")
+        deadline = time.time() + 10
+        text = ""
+        while time.time() < deadline and "EXIT tofile" not in text:
+            time.sleep(0.05)
+            text = open(path).read() if os.path.exists(path) else ""
+        start = [line for line in text.splitlines() if "START tofile" in line]
+        exit_ = [line for line in text.splitlines() if "EXIT tofile" in line]
+        check(len(start) == 1 and len(exit_) == 1, f"one START and one EXIT in the file:\n{text}")
+        check(re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} superd\[\d+\]: START tofile serial=1 peer=127\.0\.0\.1:\d+ uid=\d+$",
+                        start[0]), f"START with HOST, without PID: {start[0]!r}")
+        check(re.search(r"EXIT tofile serial=1 peer=127\.0\.0\.1:\d+ uid=\d+ duration=\d+\.\d{3}s$", exit_[0]),
+              f"EXIT with HOST and DURATION, without PID and EXIT status: {exit_[0]!r}")
+        check("START tofile" not in d.log(), "the lines went to the file, not to superd's log")
+        closed = open(os.path.join(d.root, "log", "closed.log")).read()
+        check(re.search(r"REFUSE closed peer=127\.0\.0\.1:\d+ reason=\"outside access_times", closed), closed)
+        time.sleep(0.3)
+        quiet = open(os.path.join(d.root, "log", "quiet.log")).read()
+        check("REFUSE" not in quiet and "REFUSE quiet" not in d.log(), f"log_on_failure = [] logs no refusal: {quiet!r}")
+        check(d.stop() == 0, "exit 0")
+        d.assert_clean()
+    finally:
+        d.close()
+
+
+def test_bad_log_target_names_the_service():
+    d = Superd("badlog", {"nolog": f"""[socket]
+listen = ["127.0.0.1:{PORT + 20}"]
+[service]
+exec = ["@PROBE@", "id"]
+log_target = "file:@ROOT@/no/such/dir/x.log"
+"""}, (LO, HI))
+    try:
+        d.start(expect_ready=False)
+        rc = d.proc.wait(timeout=20)
+        d.proc = None
+        d.logf.close()
+        check(rc == 1, f"superd refuses to start: rc={rc}")
+        check(re.search(r"service nolog: log_target \"file:.*/no/such/dir/x.log\": No such file", d.log()), d.log())
+        d.assert_clean()
+    finally:
+        d.close()
+
+
+def test_a_static_user_owns_its_state_directory():
+    port = PORT + 30
+    d = Superd("staticdir", {"keeper": f"""[socket]
+listen = ["127.0.0.1:{port}"]
+[service]
+exec = ["/bin/sh", "-c", "echo kept > $STATE_DIRECTORY/f && echo ok $(id -u)"]
+dynamic_user = false
+user = "nobody"
+state_directory = "keeper"
+"""}, (LO, HI))
+    try:
+        d.start()
+        out = talk_tcp(port).decode()
+        check(out == f"ok {pwd.getpwnam('nobody').pw_uid}\n", f"nobody writes its state directory: {out!r}\n{d.log()}")
+        path = os.path.join(d.root, "lib", "private", "keeper", "f")
+        check(open(path).read() == "kept\n", "the file is there on the host")
+        check(os.stat(os.path.dirname(path)).st_uid == pwd.getpwnam("nobody").pw_uid, "owned by the user")
+        d.wait_log("EXIT keeper ")
+        check(d.stop() == 0, "exit 0")
+        d.assert_clean()
+    finally:
+        d.close()
+
+
+if __name__ == "__main__":
+    main([test_socket_flags_and_nameinargs, test_log_target_file_fields_and_access_times,
+          test_bad_log_target_names_the_service, test_a_static_user_owns_its_state_directory])

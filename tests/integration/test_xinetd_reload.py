@@ -1,0 +1,150 @@
+"""serve --xinetd and SIGHUP: the xinetd file is converted again on reload; listening sockets
+that did not change stay the same sockets, a live wait-mode instance is left alone (and keeps
+its socket), new services start, and a broken file is refused with its xinetd file and line
+while the running configuration stays."""
+import os
+import re
+import signal
+import time
+from harness import Superd, check, main, processes_mentioning, talk_tcp
+
+LO, HI = 82000, 82099
+PORT = 32000
+
+
+def listen_inode(port):
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[3] == "0A" and int(parts[1].split(":")[1], 16) == port:
+                    return parts[9]
+    return None
+
+
+def kill_leftover_waiters():
+    """A static user's instance would outlive a superd that close() killed if PR_SET_PDEATHSIG
+    failed; end ours, by PID, so a failing test leaves nothing behind."""
+    for pid in processes_mentioning("accept 50 20000"):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def xinetd(extra="", env="A=1"):
+    return f"""defaults
+{{
+	instances = 20
+}}
+
+service idsvc
+{{
+	type        = UNLISTED
+	port        = {PORT}
+	socket_type = stream
+	protocol    = tcp
+	wait        = no
+	bind        = 127.0.0.1
+	server      = @PROBE@
+	server_args = env
+	env         = {env}
+	user        = nobody
+}}
+
+service waiter
+{{
+	type        = UNLISTED
+	port        = {PORT + 1}
+	socket_type = stream
+	protocol    = tcp
+	wait        = yes
+	bind        = 127.0.0.1
+	server      = @PROBE@
+	server_args = accept 50 20000
+	user        = nobody
+}}
+{extra}
+"""
+
+
+def test_reload_from_xinetd_keeps_sockets_and_instances():
+    d = Superd("xreload", {}, (LO, HI), xinetd=xinetd())
+    try:
+        d.start()
+        check("A=1" in talk_tcp(PORT).decode(), "idsvc serves with env A=1")
+        first = talk_tcp(PORT + 1).decode()
+        check(re.search(r"conn=1 ", first), f"the wait-mode instance answers: {first!r}")
+        inode_id, inode_wait = listen_inode(PORT), listen_inode(PORT + 1)
+        live = set(processes_mentioning("accept 50 20000"))
+        check(len(live) == 1, f"the wait-mode instance lives: {live}")
+        new_service = f"""
+service added
+{{
+	type        = UNLISTED
+	port        = {PORT + 2}
+	socket_type = stream
+	wait        = no
+	bind        = 127.0.0.1
+	server      = @PROBE@
+	server_args = id
+	user        = nobody
+}}
+"""
+        with open(d.xinetd_path, "w") as f:
+            f.write(xinetd(new_service, env="A=2").replace("@PROBE@", d.probe))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("reloaded: 3 services")
+        check(listen_inode(PORT) == inode_id and listen_inode(PORT + 1) == inode_wait,
+              "unchanged listeners stay the same sockets")
+        check("A=2" in talk_tcp(PORT).decode(), "a changed service serves with its new settings")
+        check(talk_tcp(PORT + 2).decode().startswith("uid="), "a new service serves")
+        check(live == set(processes_mentioning("accept 50 20000")), "the wait-mode instance was not touched")
+        second = talk_tcp(PORT + 1).decode()
+        check(re.search(r"conn=2 ", second), f"the same live instance takes the next client: {second!r}")
+        check(d.log().count("START waiter ") == 1, d.log()[-3000:])
+
+        # A broken file: the problem names the xinetd file and line; the running config stays.
+        with open(d.xinetd_path, "w") as f:
+            f.write(xinetd(new_service.replace("@PROBE@", "/nonexistent/probe")).replace("@PROBE@", d.probe))
+        r = d.run_cli("reload", "-c", d.config)
+        check(r.returncode == 2, f"reload refused: {r.returncode} {r.stdout} {r.stderr}")
+        check(re.search(r"xinetd\.conf:\d+:\d+: service\.exec\[0\]: \"/nonexistent/probe\"", r.stderr),
+              f"the problem names the xinetd file: {r.stderr}")
+        time.sleep(0.2)
+        check(talk_tcp(PORT + 2).decode().startswith("uid="), "the running configuration stays")
+        d.proc.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(timeout=40)
+        d.proc = None
+        d.logf.close()
+        check(rc == 0, f"exit 0: {rc}")
+        check(not processes_mentioning(d.root), "no probe survives")
+        d.assert_clean()
+    finally:
+        d.close()
+        kill_leftover_waiters()
+
+
+def test_a_static_users_instance_dies_with_a_killed_superd():
+    """A killed superd cannot sweep a static UID on restart (it is not in the pool), so such an
+    instance carries PR_SET_PDEATHSIG: it ends with superd instead of running on unowned."""
+    d = Superd("xpdeath", {}, (LO, HI), xinetd=xinetd())
+    try:
+        d.start()
+        check(re.search(r"conn=1 ", talk_tcp(PORT + 1).decode()), "the wait-mode instance answers")
+        check(len(processes_mentioning("accept 50 20000")) == 1, "it lives")
+        d.proc.kill()
+        d.proc.wait()
+        d.proc = None
+        d.logf.close()
+        deadline = time.time() + 5
+        while processes_mentioning("accept 50 20000") and time.time() < deadline:
+            time.sleep(0.02)
+        check(not processes_mentioning("accept 50 20000"), "the instance died with superd")
+    finally:
+        d.close()
+        kill_leftover_waiters()
+
+
+if __name__ == "__main__":
+    main([test_reload_from_xinetd_keeps_sockets_and_instances, test_a_static_users_instance_dies_with_a_killed_superd])
