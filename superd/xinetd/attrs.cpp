@@ -47,6 +47,8 @@ constexpr Spec kSpecs[] = {
     {"rlimit_data", 1, 0}, {"rlimit_files", 1, 0}, {"rlimit_rss", 1, 0}, {"rlimit_stack", 1, 0},
     {"v6only", 1, 1}, {"deny_time", 1, 0}, {"umask", 1, 1}, {"libwrap", 1, 0},
     {"enabled", 0, -2}, {"disabled", 0, -2},
+    // superd's own extension (xinetd ignores it as unknown): a fresh UID per connection.
+    {"dynamic_user", 1, 1},
 };
 // clang-format on
 
@@ -98,7 +100,8 @@ std::string check_single(const std::string& name, const std::vector<std::string>
   if (name == "protocol")
     return ::getprotobyname(v[0].c_str()) ? ""
                                           : "protocol \"" + v[0] + "\" is not in /etc/protocols";
-  if (name == "wait" || name == "groups" || name == "v6only" || name == "disable") return yes_no();
+  if (name == "wait" || name == "groups" || name == "v6only" || name == "disable" || name == "dynamic_user")
+    return yes_no();
   if (name == "instances" || name == "per_source")
     return v[0] == "UNLIMITED" || parse_uint(v[0], n)
                ? ""
@@ -366,7 +369,8 @@ void Applier::apply(State& st, const Entry& e, const Attr& a_in, bool defaults) 
 bool inherited(const std::string& name) {
   static const std::set<std::string> k{"instances", "per_source", "groups",         "cps",
                                        "max_load",  "bind",       "v6only",         "umask",
-                                       "log_type",  "banner",     "banner_success", "banner_fail"};
+                                       "log_type",  "banner",     "banner_success", "banner_fail",
+                                       "dynamic_user"};
   return k.count(name) > 0;
 }
 

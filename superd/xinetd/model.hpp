@@ -69,6 +69,8 @@ struct Program {
   std::optional<std::string> user, group;
   std::optional<std::vector<std::string>> supplementary_groups;
   uint32_t l_user = 0, l_group = 0, l_groups = 0;
+  bool dynamic = false;  // dynamic_user = yes (superd's extension): user/group replaced by a dynamic UID
+  uint32_t l_dynamic = 0;
   std::optional<std::string> umask;
   std::optional<long> nice;
   std::vector<std::string> environment, pass_environment;

@@ -149,7 +149,11 @@ std::string write_service(const std::string& header, const std::vector<std::stri
     w.key("redirect", toml_string(*p.redirect), p.l_program);
   else
     w.key("exec", toml_array(p.exec), p.l_program);
-  if (p.user) {
+  if (p.dynamic) {
+    w.comment("dynamic_user = yes: a fresh UID per connection, in the sandbox" +
+                  (p.user ? " (instead of xinetd's user = " + *p.user + ")" : std::string()),
+              p.l_dynamic);
+  } else if (p.user) {
     w.key("dynamic_user", "false", p.l_user);
     w.comment(
         "dynamic_user = true   # superd's default: a fresh UID per connection instead of user " +

@@ -383,6 +383,14 @@ void ServiceBuild::access() {
 
 // user/group -> a static identity; groups = yes -> the user's groups, listed now.
 void ServiceBuild::identity() {
+  if (yes("dynamic_user")) {
+    // The operator asks for superd's model: a fresh UID per connection and the sandbox that
+    // comes with it; user, group and groups (if any) are what it replaces.
+    p_.dynamic = true;
+    p_.l_dynamic = line_of("dynamic_user");
+    if (const Attr* u = get("user")) p_.user = u->values[0];
+    return;
+  }
   if (const Attr* u = get("user")) {
     p_.user = u->values[0];
     p_.l_user = u->line;

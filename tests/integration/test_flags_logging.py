@@ -10,8 +10,8 @@ import socket
 import time
 from harness import Superd, check, main, talk_tcp
 
-LO, HI = 81000, 81099
-PORT = 31000
+LO, HI = 83000, 83099
+PORT = 33000
 
 # A service in Python: argv[0] as the kernel saw it, and the socket options of fd 0.
 SOCKOPTS = r'''

@@ -8,8 +8,8 @@ import signal
 import time
 from harness import Superd, check, main, processes_mentioning, talk_tcp
 
-LO, HI = 82000, 82099
-PORT = 32000
+LO, HI = 84000, 84099
+PORT = 34000
 
 
 def listen_inode(port):
@@ -22,10 +22,10 @@ def listen_inode(port):
     return None
 
 
-def kill_leftover_waiters():
+def kill_leftover_waiters(d):
     """A static user's instance would outlive a superd that close() killed if PR_SET_PDEATHSIG
     failed; end ours, by PID, so a failing test leaves nothing behind."""
-    for pid in processes_mentioning("accept 50 20000"):
+    for pid in processes_mentioning(d.probe + " accept 50 20000"):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -76,7 +76,7 @@ def test_reload_from_xinetd_keeps_sockets_and_instances():
         first = talk_tcp(PORT + 1).decode()
         check(re.search(r"conn=1 ", first), f"the wait-mode instance answers: {first!r}")
         inode_id, inode_wait = listen_inode(PORT), listen_inode(PORT + 1)
-        live = set(processes_mentioning("accept 50 20000"))
+        live = set(processes_mentioning(d.probe + " accept 50 20000"))
         check(len(live) == 1, f"the wait-mode instance lives: {live}")
         new_service = f"""
 service added
@@ -99,7 +99,7 @@ service added
               "unchanged listeners stay the same sockets")
         check("A=2" in talk_tcp(PORT).decode(), "a changed service serves with its new settings")
         check(talk_tcp(PORT + 2).decode().startswith("uid="), "a new service serves")
-        check(live == set(processes_mentioning("accept 50 20000")), "the wait-mode instance was not touched")
+        check(live == set(processes_mentioning(d.probe + " accept 50 20000")), "the wait-mode instance was not touched")
         second = talk_tcp(PORT + 1).decode()
         check(re.search(r"conn=2 ", second), f"the same live instance takes the next client: {second!r}")
         check(d.log().count("START waiter ") == 1, d.log()[-3000:])
@@ -122,7 +122,7 @@ service added
         d.assert_clean()
     finally:
         d.close()
-        kill_leftover_waiters()
+        kill_leftover_waiters(d)
 
 
 def test_a_static_users_instance_dies_with_a_killed_superd():
@@ -132,19 +132,41 @@ def test_a_static_users_instance_dies_with_a_killed_superd():
     try:
         d.start()
         check(re.search(r"conn=1 ", talk_tcp(PORT + 1).decode()), "the wait-mode instance answers")
-        check(len(processes_mentioning("accept 50 20000")) == 1, "it lives")
+        check(len(processes_mentioning(d.probe + " accept 50 20000")) == 1, "it lives")
         d.proc.kill()
         d.proc.wait()
         d.proc = None
         d.logf.close()
         deadline = time.time() + 5
-        while processes_mentioning("accept 50 20000") and time.time() < deadline:
+        while processes_mentioning(d.probe + " accept 50 20000") and time.time() < deadline:
             time.sleep(0.02)
-        check(not processes_mentioning("accept 50 20000"), "the instance died with superd")
+        check(not processes_mentioning(d.probe + " accept 50 20000"), "the instance died with superd")
     finally:
         d.close()
-        kill_leftover_waiters()
+        kill_leftover_waiters(d)
+
+
+def test_dynamic_user_yes_in_defaults_gives_each_connection_its_own_uid():
+    """superd's one extension to the xinetd format: `dynamic_user = yes` (xinetd ignores it as an
+    unknown attribute), here in defaults{}, turns user = nobody into a fresh UID per connection."""
+    text = xinetd().replace("defaults\n{{\n".replace("{{", "{"), "defaults\n{\n\tdynamic_user = yes\n")
+    d = Superd("xdyn", {}, (LO, HI), xinetd=text)
+    try:
+        d.start()
+        uids = set()
+        for _ in range(3):
+            out = talk_tcp(PORT).decode()
+            m = re.search(r"^USER=superd-(\d+)$", out, re.M)
+            check(m, f"a dynamic user: {out!r}")
+            uids.add(int(m.group(1)))
+        check(len(uids) == 3 and all(LO <= u <= HI for u in uids), f"three connections, three UIDs: {uids}")
+        d.wait_log("EXIT idsvc ", 3)
+        check(d.stop() == 0, "exit 0")
+        d.assert_clean()
+    finally:
+        d.close()
 
 
 if __name__ == "__main__":
-    main([test_reload_from_xinetd_keeps_sockets_and_instances, test_a_static_users_instance_dies_with_a_killed_superd])
+    main([test_reload_from_xinetd_keeps_sockets_and_instances, test_a_static_users_instance_dies_with_a_killed_superd,
+          test_dynamic_user_yes_in_defaults_gives_each_connection_its_own_uid])

@@ -542,6 +542,33 @@ TEST_CASE("xinetd: identity, environment and limits", "[xinetd]") {
   CHECK(big.services.at(0).disabled);
 }
 
+TEST_CASE("xinetd: dynamic_user = yes, superd's extension, in a service or in defaults", "[xinetd]") {
+  auto r = with("\tgroup = nogroup\n\tgroups = yes\n\tdynamic_user = yes\n");
+  INFO(all_warnings(r));
+  REQUIRE(r.services.size() == 1);
+  const auto& t = r.services.at(0).toml;
+  CHECK_THAT(t, Contains("# dynamic_user = yes: a fresh UID per connection, in the sandbox (instead of xinetd's "
+                         "user = nobody)"));
+  CHECK_THAT(t, !Contains("user = \"nobody\""));
+  CHECK_THAT(t, !Contains("group"));
+  CHECK_THAT(t, !Contains("dynamic_user = false"));
+  CHECK(r.warnings.empty());
+  check_parses(r.services.at(0));
+  config::Problems p;
+  auto svc = config::parse_service(t, "x.toml", "x", p);
+  REQUIRE(svc);
+  CHECK(svc->service.dynamic_user);
+  // In defaults{} it applies to every service, even one without a user (xinetd would refuse it).
+  auto d = convert("defaults\n{\n\tdynamic_user = yes\n}\n" + replace_all(kHead, "\tuser        = nobody\n", "") +
+                   "}\n");
+  INFO(all_warnings(d));
+  REQUIRE(d.services.size() == 1);
+  CHECK_FALSE(d.services.at(0).disabled);
+  check_parses(d.services.at(0));
+  auto bad = with("\tdynamic_user = perhaps\n");
+  CHECK(find_warning(bad, "t.conf", 9, "dynamic_user", "expected yes or no"));
+}
+
 TEST_CASE("xinetd: banners and access times, from the service or from defaults", "[xinetd]") {
   auto r = convert("defaults\n{\n\tbanner = /etc/hostname\n\tbanner_fail = /etc/hostname\n}\n" +
                    std::string(kHead) +
