@@ -273,6 +273,18 @@ def talk_udp(port, send, host="127.0.0.1", timeout=5, replies=1):
     return got
 
 
+def listen_inode(port):
+    """The inode of the TCP socket listening on `port` (v4 or v6), or None: a reload that keeps
+    a listener keeps this number."""
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(path) as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[3] == "0A" and int(parts[1].split(":")[1], 16) == port:
+                    return parts[9]
+    return None
+
+
 def processes_mentioning(text):
     """PIDs (other than this one) whose command line contains `text`: for services that run as a
     static user, outside the test's dynamic UID range, whose leftovers assert_clean cannot see."""

@@ -217,8 +217,9 @@ listen = ["127.0.0.1:{port}"]
 [service]
 redirect = "127.0.0.1:{backend_port}"
 """}, (LO, HI))
-    b = Backend(backend_port)
+    b = None
     try:
+        b = Backend(backend_port)
         d.start()
         sent = []
         for size in (10, 70000):
@@ -235,7 +236,8 @@ redirect = "127.0.0.1:{backend_port}"
         check(d.stop() == 0, "exit 0")
         d.assert_clean()
     finally:
-        b.close()
+        if b:
+            b.close()
         d.close()
 
 
@@ -253,8 +255,9 @@ def test_redirect_from_xinetd():
         redirect        = 127.0.0.1 {backend_port}
 }}
 """)
-    b = Backend(backend_port)
+    b = None
     try:
+        b = Backend(backend_port)
         d.start()
         got = talk_tcp(port, send=b"through xinetd's redirect")
         check(got == b"ECHO:through xinetd's redirect", f"relayed: {got!r}\n{d.log()[-2000:]}")
@@ -263,7 +266,8 @@ def test_redirect_from_xinetd():
         check(d.stop() == 0, "exit 0")
         d.assert_clean()
     finally:
-        b.close()
+        if b:
+            b.close()
         d.close()
 
 

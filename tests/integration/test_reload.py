@@ -5,20 +5,10 @@ import os
 import signal
 import socket
 import time
-from harness import Superd, check, main, service, talk_tcp, uids_of_processes
+from harness import Superd, check, listen_inode, main, service, talk_tcp, uids_of_processes
 
 LO, HI = 77000, 77099
 PORT = 27000
-
-
-def listen_inode(port):
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(path) as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if parts[3] == "0A" and int(parts[1].split(":")[1], 16) == port:
-                    return parts[9]
-    return None
 
 
 def test_reload_keeps_sockets_and_instances():
