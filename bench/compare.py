@@ -164,15 +164,16 @@ def main():
         return statistics.median(vals) if vals else float("nan")
 
     failures = sum(x.get("failed", 0) for v in results.values() for x in v)
-    lines = ["| system | c | conns/s | p50 ms | p99 ms | × rawspawn | × xinetd | p99 × rawspawn |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| system | c | conns/s | p50 ms | p99 ms | × rawspawn | × xinetd | p99 × rawspawn | failed |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in concs:
         raw, xin = med("rawspawn", c, "conns_per_s"), med("xinetd", c, "conns_per_s")
         raw99 = med("rawspawn", c, "p99_ms")
         for n in names:
             cps = med(n, c, "conns_per_s")
             lines.append(f"| {n} | {c} | {cps:.0f} | {med(n, c, 'p50_ms'):.2f} | {med(n, c, 'p99_ms'):.2f} | "
-                         f"{cps / raw:.2f} | {cps / xin:.2f} | {med(n, c, 'p99_ms') / raw99:.2f} |")
+                         f"{cps / raw:.2f} | {cps / xin:.2f} | {med(n, c, 'p99_ms') / raw99:.2f} | "
+                         f"{sum(max(x.get('failed', 0), 0) for x in results[(n, c)])} |")
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -184,7 +185,8 @@ def main():
 
 Machine: {os.cpu_count()} CPUs ({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB,
 Linux {platform.release()}. Mode: {mode} ({rounds} interleaved rounds of {seconds} s per system and concurrency;
-medians). Loopback TCP, service `bench/svc_hello` (static). Failed connections in the whole run: {failures}.
+medians). Loopback TCP, service `bench/svc_hello` (static). Failed connections in the whole run: {failures}
+(per system in the last column: refused, reset or timed out as loadgen saw them).
 
 Reproduce: `bash bench/compare.sh --{mode}` (as root).
 

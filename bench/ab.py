@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""bench/ab.py OLD_SUPERD NEW_SUPERD [ROUNDS] [SECONDS] [CONCURRENCY]: the same service (bench's
+svc_hello, full default sandbox, a fresh UID per connection) under two superd binaries, in
+interleaved rounds of bench/loadgen, to tell a change's cost from this VM's noise. Prints one
+line per round and the medians with their ratio. Run as root from the repository root after
+`ninja -C build` (loadgen and svc_hello come from build/bench). Build the old binary from a
+worktree, e.g. `git worktree add /srv/old HEAD~5 && meson setup /srv/old/b /srv/old && ninja -C
+/srv/old/b superd/superd`."""
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
+PORT = 19101
+SCRATCH = "/srv/superd-bench-ab"
+
+
+def run_one(binary, seconds, conc):
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    os.makedirs(SCRATCH + "/conf.d")
+    with open(SCRATCH + "/superd.toml", "w") as f:
+        f.write(f"""[superd]
+dynamic_uid_range = [90000, 99999]
+log_level = "warning"
+runtime_root = "{SCRATCH}/run"
+state_root = "{SCRATCH}/lib"
+cache_root = "{SCRATCH}/cache"
+logs_root = "{SCRATCH}/log"
+""")
+    with open(SCRATCH + "/conf.d/hello.toml", "w") as f:
+        f.write(f"""[socket]
+listen = ["127.0.0.1:{PORT}"]
+max_connections = 1024
+backlog = 1024
+[service]
+exec = ["{BUILD}/bench/svc_hello"]
+""")
+    p = subprocess.Popen([binary, "serve", "-c", SCRATCH + "/superd.toml"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        time.sleep(0.5)
+        out = subprocess.run([f"{BUILD}/bench/loadgen", "--target", f"127.0.0.1:{PORT}", "-c", str(conc), "-d",
+                              str(seconds), "--expect", "hello\n", "--json"], capture_output=True, text=True,
+                             timeout=seconds + 60)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    old, new = sys.argv[1], sys.argv[2]
+    rounds, seconds, conc = (int(x) for x in (sys.argv[3:] + ["5", "8", "8"][len(sys.argv) - 3:])[:3])
+    res = {"old": [], "new": []}
+    for r in range(rounds):
+        for name, binary in (("old", old), ("new", new)):
+            j = run_one(binary, seconds, conc)
+            res[name].append(j)
+            print(f"round {r + 1} {name}: {j['conns_per_s']:.0f} conns/s, p99 {j['p99_ms']:.2f} ms, "
+                  f"failed {j.get('failed', 0)}", flush=True)
+    med = {k: statistics.median(x["conns_per_s"] for x in v) for k, v in res.items()}
+    p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in res.items()}
+    print(f"median conns/s at c={conc}: old {med['old']:.0f}, new {med['new']:.0f}, new/old {med['new'] / med['old']:.2f}; "
+          f"p99 ms old {p99['old']:.2f}, new {p99['new']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
