@@ -1070,24 +1070,31 @@ void Daemon::log_line(const Service& s, log::Level level, const std::string& lin
   }
 }
 
-void Daemon::log_start(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid) {
+namespace {
+// "START svc serial=N peer=... uid=U pid=P": the part START and EXIT lines share, with the
+// fields log_on_success selects (the service and serial always; the UID whenever there is one).
+std::string instance_fields(const char* event, const Service& s, uint64_t serial, const std::string& peer,
+                            uint32_t uid, pid_t pid) {
   uint32_t f = s.cfg->service.log_on_success;
-  if (!f) return;
-  std::string line = fmt::format("START {} serial={}", s.cfg->name, serial);
+  std::string line = fmt::format("{} {} serial={}", event, s.cfg->name, serial);
   if (f & config::kLogHost) line += " peer=" + peer;
   if (uid != kNoUid) line += fmt::format(" uid={}", uid);
   if ((f & config::kLogPid) && pid) line += fmt::format(" pid={}", pid);
-  log_line(s, log::Level::info, line);
+  return line;
+}
+}  // namespace
+
+void Daemon::log_start(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid) {
+  uint32_t f = s.cfg->service.log_on_success;
+  if (!f) return;
+  log_line(s, log::Level::info, instance_fields("START", s, serial, peer, uid, pid));
 }
 
 void Daemon::log_exit(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid,
                       Clock::time_point started, const std::string& status, const inloop::Traffic* traffic) {
   uint32_t f = s.cfg->service.log_on_success;
   if (!f) return;
-  std::string line = fmt::format("EXIT {} serial={}", s.cfg->name, serial);
-  if (f & config::kLogHost) line += " peer=" + peer;
-  if (uid != kNoUid) line += fmt::format(" uid={}", uid);
-  if ((f & config::kLogPid) && pid) line += fmt::format(" pid={}", pid);
+  std::string line = instance_fields("EXIT", s, serial, peer, uid, pid);
   if (f & config::kLogDuration) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     line += fmt::format(" duration={}.{:03}s", ms / 1000, ms % 1000);

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <random>
 
+#include "inloop/handle.hpp"
 #include "inloop/inloop.hpp"
 
 namespace superd::inloop {
@@ -223,16 +224,6 @@ class StreamImpl : public std::enable_shared_from_this<StreamImpl> {
   std::array<char, kEchoBuffer> buf_{};
 };
 
-class StreamSession final : public Session {
- public:
-  explicit StreamSession(std::shared_ptr<StreamImpl> impl) : impl_(std::move(impl)) {}
-  ~StreamSession() override { impl_->stop(); }
-  Traffic traffic() const override { return impl_->traffic(); }
-
- private:
-  std::shared_ptr<StreamImpl> impl_;
-};
-
 // Source addresses no real sender has; replying to them only serves a forger.
 bool bogus_v4_source(uint32_t host_order) {
   if ((host_order >> 24) == 0) return true;    // 0.0.0.0/8 ("this network")
@@ -359,7 +350,7 @@ std::unique_ptr<Session> serve_stream(asio::io_context& io, Internal which, Uniq
                                       Done done) {
   auto impl = std::make_shared<StreamImpl>(io, which, std::move(done));
   impl->start(std::move(conn));
-  return std::make_unique<StreamSession>(std::move(impl));
+  return std::make_unique<detail::Handle<StreamImpl>>(std::move(impl));
 }
 
 }  // namespace superd::inloop

@@ -18,6 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <cerrno>
 
+#include "inloop/handle.hpp"
 #include "inloop/inloop.hpp"
 
 namespace superd::inloop {
@@ -141,23 +142,13 @@ class RelayImpl : public std::enable_shared_from_this<RelayImpl> {
   Direction down_{&server_, &client_, true};  // server -> client
 };
 
-class RelaySession final : public Session {
- public:
-  explicit RelaySession(std::shared_ptr<RelayImpl> impl) : impl_(std::move(impl)) {}
-  ~RelaySession() override { impl_->stop(); }
-  Traffic traffic() const override { return impl_->traffic(); }
-
- private:
-  std::shared_ptr<RelayImpl> impl_;
-};
-
 }  // namespace
 
 std::unique_ptr<Session> relay(asio::io_context& io, UniqueFd conn, const sockaddr_storage& target,
                                socklen_t target_len, Done done) {
   auto impl = std::make_shared<RelayImpl>(io, std::move(done));
   impl->start(std::move(conn), target, target_len);
-  return std::make_unique<RelaySession>(std::move(impl));
+  return std::make_unique<detail::Handle<RelayImpl>>(std::move(impl));
 }
 
 }  // namespace superd::inloop
