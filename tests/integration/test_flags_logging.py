@@ -8,7 +8,7 @@ import pwd
 import re
 import socket
 import time
-from harness import Superd, check, main, talk_tcp
+from harness import Superd, check, main, parallel, talk_tcp
 
 LO, HI = 83000, 83099
 PORT = 17000  # below the ephemeral range (32768-60999) and the bench's 19001-19005
@@ -188,6 +188,31 @@ state_directory = "keeper"
         d.close()
 
 
+def test_clients_queued_while_paused_are_served_without_a_newcomer():
+    """At max_connections superd stops polling; the clients that queue meanwhile must be taken
+    when an instance ends, even if nobody else connects (Asio's wait sees new readiness only)."""
+    port = PORT + 40
+    d = Superd("queued", {"slow": f"""[socket]
+listen = ["127.0.0.1:{port}"]
+max_connections = 1
+[service]
+exec = ["/bin/sh", "-c", "sleep 0.3; echo served"]
+"""}, (LO, HI))
+    try:
+        d.start()
+        t0 = time.time()
+        outs = parallel(lambda i: talk_tcp(port, timeout=8), 3)
+        took = time.time() - t0
+        check(outs == [b"served\n"] * 3, f"all three served: {outs}\n{d.log()[-2000:]}")
+        check(took < 5, f"one after the other, no stall waiting for a fourth client: {took:.2f}s")
+        d.wait_log("EXIT slow ", 3)
+        check(d.stop() == 0, "exit 0")
+        d.assert_clean()
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     main([test_socket_flags_and_nameinargs, test_log_target_file_fields_and_access_times,
-          test_bad_log_target_names_the_service, test_a_static_user_owns_its_state_directory])
+          test_bad_log_target_names_the_service, test_a_static_user_owns_its_state_directory,
+          test_clients_queued_while_paused_are_served_without_a_newcomer])
