@@ -9,6 +9,7 @@
 #include "daemon/daemon.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
@@ -56,6 +57,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint32_t kDatagramRefusalsLogged = 20;  // per service and second
 constexpr uint32_t kNoUid = UINT32_MAX;          // log lines of sessions, which run as nobody else
+constexpr size_t kMaxZygotes = 4;                 // per sandboxed service, at most one per CPU
+constexpr size_t kMaxEarlyExits = 4 * 64;     // kMaxZygotes * kMaxPendingPerZygote
+constexpr size_t kMaxPendingPerZygote = 64;        // requests in flight; past that accepting pauses
 constexpr int kAcceptBatch = 32;                 // accepts per wake-up before yielding to the loop
 constexpr auto kCensusPeriod = std::chrono::seconds(10);
 constexpr auto kMaxShutdownGrace = std::chrono::seconds(30);
@@ -126,6 +130,25 @@ struct Session {
   std::unique_ptr<asio::steady_timer> timer;  // runtime_max
 };
 
+// A connection handed to a zygote whose answer has not come yet.
+struct PendingSpawn {
+  uint64_t serial;
+  uint32_t uid;
+  std::string peer;
+  net::SourceKey source;
+  UniqueFd err_read;
+};
+
+// One zygote and the requests it has not answered yet, in the order it answers them. A
+// sandboxed service has one per CPU (up to kMaxZygotes): the clone into fresh namespaces is the
+// slowest step of a connection, and the daemon does not wait for it (bench/spawn_parallel.sh).
+struct ZygoteSlot {
+  std::unique_ptr<spawn::Zygote> zygote;
+  std::unique_ptr<asio::posix::stream_descriptor> answers;  // a dup of its socket, for the loop
+  std::deque<PendingSpawn> pending;
+  bool waiting = false;
+};
+
 struct Service {
   Service(std::shared_ptr<const config::Service> c, spawn::ServicePlan p)
       : cfg(c.get()), plan(std::move(p)), gate(admission::limits_from(c->socket)), owned_cfg(std::move(c)) {}
@@ -136,7 +159,7 @@ struct Service {
   std::vector<std::unique_ptr<Listener>> listeners;
   bool paused = false;  // at max_connections: not polling, the backlog holds new connections
   std::shared_ptr<const config::Service> owned_cfg;  // the config this service was built from
-  std::unique_ptr<spawn::Zygote> zygote;             // sandboxed services spawn through it
+  std::vector<std::unique_ptr<ZygoteSlot>> zygotes;   // sandboxed services spawn through them
   std::optional<uint32_t> inherited_group;           // taken over from the service it reloaded
   admission::RateLimit rate{0, std::chrono::milliseconds(1000)};
   admission::AccessTimes access;
@@ -209,13 +232,23 @@ class Daemon {
   void on_datagrams(Listener& l);
   void start_wait_instance(Service& s);
   void adopt(Service& s, spawn::Child child, UniqueFd err_read, uint64_t serial, uint32_t uid, bool leased,
-             std::string peer, const net::SourceKey& source);
+             std::string peer, const net::SourceKey& source, bool counted = false);
   void start_session(Service& s, UniqueFd conn, uint64_t serial, std::string peer, const net::SourceKey& source);
   void on_session_done(uint64_t serial, inloop::Traffic t, std::error_code ec);
   void defer_for_rate(Service& s);
   void resume(Service& s);
+  bool alive(const Service* s, const Listener* l) const;
   void pause_for(Service& s, Clock::duration d);
   void instance_left(Service& s, const net::SourceKey& source);
+  void leave(Service& s, const net::SourceKey& source);
+  void maybe_retire(Service& s);
+  bool start_zygote(Service& s, ZygoteSlot& slot, std::string& failure);
+  std::string reap_failed_child(const Service& s, const spawn::Child& child, const spawn::ChildError& cerr);
+  bool spawn_backlog_full(const Service& s) const;
+  bool send_to_zygote(Service& s, spawn::InstancePlan& plan, PendingSpawn p, std::string& failure);
+  void arm_answers(Service& s, ZygoteSlot& slot);
+  void on_answers(Service& s, ZygoteSlot& slot);
+  void zygote_lost(Service& s, ZygoteSlot& slot, const std::string& why);
   std::optional<spawn::Child> launch(Service& s, const spawn::InstancePlan& plan, std::optional<uint32_t> lease,
                                      uint64_t serial, const std::string& name, std::string& failure);
   // The service's log lines, with the fields its log_on_success / log_on_failure select.
@@ -253,6 +286,8 @@ class Daemon {
   std::vector<std::unique_ptr<Service>> retired_;  // replaced by a reload, instances still live
   std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
   std::unordered_map<uint64_t, Session> sessions_;  // by serial
+  size_t spawns_in_flight_ = 0;  // sent to a zygote, not answered yet
+  std::vector<std::pair<pid_t, ExitStatus>> early_exits_;  // reaped before their answer came
   std::vector<uint32_t> pending_cleanup_;
   bool pending_host_shm_ = false;  // some instance in the batch used the host's /dev/shm
   bool cleanup_posted_ = false;
@@ -466,8 +501,13 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   if (spawns && !prepare_service(*svc)) return nullptr;
   if (svc->plan.use_zygote) {
     std::string failure;
-    svc->zygote = spawn::Zygote::start(svc->plan, failure);
-    if (!svc->zygote) {
+    long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = std::clamp<size_t>(cpus > 0 ? static_cast<size_t>(cpus) : 1, 1, kMaxZygotes);
+    for (size_t i = 0; i < n && failure.empty(); ++i) {
+      auto slot = std::make_unique<ZygoteSlot>();
+      if (start_zygote(*svc, *slot, failure)) svc->zygotes.push_back(std::move(slot));
+    }
+    if (!failure.empty()) {
       log::error("service {}: cannot set up its sandbox: {}", sc->name, failure);
       release_group(*svc);
       return nullptr;
@@ -632,7 +672,30 @@ void Daemon::arm(Listener& l) {
 }
 
 void Daemon::resume(Service& s) {
-  for (auto& l : s.listeners) arm(*l);
+  for (auto& l : s.listeners) {
+    arm(*l);
+    // Asio's wait completes on new readiness only (it never tests the socket first, and epoll
+    // is edge-triggered): a client that queued while the service was paused would sit in the
+    // backlog until the next one arrives. Look once, and serve it from the loop.
+    pollfd pfd{l->sd.native_handle(), POLLIN, 0};
+    if (l->waiting && ::poll(&pfd, 1, 0) == 1) {
+      asio::post(io_, [this, sp = &s, lp = l.get()] {
+        if (!alive(sp, lp) || stopping_ || sp->paused || sp->rate_paused || sp->wait_running) return;
+        on_readable(*lp);  // harmless if the wait fires too: accept finds EAGAIN, arm() sees it armed
+      });
+    }
+  }
+}
+
+// Whether `s` is still a service of ours and `l` one of its listeners (a reload may have freed
+// either since a handler was posted).
+bool Daemon::alive(const Service* s, const Listener* l) const {
+  for (const auto* list : {&services_, &retired_})
+    for (const auto& svc : *list)
+      if (svc.get() == s)
+        for (const auto& x : svc->listeners)
+          if (x.get() == l) return true;
+  return false;
 }
 
 // Stops polling the service for `d` (a wait-mode instance that failed at once, no UID left):
@@ -654,11 +717,12 @@ void Daemon::on_readable(Listener& l) {
   if (l.datagram && s.internal) return on_datagrams(l);
   if (s.wait_mode) return start_wait_instance(s);  // readable: a client is there; the instance takes it
   for (int i = 0; i < kAcceptBatch; ++i) {
-    if (s.gate.full()) {
+    if (s.gate.full() || spawn_backlog_full(s)) {
       // Stop polling every listener of the service; the kernel's backlog holds new connections
       // until an instance ends (tcpserver's behaviour). The service itself stays enabled.
-      if (!s.paused) log::info("service {}: max_connections={} reached, deferring new connections", s.cfg->name,
-                               s.cfg->socket.max_connections);
+      if (!s.paused && s.gate.full())
+        log::info("service {}: max_connections={} reached, deferring new connections", s.cfg->name,
+                  s.cfg->socket.max_connections);
       s.paused = true;
       return;
     }
@@ -826,6 +890,17 @@ void Daemon::start_wait_instance(Service& s) {
   adopt(s, std::move(*started), std::move(err_read), serial, uid, lease.has_value(), "wait", net::source_key_uid(0));
 }
 
+// A child that failed a step of its checklist has exited: reap it and say what failed.
+std::string Daemon::reap_failed_child(const Service& s, const spawn::Child& child, const spawn::ChildError& cerr) {
+  int st = 0;
+  while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  std::string what = cerr.step == spawn::Step::mounts
+                         ? fmt::format(" ({})", s.plan.mounts.describe(static_cast<size_t>(cerr.detail)))
+                         : "";
+  return fmt::format("step {}{} failed: {}", spawn::step_name(cerr.step), what, errno_text(cerr.err));
+}
+
 // Records the lease (if the UID is leased) and starts the instance. On failure the child (if
 // any) is reaped, the lease cleared and the UID returned at once — the child never ran service
 // code, so nothing of the UID can remain — and `failure` says which step failed and why.
@@ -836,39 +911,148 @@ std::optional<spawn::Child> Daemon::launch(Service& s, const spawn::InstancePlan
   if (lease) table_.record(*lease, 0, serial, now_ms, name);
   spawn::ChildError cerr;
   std::error_code ec;
-  spawn::Child child = s.zygote ? s.zygote->spawn(plan, cerr, ec) : spawn::start(plan, cerr, ec);
-  if (ec && s.zygote) {
-    // The zygote should never die; if it did (killed by hand, OOM), start a new one and retry
-    // once, so the service keeps serving.
-    log::error("service {}: its zygote (pid {}) is gone ({}); starting a new one", s.cfg->name, s.zygote->pid(),
-               ec.message());
-    std::string why;
-    s.zygote.reset();
-    s.zygote = spawn::Zygote::start(s.plan, why);
-    if (s.zygote) {
-      ec.clear();
-      child = s.zygote->spawn(plan, cerr, ec);
-    } else {
-      log::error("service {}: cannot start a new zygote: {}", s.cfg->name, why);
-    }
-  }
+  spawn::Child child = spawn::start(plan, cerr, ec);
   if (!ec && cerr.step == spawn::Step::none) return child;
-  if (ec) {
-    failure = "clone: " + ec.message();
-  } else {
-    int st = 0;
-    while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    std::string what = cerr.step == spawn::Step::mounts
-                           ? fmt::format(" ({})", s.plan.mounts.describe(static_cast<size_t>(cerr.detail)))
-                           : "";
-    failure = fmt::format("step {}{} failed: {}", spawn::step_name(cerr.step), what, errno_text(cerr.err));
-  }
+  failure = ec ? "clone: " + ec.message() : reap_failed_child(s, child, cerr);
   if (lease) {
     table_.clear(*lease);
     pool_.release(*lease);
   }
   return std::nullopt;
+}
+
+// --- Spawning through the zygotes, without waiting for them ---------------------------------
+// Strategy: a request goes to the zygote with the fewest unanswered ones; the connection's fds
+// travel with it, so the daemon closes its copies at once. The answer (the instance's pidfd, or
+// the step that failed) is read when the zygote's socket becomes readable, in request order.
+// In-flight requests count against max_connections (admission entered at send time). A zygote
+// that dies is replaced on the next request; UIDs of requests it never answered may belong to a
+// running instance nobody can see, so they are quarantined, never reused.
+
+bool Daemon::start_zygote(Service& s, ZygoteSlot& slot, std::string& failure) {
+  slot.zygote = spawn::Zygote::start(s.plan, failure);
+  if (!slot.zygote) return false;
+  // Non-blocking on both fds (one file description): answers are read until EAGAIN.
+  int fd = slot.zygote->socket();
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (dup < 0) {
+    failure = "dup: " + errno_text(errno);
+    slot.zygote.reset();
+    return false;
+  }
+  slot.answers = std::make_unique<asio::posix::stream_descriptor>(io_, dup);
+  slot.waiting = false;
+  return true;
+}
+
+bool Daemon::spawn_backlog_full(const Service& s) const {
+  for (const auto& z : s.zygotes)
+    if (z->pending.size() < kMaxPendingPerZygote) return false;
+  return !s.zygotes.empty();
+}
+
+bool Daemon::send_to_zygote(Service& s, spawn::InstancePlan& plan, PendingSpawn p, std::string& failure) {
+  ZygoteSlot* slot = nullptr;
+  for (auto& z : s.zygotes)
+    if (!slot || z->pending.size() < slot->pending.size()) slot = z.get();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::error_code ec = slot->zygote ? slot->zygote->send(plan) : std::make_error_code(std::errc::no_such_process);
+    if (!ec) {
+      auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
+      table_.record(p.uid, 0, p.serial, now_ms, s.cfg->name);
+      s.gate.enter(p.source);
+      slot->pending.push_back(std::move(p));
+      ++spawns_in_flight_;
+      arm_answers(s, *slot);
+      return true;
+    }
+    if (ec == std::errc::resource_unavailable_try_again) {
+      failure = "the zygote's request queue is full";
+      return false;
+    }
+    // Gone (killed by hand, OOM): replace it and try once more, so the service keeps serving.
+    zygote_lost(s, *slot, ec.message());
+    if (!slot->zygote) {
+      std::string why;
+      log::error("service {}: its zygote is gone; starting a new one", s.cfg->name);
+      if (!start_zygote(s, *slot, why)) {
+        failure = "cannot start a new zygote: " + why;
+        return false;
+      }
+    }
+  }
+  failure = "the zygote does not take requests";
+  return false;
+}
+
+void Daemon::arm_answers(Service& s, ZygoteSlot& slot) {
+  if (slot.waiting || slot.pending.empty() || !slot.answers) return;
+  slot.waiting = true;
+  slot.answers->async_wait(asio::posix::descriptor_base::wait_read, [this, &s, &slot](boost::system::error_code ec) {
+    if (ec == asio::error::operation_aborted) return;  // the slot (or its service) is gone
+    slot.waiting = false;
+    on_answers(s, slot);
+  });
+}
+
+void Daemon::on_answers(Service& s, ZygoteSlot& slot) {
+  while (!slot.pending.empty() && slot.zygote) {
+    spawn::ChildError cerr;
+    std::error_code ec;
+    bool lost = false;
+    spawn::Child child = slot.zygote->receive(cerr, ec, lost);
+    if (ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block) break;
+    if (ec && lost) {
+      zygote_lost(s, slot, ec.message());
+      break;
+    }
+    PendingSpawn p = std::move(slot.pending.front());
+    slot.pending.pop_front();
+    --spawns_in_flight_;
+    if (!ec && cerr.step == spawn::Step::none) {
+      pid_t pid = child.pid;
+      adopt(s, std::move(child), std::move(p.err_read), p.serial, p.uid, true, std::move(p.peer), p.source, true);
+      // Started after SIGTERM's round of signals: it gets its own (the deadline's KILL covers it too).
+      if (auto it = instances_.find(pid); stopping_ && it != instances_.end())
+        pidfd_signal(it->second->pidfd.native_handle(), SIGTERM);
+      continue;
+    }
+    std::string failure = ec ? "clone: " + ec.message() : reap_failed_child(s, child, cerr);
+    log_fail(s, p.serial, p.peer, p.uid, failure);
+    table_.clear(p.uid);
+    pool_.release(p.uid);
+    leave(s, p.source);
+  }
+  arm_answers(s, slot);
+  if (!spawns_in_flight_) early_exits_.clear();  // what is left there was no instance of ours
+  if (s.paused && !s.gate.full() && !spawn_backlog_full(s)) {
+    s.paused = false;
+    resume(s);
+  }
+  maybe_retire(s);  // last: it may destroy `s`
+  maybe_finish_shutdown();
+}
+
+// The zygote died: nothing it was asked for can be vouched for. Each unanswered request is
+// failed, its UID quarantined (an instance may run with it, outside our books; a restarted
+// superd sweeps it), and the slot is left empty for the next request to restart.
+void Daemon::zygote_lost(Service& s, ZygoteSlot& slot, const std::string& why) {
+  log::error("service {}: its zygote (pid {}) is gone ({}); {} unanswered requests failed", s.cfg->name,
+             slot.zygote ? slot.zygote->pid() : -1, why, slot.pending.size());
+  for (PendingSpawn& p : slot.pending) {
+    log_fail(s, p.serial, p.peer, p.uid, "the zygote died before answering; UID quarantined");
+    table_.clear(p.uid);
+    pool_.block(p.uid, uid_pool::kQuarantined);
+    pool_.release(p.uid);
+    s.gate.leave(p.source);
+    --spawns_in_flight_;
+  }
+  slot.pending.clear();
+  slot.answers.reset();  // cancels its wait
+  slot.waiting = false;
+  slot.zygote.reset();   // kills and reaps what is left of it
 }
 
 namespace {
@@ -966,6 +1150,14 @@ void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd co
   plan_.stderr_fd = err_write.get();
   plan_.null_fd = null_fd_.get();
   std::string failure;
+  if (!s.zygotes.empty()) {
+    // The zygote takes its own copies of the fds; ours close when this returns.
+    if (!send_to_zygote(s, plan_, PendingSpawn{serial, uid, peer_text, source, std::move(err_read)}, failure)) {
+      log_fail(s, serial, peer_text, uid, failure);
+      pool_.release(uid);
+    }
+    return;
+  }
   auto started = launch(s, plan_, lease, serial, name, failure);
   err_write.reset();
   conn.reset();  // the child has its copy
@@ -979,9 +1171,9 @@ void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd co
 // A started instance joins the books: its lease record gets the PID, admission counts it, the
 // loop watches its pidfd, stderr and runtime_max.
 void Daemon::adopt(Service& s, spawn::Child child, UniqueFd err_read, uint64_t serial, uint32_t uid, bool leased,
-                   std::string peer, const net::SourceKey& source) {
+                   std::string peer, const net::SourceKey& source, bool counted) {
   if (leased) table_.set_pid(uid, child.pid);
-  s.gate.enter(source);
+  if (!counted) s.gate.enter(source);  // an answered zygote request was counted when sent
   auto inst = std::make_unique<Instance>(io_, child.pidfd.release(), err_read.release());
   inst->service = &s;
   inst->serial = serial;
@@ -995,6 +1187,15 @@ void Daemon::adopt(Service& s, spawn::Child child, UniqueFd err_read, uint64_t s
   instances_.emplace(child.pid, std::move(inst));
   log_start(s, serial, ref.peer, ref.uid, ref.pid);
   watch_instance(ref);
+  // Already reaped by the SIGCHLD drain, before the zygote's answer was read: end it now.
+  for (auto it = early_exits_.begin(); it != early_exits_.end(); ++it)
+    if (it->first == ref.pid) {
+      ExitStatus es = it->second;
+      pid_t pid = ref.pid;
+      early_exits_.erase(it);
+      asio::post(io_, [this, pid, es] { on_reaped(pid, es); });
+      break;
+    }
 }
 
 // An internal service or a redirect: the connection is served by the loop itself.
@@ -1042,11 +1243,20 @@ void Daemon::on_session_done(uint64_t serial, inloop::Traffic t, std::error_code
 // was at max_connections (or was a running wait-mode instance), and a retired service whose
 // last instance this was goes away (so `s` may be gone when this returns).
 void Daemon::instance_left(Service& s, const net::SourceKey& source) {
+  leave(s, source);
+  maybe_retire(s);
+}
+
+void Daemon::leave(Service& s, const net::SourceKey& source) {
   s.gate.leave(source);
-  if (s.paused && !s.gate.full()) {
+  if (s.paused && !s.gate.full() && !spawn_backlog_full(s)) {
     s.paused = false;
     resume(s);
   }
+}
+
+// A retired service (replaced by a reload) goes with its last instance; `s` may be gone after.
+void Daemon::maybe_retire(Service& s) {
   if (s.gate.live() != 0) return;
   for (auto it = retired_.begin(); it != retired_.end(); ++it)
     if (it->get() == &s) {
@@ -1196,7 +1406,14 @@ void Daemon::drain_children() {
   pid_t pid;
   while ((pid = ::waitpid(-1, &st, WNOHANG)) > 0) {
     ExitStatus es = WIFSIGNALED(st) ? ExitStatus{true, WTERMSIG(st)} : ExitStatus{false, WEXITSTATUS(st)};
-    on_reaped(pid, es);
+    if (instances_.count(pid)) {
+      on_reaped(pid, es);
+    } else if (spawns_in_flight_) {
+      // An instance can exit before its zygote's answer is read: keep its status for adopt()
+      // (bounded: only while answers are outstanding, at most kMaxEarlyExits).
+      if (early_exits_.size() >= kMaxEarlyExits) early_exits_.erase(early_exits_.begin());
+      early_exits_.emplace_back(pid, es);
+    }
   }
 }
 
@@ -1323,7 +1540,7 @@ void Daemon::begin_shutdown() {
 }
 
 void Daemon::maybe_finish_shutdown() {
-  if (!stopping_ || !instances_.empty() || cleanup_posted_ || !pending_cleanup_.empty()) return;
+  if (!stopping_ || !instances_.empty() || spawns_in_flight_ || cleanup_posted_ || !pending_cleanup_.empty()) return;
   stop_timer_.cancel();
   signals_.cancel();
   for (auto& s : services_) release_group(*s);

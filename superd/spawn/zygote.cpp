@@ -177,8 +177,13 @@ Zygote::~Zygote() {
 }
 
 Child Zygote::spawn(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept {
-  Child c;
   err = {};
+  if ((ec = send(plan))) return Child{};
+  bool lost = false;
+  return receive(err, ec, lost);
+}
+
+std::error_code Zygote::send(const InstancePlan& plan) noexcept {
   try {
     Request req{plan.uid, plan.gid, 0, plan.passthrough ? 1u : 0u, 0};
     std::string msg(sizeof req, '\0');
@@ -188,7 +193,17 @@ Child Zygote::spawn(const InstancePlan& plan, ChildError& err, std::error_code& 
     std::memcpy(msg.data(), &req, sizeof req);
     std::vector<int> fds = plan.passthrough ? std::vector<int>{plan.stdin_fd, plan.stdout_fd, plan.stderr_fd}
                                             : std::vector<int>{plan.conn_fd, plan.stderr_fd};
-    if ((ec = control::send_message(sock_.get(), msg, fds))) return c;
+    return control::send_message(sock_.get(), msg, fds);
+  } catch (...) {
+    return std::make_error_code(std::errc::not_enough_memory);
+  }
+}
+
+Child Zygote::receive(ChildError& err, std::error_code& ec, bool& lost) noexcept {
+  Child c;
+  err = {};
+  lost = true;
+  try {
     std::string answer;
     std::vector<UniqueFd> got;
     if ((ec = control::recv_message(sock_.get(), answer, &got, 1))) return c;
@@ -197,6 +212,7 @@ Child Zygote::spawn(const InstancePlan& plan, ChildError& err, std::error_code& 
       ec = std::make_error_code(std::errc::protocol_error);
       return c;
     }
+    lost = false;
     std::memcpy(&r, answer.data(), sizeof r);
     if (r.pid < 0) {
       ec = {r.err, std::generic_category()};
