@@ -4,11 +4,23 @@
 // Internal to superd/inloop.
 #pragma once
 
+#include <utility>  // before any Boost include (Boost 1.74 trap)
+
+#include <boost/system/error_code.hpp>
 #include <memory>
+#include <system_error>
 
 #include "inloop/inloop.hpp"
 
 namespace superd::inloop::detail {
+
+// Asio reports boost::system errors; the Done callback speaks std::error_code.
+inline std::error_code to_std(const boost::system::error_code& ec) {
+  if (!ec) return {};
+  if (ec.category() == boost::system::system_category()) return {ec.value(), std::system_category()};
+  if (ec.category() == boost::system::generic_category()) return {ec.value(), std::generic_category()};
+  return std::make_error_code(std::errc::io_error);
+}
 
 template <typename Impl>
 class Handle final : public Session {

@@ -33,6 +33,7 @@ namespace asio = boost::asio;
 using Socket = asio::generic::stream_protocol::socket;
 
 namespace {
+using detail::to_std;
 
 constexpr size_t kEchoBuffer = 16 * 1024;
 constexpr uint32_t kSecondsFrom1900To1970 = 2208988800u;
@@ -40,15 +41,6 @@ constexpr size_t kChargenChars = 72;
 constexpr char kFirstPrintable = ' ';  // 32 .. 126: the 95 printable ASCII characters
 constexpr uint16_t kNfsPort = 2049;
 constexpr uint16_t kFirstUnprivilegedPort = 1024;
-
-std::error_code to_std(const boost::system::error_code& ec) {
-  if (!ec) return {};
-  if (ec.category() == boost::system::system_category())
-    return {ec.value(), std::system_category()};
-  if (ec.category() == boost::system::generic_category())
-    return {ec.value(), std::generic_category()};
-  return std::make_error_code(std::errc::io_error);
-}
 
 // The ends of a chargen stream: the client went away. Not an error, it is how chargen stops.
 bool is_peer_gone(const boost::system::error_code& ec) {

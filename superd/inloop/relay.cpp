@@ -27,17 +27,9 @@ namespace asio = boost::asio;
 using Socket = asio::generic::stream_protocol::socket;
 
 namespace {
+using detail::to_std;
 
 constexpr size_t kRelayBuffer = 64 * 1024;
-
-std::error_code to_std(const boost::system::error_code& ec) {
-  if (!ec) return {};
-  if (ec.category() == boost::system::system_category())
-    return {ec.value(), std::system_category()};
-  if (ec.category() == boost::system::generic_category())
-    return {ec.value(), std::generic_category()};
-  return std::make_error_code(std::errc::io_error);
-}
 
 class RelayImpl : public std::enable_shared_from_this<RelayImpl> {
  public:
