@@ -235,6 +235,22 @@ exec = ["@PROBE@", {argv}]
 """
 
 
+def xinetd_stream(name, port, lines):
+    """An xinetd `service` entry: an UNLISTED TCP service on 127.0.0.1:port, wait = no, as
+    nobody, with `lines` (attribute lines, each ending in a newline) added."""
+    return f"""service {name}
+{{
+        type            = UNLISTED
+        port            = {port}
+        bind            = 127.0.0.1
+        socket_type     = stream
+        protocol        = tcp
+        wait            = no
+        user            = nobody
+{lines}}}
+"""
+
+
 def talk_tcp(port, send=b"", host="127.0.0.1", timeout=10, shutdown=True):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(fam, socket.SOCK_STREAM) as s:

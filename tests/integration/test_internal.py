@@ -8,7 +8,7 @@ import socket
 import struct
 import threading
 import time
-from harness import Superd, check, main, read_all, talk_tcp, talk_udp
+from harness import Superd, check, main, read_all, talk_tcp, talk_udp, xinetd_stream
 
 LO, HI = 79000, 79099
 PORT = 29000
@@ -243,18 +243,8 @@ redirect = "127.0.0.1:{backend_port}"
 
 def test_redirect_from_xinetd():
     port, backend_port = PORT + 22, PORT + 23
-    d = Superd("xredirect", {}, (LO, HI), xinetd=f"""service relay
-{{
-        type            = UNLISTED
-        port            = {port}
-        bind            = 127.0.0.1
-        socket_type     = stream
-        protocol        = tcp
-        wait            = no
-        user            = nobody
-        redirect        = 127.0.0.1 {backend_port}
-}}
-""")
+    d = Superd("xredirect", {}, (LO, HI),
+               xinetd=xinetd_stream("relay", port, f"        redirect        = 127.0.0.1 {backend_port}\n"))
     b = None
     try:
         b = Backend(backend_port)

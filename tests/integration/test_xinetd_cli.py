@@ -4,26 +4,14 @@ serve; warnings name file, line and attribute; an unreadable file exits 2."""
 import os
 import re
 import socket
-from harness import Superd, check, main, processes_mentioning, talk_tcp
+from harness import Superd, check, main, processes_mentioning, talk_tcp, xinetd_stream
 
 LO, HI = 81000, 81099
 PORT = 31000
 
 
 def service_text(name, port, extra=""):
-    return f"""service {name}
-{{
-        type            = UNLISTED
-        port            = {port}
-        bind            = 127.0.0.1
-        socket_type     = stream
-        protocol        = tcp
-        wait            = no
-        user            = nobody
-        server          = @PROBE@
-        server_args     = id
-{extra}}}
-"""
+    return xinetd_stream(name, port, "        server          = @PROBE@\n        server_args     = id\n" + extra)
 
 
 def write(path, text):

@@ -162,6 +162,16 @@ int open_fd_count() {
   return n;
 }
 
+// Echo ran to its end: the client got every byte back, then EOF, and Done counted both ways.
+void check_echoed_all(asio::io_context& io, Client& c, Outcome& o, const std::string& payload) {
+  REQUIRE(run_until(io, [&] { return c.closed() && o.calls > 0; }));
+  CHECK(c.eof);
+  CHECK(c.got == payload);
+  CHECK_FALSE(o.ec);
+  CHECK(o.traffic.from_client == payload.size());
+  CHECK(o.traffic.to_client == payload.size());
+}
+
 }  // namespace
 
 TEST_CASE("internal service names", "[inloop]") {
@@ -231,12 +241,7 @@ TEST_CASE("echo: after the client's half-close it finishes its writes, then clos
   run_for(io, 100ms);
   CHECK(o.calls == 0);
   c.read_all();
-  REQUIRE(run_until(io, [&] { return c.closed() && o.calls > 0; }));
-  CHECK(c.eof);
-  CHECK(c.got == payload);
-  CHECK_FALSE(o.ec);
-  CHECK(o.traffic.from_client == payload.size());
-  CHECK(o.traffic.to_client == payload.size());
+  check_echoed_all(io, c, o, payload);
 }
 
 TEST_CASE("echo: shut down at once with data queued still gets every byte back", "[inloop]") {
@@ -250,12 +255,7 @@ TEST_CASE("echo: shut down at once with data queued still gets every byte back",
   auto session = inloop::serve_stream(io, inloop::Internal::echo, std::move(server), o.done());
   Client c(io, std::move(client_fd));
   c.read_all();
-  REQUIRE(run_until(io, [&] { return c.closed() && o.calls > 0; }));
-  CHECK(c.eof);
-  CHECK(c.got == payload);
-  CHECK_FALSE(o.ec);
-  CHECK(o.traffic.from_client == payload.size());
-  CHECK(o.traffic.to_client == payload.size());
+  check_echoed_all(io, c, o, payload);
 }
 
 TEST_CASE("discard: counts what it reads until EOF", "[inloop]") {
