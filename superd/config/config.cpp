@@ -148,11 +148,19 @@ class TableReader {
   }
   void read_duration(const std::string& key, std::chrono::milliseconds& out) {
     if (auto* n = get(key)) {
+      // Both forms are bounded by units::kMaxDuration: a longer one would wrap in the timers.
+      const std::string too_long = std::string(" is too long (at most ") + std::string(units::kMaxDurationText) + ")";
       if (n->is_integer() && *n->value<int64_t>() >= 0) {
-        out = std::chrono::seconds(*n->value<int64_t>());
+        const int64_t secs = *n->value<int64_t>();
+        if (secs > std::chrono::duration_cast<std::chrono::seconds>(units::kMaxDuration).count())
+          bad(*n, key, "duration " + std::to_string(secs) + too_long);
+        else
+          out = std::chrono::seconds(secs);
       } else if (n->is_string()) {
-        auto d = units::parse_duration(*n->value<std::string>());
+        units::ParseError why = units::ParseError::malformed;
+        auto d = units::parse_duration(*n->value<std::string>(), &why);
         if (d) out = *d;
+        else if (why == units::ParseError::out_of_range) bad(*n, key, "duration \"" + *n->value<std::string>() + "\"" + too_long);
         else bad(*n, key, "bad duration \"" + *n->value<std::string>() + "\" (e.g. \"30s\", \"5min\")");
       } else {
         wrong_type(*n, key, "a duration string such as \"30s\"");
@@ -322,13 +330,16 @@ void read_limits(const toml::table& t, TableReader& parent, std::vector<Rlimit>&
       v = static_cast<uint64_t>(*n->value<int64_t>());
     } else if (n->is_string()) {
       const std::string s = *n->value<std::string>();
+      units::ParseError why = units::ParseError::malformed;
       if (s == "infinity") v = units::kInfinity;
       else if (l.is_time) {
-        if (auto d = units::parse_duration(s)) v = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
+        if (auto d = units::parse_duration(s, &why)) v = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
       } else {
-        v = units::parse_size(s);
+        v = units::parse_size(s, &why);
       }
-      if (!v) r.bad(*n, l.name, "bad value \"" + s + "\"" + (l.is_time ? " (a duration, e.g. \"30s\")" : " (a size, e.g. \"512M\")"));
+      if (!v && why == units::ParseError::out_of_range)
+        r.bad(*n, l.name, "value \"" + s + "\" is too large (at most " + (l.is_time ? std::string(units::kMaxDurationText) + " or \"infinity\")" : "2^64-1 bytes or \"infinity\")"));
+      else if (!v) r.bad(*n, l.name, "bad value \"" + s + "\"" + (l.is_time ? " (a duration, e.g. \"30s\")" : " (a size, e.g. \"512M\")"));
     } else {
       r.wrong_type(*n, l.name, "an integer or a string");
     }

@@ -569,7 +569,9 @@ std::string Daemon::reload() {
   std::string report;
   for (const auto& p : problems.list()) report += p.to_string() + "\n";
   if (!problems.empty()) {
-    log::error("reload: {} problem(s); the running configuration stays:\n{}", problems.list().size(), report);
+    // One line per problem: log lines are escaped, so an embedded newline would not break a line.
+    log::error("reload: {} problem(s); the running configuration stays", problems.list().size());
+    for (const auto& p : problems.list()) log::error("reload: {}", p.to_string());
     return report;
   }
   const auto& g = next.global, &h = cfg_.global;

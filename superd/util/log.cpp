@@ -1,15 +1,18 @@
 // Log sink: a single write(2) per line so lines from superd and from instances' stderr
-// (relayed by the daemon) never interleave mid-line.
+// (relayed by the daemon) never interleave mid-line; the message is escaped on the way
+// (append_escaped, shared with every log::Sink), so one write is always exactly one line.
 #include "util/log.hpp"
 
 #include <unistd.h>
 
-#include <string>
+#include <cerrno>
 
 namespace superd::log {
 namespace {
 Level g_level = Level::info;
 constexpr std::string_view kNames[] = {"debug", "info", "warning", "error"};
+// The bytes append_escaped rewrites: C0 controls, DEL, and the escape character itself.
+constexpr bool needs_escape(unsigned char c) noexcept { return c < 0x20 || c == 0x7f || c == '\\'; }
 }  // namespace
 
 void set_level(Level l) noexcept { g_level = l; }
@@ -24,15 +27,47 @@ bool parse_level(std::string_view s, Level& out) noexcept {
   return false;
 }
 
+void append_escaped(fmt::memory_buffer& out, std::string_view s) {
+  constexpr char kHex[] = "0123456789abcdef";
+  const char* p = s.data();
+  const char* end = p + s.size();
+  while (p < end) {
+    const char* clean = p;
+    while (p < end && !needs_escape(static_cast<unsigned char>(*p))) ++p;
+    out.append(clean, p);  // the clean run in one copy
+    if (p == end) break;
+    const auto c = static_cast<unsigned char>(*p++);
+    char esc[4] = {'\\', 0, 0, 0};
+    size_t n = 2;
+    switch (c) {
+      case '\\': esc[1] = '\\'; break;
+      case '\t': esc[1] = 't'; break;
+      case '\n': esc[1] = 'n'; break;
+      case '\r': esc[1] = 'r'; break;
+      default:
+        esc[1] = 'x';
+        esc[2] = kHex[c >> 4];
+        esc[3] = kHex[c & 0xf];
+        n = 4;
+    }
+    out.append(esc, esc + n);
+  }
+}
+
 void write(Level l, std::string_view msg) noexcept {
   try {
-    std::string line;
-    line.reserve(msg.size() + 10);
-    line.append(kNames[static_cast<int>(l)]).append(": ").append(msg).push_back('\n');
+    // Inline storage: a line under ~500 bytes is assembled without allocating.
+    fmt::memory_buffer line;
+    std::string_view name = kNames[static_cast<int>(l)];
+    line.append(name.data(), name.data() + name.size());
+    line.append(std::string_view(": "));
+    append_escaped(line, msg);
+    line.push_back('\n');
     const char* p = line.data();
     size_t left = line.size();
     while (left > 0) {
       ssize_t n = ::write(STDERR_FILENO, p, left);
+      if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       p += n;
       left -= static_cast<size_t>(n);

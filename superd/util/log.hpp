@@ -1,6 +1,10 @@
 // Logging: one line per event on stderr, "LEVEL message", formatted with fmt.
 // Library code (pool, config, cleanup) returns errors as values; the daemon logs them once,
 // at the top, with service, serial, uid and peer.
+// Every line is escaped (append_escaped) on its way out, here and in every log::Sink: a line
+// carries text superd does not control (a service's stderr, a peer's name, a config value), and
+// a raw CR, LF or ESC in it could end the line early or overwrite it on a terminal, i.e. forge
+// a "START ... uid=0" line.
 #pragma once
 
 #include <fmt/format.h>
@@ -14,7 +18,14 @@ enum class Level { debug = 0, info = 1, warning = 2, error = 3 };
 void set_level(Level l) noexcept;
 Level level() noexcept;
 bool parse_level(std::string_view s, Level& out) noexcept;
+// One line "LEVEL: msg\n" in a single write(2), msg escaped; never throws.
 void write(Level l, std::string_view msg) noexcept;
+
+// Appends `s` to `out` with its control bytes escaped, C-style: TAB, LF and CR become "\t",
+// "\n" and "\r", every other byte 0x00-0x1f and 0x7f becomes "\xHH" (two lower-case hex
+// digits: ESC is "\x1b"), and a backslash becomes "\\" so an escape cannot be forged. Other
+// bytes, UTF-8 included, pass unchanged. A clean string is appended in one copy.
+void append_escaped(fmt::memory_buffer& out, std::string_view s);
 
 template <typename... A>
 void debug(fmt::format_string<A...> f, A&&... a) {

@@ -68,11 +68,6 @@ void open_syslog_once() {
   opened = true;
 }
 
-void append_sanitized(fmt::memory_buffer& buf, std::string_view line) {
-  if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
-  for (char c : line) buf.push_back(c == '\n' || c == '\r' ? ' ' : c);
-}
-
 }  // namespace
 
 std::optional<Sink> Sink::parse(std::string_view target, std::string& why) {
@@ -149,6 +144,9 @@ std::error_code Sink::open() {
 }
 
 void Sink::write(std::string_view line) const noexcept {
+  // The line's own newline is the writer's to add; every other control byte, in every kind, goes
+  // through the escaper log::write uses, so no sink passes on a CR, LF or ESC that forges a line.
+  if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
   try {
     switch (kind_) {
       case Kind::standard_error:
@@ -156,7 +154,7 @@ void Sink::write(std::string_view line) const noexcept {
         return;
       case Kind::syslog: {
         fmt::memory_buffer buf;
-        append_sanitized(buf, line);
+        append_escaped(buf, line);
         int n = buf.size() > INT_MAX ? INT_MAX : static_cast<int>(buf.size());
         ::syslog(priority_, "%.*s", n, buf.data());
         return;
@@ -173,7 +171,7 @@ void Sink::write(std::string_view line) const noexcept {
           std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S%z", &tm);
         fmt::memory_buffer buf;
         fmt::format_to(std::back_inserter(buf), "{} superd[{}]: ", stamp, ::getpid());
-        append_sanitized(buf, line);
+        append_escaped(buf, line);
         buf.push_back('\n');
         // One write; EINTR retries the whole line. A short write (disk full) is not completed:
         // a second write could land after another writer's line and split this one.

@@ -40,7 +40,9 @@ class Sink {
   // facility is given on every syslog() call. stderr: nothing to do.
   std::error_code open();
 
-  // One line, without its newline (a trailing '\n' is dropped, inner '\n'/'\r' become ' ').
+  // One line, without its newline (a trailing '\n' is dropped). In every kind, control bytes
+  // are escaped by log::append_escaped ("\r", "\n", "\t", "\xHH"; a backslash is "\\"), so
+  // a service cannot end, overwrite or forge a line.
   // file: a single write(2) of "YYYY-MM-DDTHH:MM:SS+ZZZZ superd[PID]: line\n" (local time),
   // so concurrent writers (O_APPEND) never interleave mid-line; a file sink not open (yet)
   // falls back to stderr. syslog: syslog(facility | level, "%.*s", line).

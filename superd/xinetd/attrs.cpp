@@ -257,13 +257,25 @@ void Applier::apply_list(State& st, const Entry& e, const Attr& a, bool defaults
   } else {
     values = a.values;
   }
-  if (op == Op::set) list.items.clear();
+  if (op == Op::set) {
+    list.items.clear();
+    list.index.clear();
+  }
   if (op == Op::remove) {
+    // One pass over the list for the whole line, and only if a value is actually in it.
+    std::unordered_set<std::string> gone;
     for (const auto& v : values)
-      list.items.erase(std::remove(list.items.begin(), list.items.end(), v), list.items.end());
+      if (list.index.erase(v)) gone.insert(v);
+    if (!gone.empty())
+      list.items.erase(std::remove_if(list.items.begin(), list.items.end(),
+                                      [&](const std::string& x) { return gone.count(x) != 0; }),
+                       list.items.end());
   } else {
-    for (const auto& v : values)
-      if (a.name == "env" || !contains(list.items, v)) list.items.push_back(v);
+    for (auto& v : values) {
+      // env keeps repeats (xinetd passes each one); every other list keeps the first of each.
+      bool fresh = list.index.insert(v).second;
+      if (fresh || a.name == "env") list.items.push_back(std::move(v));
+    }
   }
   list.present = true;
   list.line = defaults ? 0 : a.line;

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "xinetd/parse.hpp"
@@ -14,9 +15,13 @@
 namespace superd::xinetd::detail {
 
 struct List {
-  std::vector<std::string> items;
+  std::vector<std::string> items;  // in order of first appearance
   bool present = false;
   uint32_t line = 0;  // 0: inherited from defaults
+  // The values of `items`, so that += skips a duplicate and -= finds its values in O(1) each: a
+  // linear search per value made a 70,000-address only_from take seconds. Only apply_list
+  // changes items, and it keeps the two in step.
+  std::unordered_set<std::string> index;
 };
 
 struct State {

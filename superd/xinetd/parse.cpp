@@ -7,17 +7,24 @@
 //    '.' or end in '~') may stand between entries.
 // inetd.conf lines (>= 6 fields) are accepted wherever a top-level statement can stand.
 // Bounds: kMaxFileBytes per file, kMaxIncludeDepth levels, and a file already being read is
-// not read again (an include loop).
+// not read again (an include loop). Only regular files are read (never a FIFO, a device or a
+// procfs/sysfs file), so no include can block the importer.
 #include "xinetd/parse.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
-#include <fstream>
 #include <optional>
+
+#include "util/unique_fd.hpp"
 
 namespace superd::xinetd::detail {
 namespace {
@@ -97,7 +104,16 @@ std::string resolve(const std::string& from_file, const std::string& path) {
   return dir_of(from_file) + "/" + path;
 }
 
-std::optional<std::string> read_bounded(const std::string& path, std::string& why) {
+// Only regular files are read, so that no name in a config (or in an includedir such as /proc)
+// can make the importer, or the daemon reloading a xinetd.conf, block: a FIFO blocks open()
+// until a writer comes, /proc/kmsg blocks read() until the kernel logs. The stat before the open
+// keeps devices and FIFOs from being opened at all; the open is O_NONBLOCK (a FIFO swapped in
+// after the stat then opens at once instead of waiting) and its fstat decides. procfs and sysfs
+// files look regular but are kernel interfaces, and some reads there have effects (reading
+// /proc/kmsg takes the messages away from the system logger): they are refused unread.
+// `pipe_ok`: the file named on the command line may be a pipe (`import-xinetd /dev/stdin`): the
+// operator chose to wait for its writer. Names found in a configuration never may.
+std::optional<std::string> read_bounded(const std::string& path, std::string& why, bool pipe_ok = false) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     why = std::strerror(errno);
@@ -107,14 +123,42 @@ std::optional<std::string> read_bounded(const std::string& path, std::string& wh
     why = "is a directory";
     return std::nullopt;
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  const bool pipe = pipe_ok && S_ISFIFO(st.st_mode);
+  if (!S_ISREG(st.st_mode) && !pipe) {
+    why = "not a regular file";
+    return std::nullopt;
+  }
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | (pipe ? 0 : O_NONBLOCK) | O_NOCTTY | O_CLOEXEC));
+  if (!fd) {
     why = std::strerror(errno);
     return std::nullopt;
   }
+  struct statfs fs {};
+  if (::fstat(fd.get(), &st) != 0 || ::fstatfs(fd.get(), &fs) != 0) {
+    why = std::strerror(errno);
+    return std::nullopt;
+  }
+  if (!S_ISREG(st.st_mode) && !(pipe && S_ISFIFO(st.st_mode))) {
+    why = "not a regular file";
+    return std::nullopt;
+  }
+  if (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC) {
+    why = "on procfs or sysfs, not a configuration file";
+    return std::nullopt;
+  }
   std::string text(kMaxFileBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
+  size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      why = std::strerror(errno);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
   if (text.size() > kMaxFileBytes) {
     why = "larger than " + std::to_string(kMaxFileBytes) + " bytes";
     return std::nullopt;
@@ -160,6 +204,13 @@ void include_dir(const std::string& dir, const std::string& from, uint32_t line,
   DIR* d = ::opendir(dir.c_str());
   if (!d) {
     c.out.errors.push_back(dir + ": " + std::strerror(errno));
+    return;
+  }
+  // Not listed at all on procfs/sysfs (read_bounded would refuse each file anyway).
+  if (struct statfs fs {}; ::fstatfs(::dirfd(d), &fs) == 0 &&
+                           (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC)) {
+    ::closedir(d);
+    c.out.errors.push_back(dir + ": on procfs or sysfs, not a configuration directory");
     return;
   }
   std::vector<std::string> names;
@@ -320,7 +371,7 @@ void parse_text(std::string_view text, const std::string& file, Parsed& out) {
 void parse_file(const std::string& path, Parsed& out) {
   Ctx c{out, {}, 0};
   std::string why;
-  auto text = read_bounded(path, why);
+  auto text = read_bounded(path, why, true);
   if (!text) {
     out.errors.push_back(path + ": " + why);
     return;

@@ -90,6 +90,12 @@ int main(int argc, char** argv) {
   } else if (!strcmp(mode, "nap")) {
     /* Holds the connection for ARG milliseconds, then reports its identity. */
     usleep((useconds_t)(argc > 2 ? atoi(argv[2]) : 100) * 1000u);
+  } else if (!strcmp(mode, "forge")) {
+    /* Tries to forge a log line through stderr: CR back to the line start, a fake START with
+     * uid=0, ESC[2K to erase what a terminal showed before it. superd must log it escaped. */
+    static const char forged[] = "ok\rSTART forged serial=1 uid=0\x1b[2K\n";
+    if (write(2, forged, sizeof forged - 1) != (ssize_t)(sizeof forged - 1)) return 1;
+    fprintf(out, "ok\n");
     print_id(out);
   } else if (!strcmp(mode, "noread")) {
     /* Never reads its input and never exits by itself: only runtime_max ends it. */

@@ -1,5 +1,6 @@
 // log::Sink: parsing of every log_target form, file writing read back from a scratch directory
-// (under /srv/superd-test, not /tmp), stderr capture, syslog without a check of delivery.
+// (under /srv/superd-test, not /tmp), stderr capture, syslog without a check of delivery; and
+// log::append_escaped, the escaper every sink shares (a forged line must stay one visible line).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -11,6 +12,7 @@
 #include <regex>
 #include <sstream>
 
+#include "util/log.hpp"
 #include "util/sink.hpp"
 
 using superd::log::Sink;
@@ -178,7 +180,7 @@ TEST_CASE("sink: a file sink appends timestamped lines, one write each, and reop
 
     s->write("START echo serial=1 peer=127.0.0.1:5000 uid=60001 pid=42");
     s->write("EXIT echo serial=1\n");            // trailing newline dropped
-    s->write("REFUSE echo reason=\"a\nb\rc\"");  // inner line breaks flattened
+    s->write("REFUSE echo reason=\"a\nb\rc\"");  // inner line breaks escaped
 
     std::istringstream in(slurp(log));
     std::string line;
@@ -193,7 +195,7 @@ TEST_CASE("sink: a file sink appends timestamped lines, one write each, and reop
     REQUIRE(bodies.size() == 3);
     CHECK(bodies[0] == "START echo serial=1 peer=127.0.0.1:5000 uid=60001 pid=42");
     CHECK(bodies[1] == "EXIT echo serial=1");
-    CHECK(bodies[2] == "REFUSE echo reason=\"a b c\"");
+    CHECK(bodies[2] == R"(REFUSE echo reason="a\nb\rc")");
   }
 
   SECTION("open appends to an existing file and reopens after rotation") {
@@ -249,4 +251,80 @@ TEST_CASE("sink: syslog sinks open and write without crashing", "[sink]") {
   CHECK_FALSE(s->open());  // openlog once; a second open is harmless
   CHECK(s->is_open());
   s->write("superd unit test: syslog sink, ignore");
+}
+
+namespace {
+std::string escaped(std::string_view s) {
+  fmt::memory_buffer b;
+  superd::log::append_escaped(b, s);
+  return fmt::to_string(b);
+}
+// A service's stderr line that tries to hide itself behind CR and erase-line, then forge START.
+const std::string kForged = "ok\rSTART forged serial=1 uid=0\x1b[2K\n";
+const std::string kForgedEscaped = R"(ok\rSTART forged serial=1 uid=0\x1b[2K)";
+}  // namespace
+
+TEST_CASE("sink: append_escaped escapes control bytes and backslashes, nothing else", "[sink]") {
+  CHECK(escaped("") == "");
+  CHECK(escaped("START echo serial=1 uid=60001") == "START echo serial=1 uid=60001");
+  CHECK(escaped("caf\xc3\xa9 \xe2\x82\xac ~") == "caf\xc3\xa9 \xe2\x82\xac ~");  // UTF-8 and 0x7e pass
+  CHECK(escaped("a\rb") == R"(a\rb)");
+  CHECK(escaped("a\nb") == R"(a\nb)");
+  CHECK(escaped("a\tb") == R"(a\tb)");
+  CHECK(escaped("\x1b[2K") == R"(\x1b[2K)");
+  CHECK(escaped(std::string_view("\0", 1)) == R"(\x00)");
+  CHECK(escaped("\x01\x08\x0b\x0c\x1f\x7f") == R"(\x01\x08\x0b\x0c\x1f\x7f)");
+  CHECK(escaped("\x20") == " ");
+  // A backslash is doubled, so text that looks like an escape cannot pass for one.
+  CHECK(escaped(R"(\r)") == R"(\\r)");
+  CHECK(escaped(R"(C:\x1b)") == R"(C:\\x1b)");
+  CHECK(escaped("\\\r") == R"(\\\r)");
+  // Every byte below 0x20, and 0x7f, comes out as printable ASCII.
+  for (int c = 0; c < 256; ++c) {
+    std::string out = escaped(std::string(1, static_cast<char>(c)));
+    INFO(c);
+    if (c < 0x20 || c == 0x7f || c == '\\') {
+      CHECK(out.size() >= 2);
+      CHECK(out[0] == '\\');
+      for (char o : out) CHECK((o >= 0x20 && o < 0x7f));
+    } else {
+      CHECK(out == std::string(1, static_cast<char>(c)));
+    }
+  }
+  // A long line (past the buffer's inline storage) keeps every byte.
+  std::string big(3000, 'a');
+  big[1500] = '\r';
+  std::string out = escaped(big);
+  CHECK(out.size() == 3001);
+  CHECK(out.substr(1499, 4) == R"(a\ra)");
+}
+
+TEST_CASE("sink: a forged line stays one escaped line in the file and stderr sinks", "[sink]") {
+  ScratchDir dir;
+  REQUIRE(dir.ok);
+
+  SECTION("file sink") {
+    fs::path log = dir.path / "forge.log";
+    auto s = parse_ok("file:" + log.string());
+    REQUIRE_FALSE(s->open());
+    s->write(kForged);
+    std::string text = slurp(log);
+    CHECK(text.find('\r') == std::string::npos);
+    CHECK(text.find('\x1b') == std::string::npos);
+    REQUIRE(std::count(text.begin(), text.end(), '\n') == 1);
+    std::smatch m;
+    std::string line = text.substr(0, text.size() - 1);
+    REQUIRE(std::regex_match(line, m, kFileLine));
+    CHECK(m[2] == kForgedEscaped);
+  }
+
+  SECTION("stderr sink, a file sink not opened, and log::write itself") {
+    StderrCapture cap(dir.path / "stderr.txt");
+    Sink().write(kForged);
+    parse_ok("file:/nonexistent/x.log")->write(kForged);
+    superd::log::write(superd::log::Level::warning, "peer=\x1b]0;title\x07 x\\y");
+    std::string text = cap.finish();
+    CHECK(text == "info: " + kForgedEscaped + "\ninfo: " + kForgedEscaped + "\n" +
+                      R"(warning: peer=\x1b]0;title\x07 x\\y)" + "\n");
+  }
 }

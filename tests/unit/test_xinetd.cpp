@@ -3,13 +3,21 @@
 // and every converted file parsed back as TOML and as a superd service.
 // Fixtures: tests/unit/xinetd/ (XINETD_FIXTURES). Set XINETD_REGENERATE=1 to rewrite the
 // expected files from the current output (then review the diff).
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <set>
 #include <sstream>
 
@@ -643,4 +651,140 @@ TEST_CASE("xinetd: inetd.conf lines", "[xinetd]") {
   CHECK(find_service(r, "chargen"));
   CHECK(find_service(r, "x"));  // the xinetd entry in the same file
   for (const auto& s : r.services) check_parses(s);
+}
+
+namespace {
+
+// Runs convert_file(path) in a child process and returns its warnings and errors as text
+// (all_warnings), or nullopt if it has not finished within `timeout`: the child is then killed,
+// so a hang fails the test instead of stopping the run.
+std::optional<std::string> convert_bounded(const std::string& path, std::chrono::milliseconds timeout) {
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(p[0]);
+    auto result = xinetd::convert_file(path);
+    std::string text = all_warnings(result) + "services=" + std::to_string(result.services.size()) + "\n";
+    for (size_t off = 0; off < text.size();) {
+      ssize_t n = ::write(p[1], text.data() + off, text.size() - off);
+      if (n <= 0) ::_exit(1);
+      off += static_cast<size_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  std::string out;
+  bool done = false;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd pf{p[0], POLLIN, 0};
+    if (::poll(&pf, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[4096];
+    ssize_t n = ::read(p[0], buf, sizeof buf);
+    if (n <= 0) done = true;
+    else out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(p[0]);
+  if (!done) ::kill(pid, SIGKILL);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (!done) return std::nullopt;
+  CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  return out;
+}
+
+// /srv/superd-test/unit-xinetd-PID (not /tmp), removed with everything in it.
+struct Scratch {
+  std::filesystem::path path;
+  Scratch() {
+    namespace fs = std::filesystem;
+    path = fs::path("/srv/superd-test") / ("unit-xinetd-" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path / "d");
+  }
+  ~Scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("xinetd: a FIFO or /proc in the includes is refused, never read (no hang)", "[xinetd]") {
+  constexpr std::chrono::seconds kLimit(20);
+  Scratch dir;
+  const std::string fifo = (dir.path / "fifo").string(), dfifo = (dir.path / "d" / "pipe").string();
+  // No writer ever opens these: an open() without O_NONBLOCK blocks for good.
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  REQUIRE(::mkfifo(dfifo.c_str(), 0600) == 0);
+  std::ofstream(dir.path / "d" / "svc") << kHead << "}\n";
+
+  SECTION("include FIFO is an error, includedir skips a FIFO with a warning") {
+    const std::string main_conf = (dir.path / "main.conf").string();
+    std::ofstream(main_conf) << "include fifo\nincludedir d\n";
+    auto text = convert_bounded(main_conf, kLimit);
+    REQUIRE(text);  // finished: no hang on the FIFO
+    CHECK_THAT(*text, Contains("ERROR " + fifo + ": not a regular file"));
+    CHECK_THAT(*text, Contains(main_conf + ":2: includedir: warning: skipped " + dfifo + ": not a regular file"));
+    // The regular file next to it is still read.
+    auto r = xinetd::convert_text("includedir d\n", main_conf);
+    CHECK(r.services.size() == 1);
+  }
+
+  SECTION("the main file named on the command line may be a pipe: it is read from its writer") {
+    // `superd import-xinetd /dev/stdin`: the operator chose to wait for the writer.
+    std::thread writer([&] { std::ofstream(fifo) << kHead << "}\n"; });
+    auto text = convert_bounded(fifo, kLimit);
+    writer.join();
+    REQUIRE(text);
+    CHECK_THAT(*text, !Contains("not a regular file"));
+    CHECK_THAT(*text, Contains("services=1"));
+  }
+
+  SECTION("includedir /proc and include /proc/kmsg are refused unread") {
+    const std::string main_conf = (dir.path / "proc.conf").string();
+    std::ofstream(main_conf) << "includedir /proc\ninclude /proc/kmsg\n";
+    auto text = convert_bounded(main_conf, kLimit);
+    REQUIRE(text);
+    CHECK_THAT(*text, Contains("ERROR /proc: on procfs or sysfs, not a configuration directory"));
+    CHECK_THAT(*text, Contains("ERROR /proc/kmsg: on procfs or sysfs, not a configuration file"));
+  }
+}
+
+TEST_CASE("xinetd: a 70,000-address only_from converts whole, deduplicated, in order", "[xinetd]") {
+  // Distinct addresses with a non-zero last byte (a trailing zero byte would be a wildcard).
+  auto addr = [](int i) {
+    return "10." + std::to_string(i / 62500) + "." + std::to_string((i / 250) % 250 + 1) + "." +
+           std::to_string(i % 250 + 1);
+  };
+  constexpr int kCount = 70000;
+  std::string line = "\tonly_from   =";
+  for (int i = 0; i < kCount; ++i) line += " " + addr(i);
+  // Repeats, in the same line and in a += line, are kept once; -= takes out what it names (and
+  // only that), += after it brings a value back at the end.
+  line += " " + addr(0) + " " + addr(kCount - 1) + "\n";
+  line += "\tonly_from  += " + addr(5) + " " + addr(69999) + " 192.0.2.1\n";
+  line += "\tonly_from  -= " + addr(1) + " " + addr(2) + " 198.51.100.7\n";
+  line += "\tonly_from  += " + addr(2) + "\n";
+  auto r = with(line);
+  INFO(all_warnings(r).substr(0, 2000));
+  REQUIRE(r.services.size() == 1);
+  toml::table t = toml::parse(std::string_view(r.services[0].toml), std::string_view("x.toml"));
+  const toml::array* allow = t["socket"]["allow"].as_array();
+  REQUIRE(allow);
+  std::vector<std::string> got;
+  for (const auto& e : *allow) got.push_back(*e.value<std::string>());
+  REQUIRE(got.size() == static_cast<size_t>(kCount) - 2 + 2);  // -2 removed, +1 new, +1 back
+  CHECK(got.front() == "10.0.1.1/32");
+  CHECK(got[1] == addr(3) + "/32");
+  CHECK(got[kCount - 3] == "10.1.30.250/32");  // addr(69999), the last of the long line
+  CHECK(got[kCount - 3] == addr(kCount - 1) + "/32");
+  CHECK(got[kCount - 2] == "192.0.2.1/32");
+  CHECK(got.back() == addr(2) + "/32");
+  CHECK(std::set<std::string>(got.begin(), got.end()).size() == got.size());
+  CHECK(std::find(got.begin(), got.end(), addr(1) + "/32") == got.end());
 }
