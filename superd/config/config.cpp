@@ -272,6 +272,13 @@ void read_socket(TableReader& r, SocketConfig& s) {
     else if (action == "refuse") s.connection_rate_action = RateAction::refuse;
     else r.bad(*r.get("connection_rate_action"), "connection_rate_action", "expected \"defer\" or \"refuse\"");
   }
+  r.read_int("datagram_reply_rate", s.datagram_reply_rate, 0, kMaxConnectionsCap);
+  r.read_int("datagram_reply_rate_per_source", s.datagram_reply_rate_per_source, 0, kMaxConnectionsCap);
+  for (auto [key, interval] : {std::pair{"datagram_reply_interval", &s.datagram_reply_interval},
+                               std::pair{"datagram_reply_interval_per_source", &s.datagram_reply_interval_per_source}}) {
+    r.read_duration(key, *interval);
+    if (auto* n = r.get(key); n && interval->count() == 0) r.bad(*n, key, "must be longer than 0");
+  }
   std::vector<std::string> times;
   for (auto& [text, node] : r.read_strings("access_times", true)) times.push_back(text);
   if (auto* n = r.get("access_times")) {

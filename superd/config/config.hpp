@@ -86,6 +86,12 @@ struct SocketConfig {
   RateAction connection_rate_action = RateAction::defer;
   std::vector<std::string> access_times;  // "HH:MM-HH:MM", local time; empty: always
   Banner banner, banner_success, banner_fail;
+  // Internal datagram services: replies per interval for all sources together, and per source
+  // address (bursts of the max, then max per interval); 0: no limit. See inloop/datagram_guard.hpp.
+  uint32_t datagram_reply_rate = 1000;
+  std::chrono::milliseconds datagram_reply_interval{1000};
+  uint32_t datagram_reply_rate_per_source = 20;
+  std::chrono::milliseconds datagram_reply_interval_per_source{2000};
 };
 
 enum class Stdio { socket, listen_fds };

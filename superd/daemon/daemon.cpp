@@ -173,6 +173,9 @@ struct Service {
   std::vector<char> datagram_buf;  // internal datagram services: one request, one reply
   Clock::time_point refusal_window{};  // REFUSE lines for datagrams, bounded per second
   uint32_t refusals_logged = 0, refusals_unlogged = 0;
+  // Internal datagram services: the loop guard and the reply limits, built at the first datagram.
+  std::unique_ptr<inloop::OwnSockets> own_sockets;
+  std::unique_ptr<inloop::ReplyLimiter> reply_limit;
 };
 
 struct Instance {
@@ -781,14 +784,43 @@ void Daemon::defer_for_rate(Service& s) {
 }
 
 // Internal datagram services (echo, daytime, ... over UDP): each datagram is admitted (allow,
-// deny, access_times, the rate limit) and answered from the loop; no instance, no UID.
+// deny, access_times, the loop guards, the rate limit) and answered from the loop; no instance,
+// no UID. A reply also needs a token from the service's reply limits (per source, all sources).
 void Daemon::on_datagrams(Listener& l) {
   Service& s = *l.service;
+  const config::SocketConfig& so = s.cfg->socket;
+  if (!s.own_sockets) {
+    // Built at the first datagram: a Service belongs to one configuration generation (a reload
+    // builds new ones and arms them only after the commit), so services_ now has every listener.
+    std::vector<net::ListenSpec> specs;
+    for (const auto& other : services_)
+      for (const auto& ol : other->listeners) specs.push_back(ol->spec);
+    s.own_sockets = std::make_unique<inloop::OwnSockets>(specs, inloop::OwnSockets::host_addresses());
+    s.reply_limit = std::make_unique<inloop::ReplyLimiter>(
+        inloop::ReplyLimiter::Rate{so.datagram_reply_rate, so.datagram_reply_interval},
+        inloop::ReplyLimiter::Rate{so.datagram_reply_rate_per_source, so.datagram_reply_interval_per_source});
+  }
+  // Datagrams cost nothing to forge: at most kDatagramRefusalsLogged lines a second, then a count.
+  auto refuse = [this, &s](const sockaddr* sa, const std::string& reason) {
+    auto now = Clock::now();
+    if (now - s.refusal_window >= std::chrono::seconds(1)) {
+      if (s.refusals_unlogged)
+        log_refuse(s, "*", fmt::format("{} more datagrams refused in the last second", s.refusals_unlogged));
+      s.refusal_window = now;
+      s.refusals_logged = s.refusals_unlogged = 0;
+    }
+    if (s.refusals_logged < kDatagramRefusalsLogged) {
+      ++s.refusals_logged;
+      log_refuse(s, peer_string(sa), reason);
+    } else {
+      ++s.refusals_unlogged;
+    }
+  };
   char* buf = s.datagram_buf.data();
   size_t half = s.datagram_buf.size() / 2;
   for (int i = 0; i < kAcceptBatch; ++i) {
     if (!s.rate.unlimited() && s.rate.next_allowed(Clock::now()) > Clock::now()) {
-      if (s.cfg->socket.connection_rate_action == config::RateAction::defer) return defer_for_rate(s);
+      if (so.connection_rate_action == config::RateAction::defer) return defer_for_rate(s);
     }
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
@@ -800,36 +832,36 @@ void Daemon::on_datagrams(Listener& l) {
       break;
     }
     auto* sa = reinterpret_cast<const sockaddr*>(&peer);
-    std::string peer_text = peer_string(sa);
+    net::SourceKey source = net::source_key(sa);
     std::string reason;
-    admission::Verdict v = s.gate.check(sa, net::source_key(sa));
+    admission::Verdict v = s.gate.check(sa, source);
     if (v == admission::Verdict::denied || v == admission::Verdict::not_allowed) reason = admission::verdict_reason(v);
     else if (!s.access.empty() && !s.access.allows(admission::AccessTimes::minute_of_day_now()))
       reason = "outside access_times " + s.access.to_string();
     else if (inloop::drop_datagram_from(sa)) reason = "source port or address that gets no reply (loop/amplification guard)";
+    else if (s.own_sockets->contains(sa))
+      reason = "source is a local address on a port superd listens on: a reply would loop (loop guard)";
     else if (!s.rate.unlimited() && !s.rate.try_take(Clock::now()))
-      reason = fmt::format("max_connection_rate={} per {}ms", s.cfg->socket.max_connection_rate,
-                           s.cfg->socket.connection_rate_interval.count());
+      reason = fmt::format("max_connection_rate={} per {}ms", so.max_connection_rate, so.connection_rate_interval.count());
     if (!reason.empty()) {
-      // Datagrams cost nothing to forge: at most kDatagramRefusalsLogged lines a second, then a count.
-      auto now = Clock::now();
-      if (now - s.refusal_window >= std::chrono::seconds(1)) {
-        if (s.refusals_unlogged)
-          log_refuse(s, "*", fmt::format("{} more datagrams refused in the last second", s.refusals_unlogged));
-        s.refusal_window = now;
-        s.refusals_logged = s.refusals_unlogged = 0;
-      }
-      if (s.refusals_logged < kDatagramRefusalsLogged) {
-        ++s.refusals_logged;
-        log_refuse(s, peer_text, reason);
-      } else {
-        ++s.refusals_unlogged;
-      }
+      refuse(sa, reason);
       continue;
     }
     auto reply = inloop::answer_datagram(*s.internal, buf, static_cast<size_t>(n), buf + half, half, ::time(nullptr));
-    if (reply) ::sendto(l.sd.native_handle(), buf + half, *reply, MSG_DONTWAIT | MSG_NOSIGNAL, sa, len);
-    log::debug("{} datagram from {}: {} bytes in, {} out", s.cfg->name, peer_text, n, reply.value_or(0));
+    if (!reply) continue;  // discard: nothing sent, no reply token taken
+    switch (s.reply_limit->take(source, Clock::now())) {
+      case inloop::ReplyLimiter::Verdict::reply: break;
+      case inloop::ReplyLimiter::Verdict::over_source:
+        refuse(sa, fmt::format("datagram_reply_rate_per_source={} per {}ms", so.datagram_reply_rate_per_source,
+                               so.datagram_reply_interval_per_source.count()));
+        continue;
+      case inloop::ReplyLimiter::Verdict::over_all:
+        refuse(sa, fmt::format("datagram_reply_rate={} per {}ms (all sources)", so.datagram_reply_rate,
+                               so.datagram_reply_interval.count()));
+        continue;
+    }
+    ::sendto(l.sd.native_handle(), buf + half, *reply, MSG_DONTWAIT | MSG_NOSIGNAL, sa, len);
+    log::debug("{} datagram from {}: {} bytes in, {} out", s.cfg->name, peer_string(sa), n, *reply);
   }
   arm(l);
 }

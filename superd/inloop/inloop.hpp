@@ -26,6 +26,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "inloop/datagram_guard.hpp"  // OwnSockets, ReplyLimiter: the stateful datagram guards
 #include "util/unique_fd.hpp"
 
 namespace superd::inloop {
@@ -80,7 +81,7 @@ std::unique_ptr<Session> relay(boost::asio::io_context& io, UniqueFd conn,
 // `cap`, at least kMinDatagramCap), returning its length, or nullopt for no reply (discard).
 // daytime/time ignore the payload; chargen replies with a random-length (0..512) slice of the
 // pattern (starting at line 0); echo returns the payload (truncated to cap). Call
-// drop_datagram_from first.
+// drop_datagram_from and OwnSockets::contains first, and send only what a ReplyLimiter allows.
 constexpr size_t kMinDatagramCap = 512;
 std::optional<size_t> answer_datagram(Internal which, const char* in, size_t in_len, char* out,
                                       size_t cap, time_t now);

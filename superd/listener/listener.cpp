@@ -7,11 +7,53 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <filesystem>
+#include <string>
+#include <unordered_map>
+
+#include "listener/unix_path.hpp"
+#include "util/log.hpp"
 
 namespace superd::listener {
 namespace {
 std::error_code last_error() { return {errno, std::generic_category()}; }
+
+// The UNIX path sockets superd bound and has not removed yet, by path: the checked directory
+// (kept open, so removal goes through the same directory, not the path again) and the file's
+// identity, so that unlink_path removes only that file. `superseded` counts listeners of ours
+// whose file a later open() replaced (a reload that changes a listener's options opens the new
+// socket before it closes the old one): their unlink_path comes first and must not remove the
+// successor's file.
+struct Owned {
+  unix_path::Parent parent;
+  unix_path::Bound bound;
+  unsigned superseded = 0;
+};
+std::unordered_map<std::string, Owned>& owned_paths() {
+  static std::unordered_map<std::string, Owned> owned;  // the daemon's one thread only
+  return owned;
+}
+
+// Resolves and binds a path socket safely (unix_path.hpp) and remembers what it bound.
+std::error_code bind_path(int fd, const net::ListenSpec& spec, const Options& opt) {
+  std::string detail;
+  unix_path::Parent parent;
+  std::error_code ec = unix_path::open_parent(spec.path, opt.socket_user, parent, detail);
+  unix_path::Bound bound;
+  std::optional<unix_path::Bound> replaced;
+  if (!ec) ec = unix_path::bind_in(fd, parent, spec.path, {opt.socket_mode, opt.socket_user, opt.socket_group}, bound,
+                                   replaced, detail);
+  if (ec) {
+    // The directory at fault is in `detail` only: say it here, the caller logs the code.
+    if (!detail.empty()) log::error("{}", detail);
+    return ec;
+  }
+  auto& owned = owned_paths();
+  unsigned superseded = 0;
+  if (auto it = owned.find(spec.path); it != owned.end())
+    superseded = it->second.superseded + (replaced && *replaced == it->second.bound ? 1 : 0);
+  owned[spec.path] = Owned{std::move(parent), bound, superseded};
+  return {};
+}
 }  // namespace
 
 Options options_from(const config::SocketConfig& s) {
@@ -38,32 +80,35 @@ UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& 
       return ec = last_error(), UniqueFd();
     if (!datagram && opt.keep_alive && ::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0)
       return ec = last_error(), UniqueFd();
-  } else if (spec.kind == net::Kind::unix_path) {
-    // Parent directories are created as systemd's ListenStream= does (0755, root).
-    std::error_code mk;
-    std::filesystem::create_directories(std::filesystem::path(spec.path).parent_path(), mk);
-    // A socket file left by an earlier run: replace it; refuse to replace anything else.
-    struct stat st {};
-    if (::lstat(spec.path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) return ec = std::make_error_code(std::errc::file_exists), UniqueFd();
-      ::unlink(spec.path.c_str());
-    }
   }
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&spec.addr), spec.addr_len) != 0)
-    return ec = last_error(), UniqueFd();
   if (spec.kind == net::Kind::unix_path) {
-    if (::chmod(spec.path.c_str(), opt.socket_mode) != 0) return ec = last_error(), UniqueFd();
-    if ((opt.socket_user || opt.socket_group) &&
-        ::chown(spec.path.c_str(), opt.socket_user.value_or(static_cast<uid_t>(-1)),
-                opt.socket_group.value_or(static_cast<gid_t>(-1))) != 0)
-      return ec = last_error(), UniqueFd();
+    // Never bind(2) the path itself: its directories are checked and opened first.
+    if ((ec = bind_path(fd.get(), spec, opt))) return UniqueFd();
+  } else if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&spec.addr), spec.addr_len) != 0) {
+    return ec = last_error(), UniqueFd();
   }
-  if (!datagram && ::listen(fd.get(), opt.backlog) != 0) return ec = last_error(), UniqueFd();
+  if (!datagram && ::listen(fd.get(), opt.backlog) != 0) {
+    ec = last_error();
+    if (auto it = owned_paths().find(spec.path); spec.kind == net::Kind::unix_path && it != owned_paths().end()) {
+      unix_path::unlink_if_same(it->second.parent, it->second.bound);
+      owned_paths().erase(it);
+    }
+    return UniqueFd();
+  }
   return fd;
 }
 
 void unlink_path(const net::ListenSpec& spec) noexcept {
-  if (spec.kind == net::Kind::unix_path) ::unlink(spec.path.c_str());
+  if (spec.kind != net::Kind::unix_path) return;
+  auto& owned = owned_paths();
+  auto it = owned.find(spec.path);
+  if (it == owned.end()) return;  // not bound by this superd: not ours to remove
+  if (it->second.superseded > 0) {
+    --it->second.superseded;  // an older listener's file, already replaced by the one recorded
+    return;
+  }
+  unix_path::unlink_if_same(it->second.parent, it->second.bound);
+  owned.erase(it);
 }
 
 }  // namespace superd::listener

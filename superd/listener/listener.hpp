@@ -1,8 +1,10 @@
 // Listening sockets from listen specs. Created non-blocking and close-on-exec; TCP with
 // SO_REUSEADDR (and SO_REUSEPORT on request). A bare port binds [::] with IPV6_V6ONLY off:
-// one socket that takes IPv4 (as v4-mapped addresses) and IPv6. UNIX path sockets replace a
-// stale socket file, then get socket_mode/socket_user/socket_group; abstract ones have no file.
-// Datagram sockets (UDP) are bound the same way, without listen().
+// one socket that takes IPv4 (as v4-mapped addresses) and IPv6. UNIX path sockets are bound
+// through their checked, symlink-free directory (listener/unix_path.hpp: a path under a directory
+// others could tamper with is refused), replace a stale socket file, and get socket_mode/
+// socket_user/socket_group; abstract ones have no file. Datagram sockets (UDP) are bound the same
+// way, without listen().
 #pragma once
 
 #include <sys/types.h>
@@ -30,7 +32,9 @@ Options options_from(const config::SocketConfig& s);
 // Binds and listens (or, for a datagram socket, only binds); on failure returns an invalid fd
 // and the error.
 UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& ec, bool datagram = false);
-// Removes a UNIX path socket's file (at shutdown).
+// Removes a UNIX path socket's file (listener closed by a reload, shutdown), but only the file
+// open() bound there: a file someone put in its place since is left alone, and so is a path this
+// process never bound.
 void unlink_path(const net::ListenSpec& spec) noexcept;
 
 }  // namespace superd::listener

@@ -718,6 +718,102 @@ TEST_CASE("datagram loop and amplification guard", "[inloop]") {
   CHECK_FALSE(inloop::drop_datagram_from(reinterpret_cast<const sockaddr*>(&un)));
 }
 
+net::ListenSpec listen_spec(const char* text) {
+  std::string why;
+  auto spec = net::parse_listen(text, why);
+  REQUIRE(spec);
+  return *spec;
+}
+
+TEST_CASE("own sockets: a local source on a port superd listens on gets no reply", "[inloop]") {
+  std::vector<net::ListenSpec> specs = {listen_spec("127.0.0.1:16001"), listen_spec("[::1]:16002"),
+                                        listen_spec("16003"),           listen_spec("192.0.2.7:16004"),
+                                        listen_spec("[::]:16005"),      listen_spec("/run/x.sock")};
+  std::vector<net::SourceKey> host = {net::source_key(sa(v4("10.1.2.3", 0))),
+                                      net::source_key(sa(v6("2001:db8::5", 0)))};
+  inloop::OwnSockets own(specs, host);
+  // The server answering itself, and its neighbours on loopback and the host's addresses.
+  CHECK(own.contains(sa(v4("127.0.0.1", 16001))));
+  CHECK(own.contains(sa(v4("127.5.5.5", 16001))));      // all of 127/8 is this host
+  CHECK(own.contains(sa(v4("10.1.2.3", 16001))));       // an interface address
+  CHECK(own.contains(sa(v4("192.0.2.7", 16004))));      // a listen address, even if no interface has it
+  CHECK(own.contains(sa(v6("::ffff:127.0.0.1", 16001))));  // v4-mapped counts as IPv4
+  CHECK(own.contains(sa(v6("::1", 16002))));
+  CHECK(own.contains(sa(v4("127.0.0.1", 16003))));  // a bare port is dual-stack
+  CHECK(own.contains(sa(v6("::1", 16003))));
+  CHECK(own.contains(sa(v4("127.0.0.1", 16005))));  // [::]:P may take IPv4 too
+  CHECK(own.contains(sa(v6("2001:db8::5", 16005))));
+  // Remote sources, other ports, the wrong family for a port, non-IP.
+  CHECK_FALSE(own.contains(sa(v4("198.51.100.1", 16001))));
+  CHECK_FALSE(own.contains(sa(v6("2001:db8::99", 16002))));
+  CHECK_FALSE(own.contains(sa(v4("127.0.0.1", 40000))));
+  CHECK_FALSE(own.contains(sa(v4("127.0.0.1", 16002))));  // [::1]:16002 is IPv6 only
+  CHECK_FALSE(own.contains(sa(v6("::1", 16001))));        // 127.0.0.1:16001 is IPv4 only
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  CHECK_FALSE(own.contains(reinterpret_cast<const sockaddr*>(&un)));
+  CHECK_FALSE(own.contains(nullptr));
+  CHECK_FALSE(inloop::OwnSockets().contains(sa(v4("127.0.0.1", 16001))));  // no listeners, no loop
+}
+
+TEST_CASE("own sockets: the host's addresses include loopback", "[inloop]") {
+  auto host = inloop::OwnSockets::host_addresses();
+  CHECK(std::find(host.begin(), host.end(), net::source_key(sa(v4("127.0.0.1", 0)))) != host.end());
+}
+
+TEST_CASE("reply limiter: per source a burst, then the refill; other sources unaffected", "[inloop]") {
+  using L = inloop::ReplyLimiter;
+  L lim(L::Rate{1000, 1000ms}, L::Rate{20, 2000ms});  // the defaults: 10/s per source, bursts of 20
+  auto t0 = std::chrono::steady_clock::now();
+  auto a = net::source_key(sa(v4("192.0.2.1", 5000))), b = net::source_key(sa(v4("192.0.2.2", 5000)));
+  int replies = 0;
+  for (int i = 0; i < 1000; ++i) replies += lim.take(a, t0) == L::Verdict::reply;
+  CHECK(replies == 20);
+  CHECK(lim.take(a, t0) == L::Verdict::over_source);
+  CHECK(lim.take(b, t0) == L::Verdict::reply);
+  // 100 ms later one more token for a: 2000 ms / 20.
+  replies = 0;
+  for (int i = 0; i < 100; ++i) replies += lim.take(a, t0 + 100ms) == L::Verdict::reply;
+  CHECK(replies == 1);
+  // A port is not a source: the same address from another port shares the bucket.
+  CHECK(lim.take(net::source_key(sa(v4("192.0.2.1", 6000))), t0 + 100ms) == L::Verdict::over_source);
+}
+
+TEST_CASE("reply limiter: the cap for all sources, untouched by refused sources", "[inloop]") {
+  using L = inloop::ReplyLimiter;
+  L lim(L::Rate{3, 1000ms}, L::Rate{1, 1000ms});
+  auto t0 = std::chrono::steady_clock::now();
+  auto src = [](int i) { return net::source_key(sa(v4(("198.51.100." + std::to_string(i)).c_str(), 4000))); };
+  CHECK(lim.take(src(1), t0) == L::Verdict::reply);
+  for (int i = 0; i < 10; ++i) CHECK(lim.take(src(1), t0) == L::Verdict::over_source);
+  CHECK(lim.take(src(2), t0) == L::Verdict::reply);
+  CHECK(lim.take(src(3), t0) == L::Verdict::reply);
+  CHECK(lim.take(src(4), t0) == L::Verdict::over_all);
+  CHECK(lim.take(src(5), t0 + 1000ms) == L::Verdict::reply);
+  // Both unlimited: always a reply, and no table at all.
+  L open(L::Rate{0, 1000ms}, L::Rate{0, 1000ms});
+  for (int i = 0; i < 100; ++i) CHECK(open.take(src(1), t0) == L::Verdict::reply);
+  CHECK(open.sources_tracked() == 0);
+}
+
+TEST_CASE("reply limiter: forged sources cannot grow it nor free a busy source", "[inloop]") {
+  using L = inloop::ReplyLimiter;
+  L lim(L::Rate{0, 1000ms}, L::Rate{20, 2000ms});
+  auto t0 = std::chrono::steady_clock::now();
+  auto victim = net::source_key(sa(v6("2001:db8::1", 4000)));
+  for (int i = 0; i < 20; ++i) REQUIRE(lim.take(victim, t0) == L::Verdict::reply);
+  int victim_replies = 0;
+  for (uint32_t i = 0; i < 200000; ++i) {
+    sockaddr_in in{};
+    in.sin_family = AF_INET;
+    in.sin_addr.s_addr = htonl(0x0a000000u + i);  // 10.0.0.0/8, each one new
+    lim.take(net::source_key(reinterpret_cast<const sockaddr*>(&in)), t0);
+    if (i % 16 == 0) victim_replies += lim.take(victim, t0) == L::Verdict::reply;
+  }
+  CHECK(lim.sources_tracked() == L::kEntries);  // full, never more
+  CHECK(victim_replies == 0);                   // still recently used: never evicted
+}
+
 TEST_CASE("the relay's outgoing socket is close-on-exec; sessions leave no fd behind", "[inloop]") {
   int before = open_fd_count();
   {
