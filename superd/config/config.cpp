@@ -447,6 +447,9 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
     sb.no_new_privileges = false;
     sb.restrict_suid_sgid = false;
     sb.default_syscall_deny_list = false;
+    sb.restrict_address_families.clear();
+    sb.restrict_abstract_sockets = false;
+    sb.restrict_signals = false;
   }
   if (auto* n = r.get("protect_system")) {
     std::string v = n->is_string() ? *n->value<std::string>() : n->is_boolean() ? (*n->value<bool>() ? "true" : "false") : "?";
@@ -503,7 +506,20 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
     else r.wrong_type(*n, "system_call_error_number", "an errno name such as \"EPERM\" or a number");
   }
   for (auto& [v, node] : r.read_strings("system_call_architectures", true)) sb.system_call_architectures.push_back(v);
-  for (auto& [v, node] : r.read_strings("restrict_address_families", true)) sb.restrict_address_families.push_back(v);
+  if (r.get("restrict_address_families")) {
+    sb.restrict_address_families.clear();  // the key replaces the default
+    for (auto& [v, node] : r.read_strings("restrict_address_families", true)) sb.restrict_address_families.push_back(v);
+  } else if (!sb.restrict_address_families.empty()) {
+    // The default cannot hold where socketcall() hides the family (system_call_architectures
+    // with "x86"): there it is dropped, as an explicit setting would be refused.
+    seccomp::Settings st;
+    if (!sb.system_call_architectures.empty()) st.system_call_architectures = sb.system_call_architectures;
+    st.restrict_address_families = sb.restrict_address_families;
+    std::string why;
+    if (!seccomp::validate(st, why)) sb.restrict_address_families.clear();
+  }
+  r.read_bool("restrict_abstract_sockets", sb.restrict_abstract_sockets);
+  r.read_bool("restrict_signals", sb.restrict_signals);
   // Names are checked now, so a typo is a config error naming its key, not a start-up failure.
   struct Check {
     const char* key;

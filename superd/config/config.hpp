@@ -141,8 +141,14 @@ struct SandboxConfig {
   std::vector<std::string> system_call_filter;
   std::string system_call_error_number;
   std::vector<std::string> system_call_architectures;
-  std::vector<std::string> restrict_address_families;
+  // As systemd's RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 by default (netlink, vsock,
+  // packet sockets... answer EAFNOSUPPORT); the key, when present, replaces it ([] = none).
+  std::vector<std::string> restrict_address_families{"AF_UNIX", "AF_INET", "AF_INET6"};
   bool default_syscall_deny_list = true;
+  // Landlock scopes (sandbox/landlock.hpp): an instance reaches only its own abstract UNIX
+  // sockets and signals only its own processes. Not enforced, with a warning, before ABI 6.
+  bool restrict_abstract_sockets = true;
+  bool restrict_signals = true;
 };
 
 // Fields of START/EXIT (log_on_success) and REFUSE/FAIL (log_on_failure) lines, as xinetd's.

@@ -38,6 +38,7 @@
 #include "inloop/inloop.hpp"
 #include "listener/listener.hpp"
 #include "sandbox/dirs.hpp"
+#include "sandbox/landlock.hpp"
 #include "spawn/spawn.hpp"
 #include "spawn/zygote.hpp"
 #include "uid_pool/lease_table.hpp"
@@ -476,6 +477,7 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
     log::error("{}", e.what());
     return nullptr;
   }
+  if (auto w = sandbox::landlock::warning_once(svc->plan.landlock_missing)) log::warning("{}", *w);
   const auto& so = sc->socket;
   svc->wait_mode = wait_mode;
   svc->rate = admission::RateLimit(so.max_connection_rate, so.connection_rate_interval);

@@ -205,7 +205,28 @@ constexpr string_view kDefaultDeny[] = {
     // Tracing and reading other processes.
     "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
     "bpf", "perf_event_open", "acct", "quotactl", "quotactl_fd", "lookup_dcookie", "syslog", "vhangup",
-    "userfaultfd"};
+    "userfaultfd",
+    // Found open by a review: watching other users' file activity (fanotify, unprivileged
+    // since 5.13), memory hidden from the kernel's own inspection (memfd_secret), the x86 LDT
+    // (old exploit surface, only 16-bit programs need it), comparing other processes' kernel
+    // objects (kcmp, an ASLR and fd-table oracle).
+    "fanotify_init", "memfd_secret", "modify_ldt", "kcmp"};
+
+// What a zygote (spawn/zygote.cpp) calls after loading its filter, and what an instance's own
+// set-up calls between the zygote's clone and its exec (spawn/child.cpp, the per-instance
+// mounts of sandbox/mounts.cpp, landlock.cpp). The zygote's base opens whichever of these the
+// policy refuses; the instance then loads a tail that refuses them again (needs_instance_tail).
+constexpr string_view kZygoteNeeds[] = {
+    // the zygote's request loop: messages and fds in and out, the plan's strings, the clone
+    "recvmsg", "sendmsg", "close", "brk", "mmap", "munmap", "mremap", "madvise", "mprotect", "clone",
+    "exit", "exit_group",
+    // the instance checklist
+    "rt_sigaction", "rt_sigprocmask", "dup2", "dup3", "fcntl", "close_range", "mount", "mkdir", "mkdirat", "chmod",
+    "fchmodat", "chown", "fchownat", "mknod", "mknodat", "symlink", "symlinkat", "socket", "ioctl", "setrlimit",
+    "prlimit64", "umask", "setpriority", "chdir", "prctl", "capset", "setgroups", "setresgid", "setresuid",
+    "landlock_create_ruleset", "landlock_restrict_self", "execve",
+    // the zygote loads the gate on top of the base, an instance its tail
+    "seccomp"};
 
 // What a zygote's own UID switch calls (allow_identity_change).
 constexpr string_view kIdentity[] = {"setresuid", "setresuid32", "setresgid", "setresgid32", "setgroups",
@@ -365,6 +386,43 @@ struct Policy {
   std::set<int> family_set;
 };
 
+bool refuses(const Policy& p, const std::string& name) {
+  return p.allow_list ? p.names.count(name) == 0 : p.names.count(name) > 0;
+}
+
+// The zygote's split of a whole policy `p`. The base lets through what the zygote and the
+// instance set-up call (kZygoteNeeds) and the policy refuses ("opened"), clone() with new
+// namespaces, and AF_INET sockets (the per-instance loopback set-up opens one); the tail,
+// loaded by each instance last, refuses the opened calls (mount included, whatever the gate
+// let through), clone() with new namespaces when the policy refuses them, and AF_INET when the
+// policy does. Stacked, base + gate + tail answer as the whole filter (the kernel takes the
+// strictest answer of all filters; the tail only ever refuses what the base allowed).
+Policy split_for_zygote(Policy p, Settings::Part part) {
+  Names opened;
+  for (string_view n : kZygoteNeeds)
+    if (refuses(p, std::string(n))) opened.emplace(n);
+  const bool inet_opened =
+      p.families && (p.families_allow ? p.family_set.count(AF_INET) == 0 : p.family_set.count(AF_INET) > 0);
+  if (part == Settings::Part::instance_tail) {
+    Policy t;
+    t.act = p.act;
+    t.arches = p.arches;
+    t.names = std::move(opened);
+    t.namespaces = p.namespaces && !t.names.count("clone");
+    t.families = inet_opened;
+    t.family_set = {AF_INET};
+    return t;
+  }
+  for (const std::string& n : opened) p.allow_list ? (void)p.names.insert(n) : (void)p.names.erase(n);
+  p.clone_namespaces_open = true;
+  if (inet_opened) {
+    if (p.families_allow) p.family_set.insert(AF_INET);
+    else p.family_set.erase(AF_INET);
+    p.families = p.families_allow || !p.family_set.empty();
+  }
+  return p;
+}
+
 std::optional<Policy> resolve(const Settings& s, std::string& why) {
   Policy p;
   auto list = parse_list(s.system_call_filter, "system_call_filter", why);
@@ -430,18 +488,9 @@ std::optional<Policy> resolve(const Settings& s, std::string& why) {
   p.namespaces = s.default_deny_list;
   p.personality = s.default_deny_list;
   p.sxid = s.restrict_suid_sgid;
-  if (s.part == Settings::Part::zygote_base) {
-    p.names.erase("mount");
-    p.clone_namespaces_open = true;
-  }
+  if (s.part != Settings::Part::whole) return split_for_zygote(std::move(p), s.part);
   return p;
 }
-
-// What an instance calls between the zygote's clone and its exec, besides mount and clone.
-constexpr string_view kInstanceSetup[] = {
-    "setresuid", "setresuid32", "setresgid", "setresgid32", "setgroups", "setgroups32", "capset", "prctl",
-    "setrlimit", "prlimit64", "chdir", "umask", "setpriority", "close_range", "dup2", "dup3", "fcntl",
-    "execve", "rt_sigaction", "rt_sigprocmask", "close", "ioctl", "socket"};
 
 // ---- Emission.
 
@@ -666,17 +715,23 @@ std::optional<std::string> export_to_memory(scmp_filter_ctx ctx, bool pfc, std::
 
 bool zygote_compatible(const Settings& s) {
   std::string why;
-  auto p = resolve(s, why);
-  if (!p || p->allow_list) return false;
-  for (string_view n : kInstanceSetup)
-    if (p->names.count(std::string(n))) return false;
-  return true;
+  return resolve(s, why).has_value();
+}
+
+bool needs_instance_tail(const Settings& s) {
+  std::string why;
+  Settings t = s;
+  t.part = Settings::Part::instance_tail;
+  auto p = resolve(t, why);
+  if (!p) return false;
+  // mount() alone is the gate's (as for the built-in deny list): no tail for it.
+  return p->families || std::any_of(p->names.begin(), p->names.end(), [](const std::string& n) { return n != "mount"; });
 }
 
 std::optional<Program> zygote_gate(const Settings& s, uint32_t clone_flags, std::string& why) {
   auto p = resolve(s, why);
   if (!p) return std::nullopt;
-  const bool gate_mount = p->names.count("mount") > 0;
+  const bool gate_mount = refuses(*p, "mount");
   const bool gate_clone = p->namespaces;
   uint32_t ns_mask = 0;
   for (uint64_t f : kCloneNsFlags) ns_mask |= static_cast<uint32_t>(f);

@@ -48,15 +48,23 @@ struct Settings {  // exactly what the config file says; all optional
   // allowed even if a list names them (e.g. "~@setuid").
   bool allow_identity_change = false;
   // For the per-service zygote (spawn/zygote.cpp): `zygote_base` is the whole filter except
-  // for mount() and clone() with new namespaces, which the instances' own set-up still calls;
-  // zygote_gate() narrows those two again. Both are loaded once, in the zygote.
-  enum class Part { whole, zygote_base } part = Part::whole;
+  // that it lets through what the zygote's loop and the instances' own set-up still call
+  // (mount, clone() with new namespaces, and for an allow list such as "@system-service" any
+  // of identity, limits, fds, exec it leaves out); zygote_gate() narrows mount and clone
+  // again. Both are loaded once, in the zygote. `instance_tail`, when needs_instance_tail(),
+  // is what each instance loads last to refuse the rest again.
+  enum class Part { whole, zygote_base, instance_tail } part = Part::whole;
 };
 
-// Whether a zygote can carry this policy: a deny list (the default) that leaves the calls an
-// instance's set-up makes (identity, limits, fds, exec) alone. Otherwise each instance loads
-// the whole filter itself.
+// Whether a zygote can carry this policy: any valid one, deny list or allow list (the base
+// opens what the set-up needs, the tail closes it). Invalid settings: false.
 bool zygote_compatible(const Settings& s);
+
+// Whether an instance cloned by the zygote must load the `instance_tail` filter: the policy
+// refuses something of the set-up other than mount() (which the gate handles), e.g. an allow
+// list without @setuid, or restrict_address_families without AF_INET. The built-in deny list
+// and "@system-service" need none: their instances load nothing.
+bool needs_instance_tail(const Settings& s);
 
 // The gate loaded in the zygote on top of the `zygote_base` filter: mount() is refused (with
 // the configured action) unless its flags carry the MS_MGC_VAL magic in their high half (which
@@ -98,7 +106,8 @@ class Program {
 //   module loading, the mount API, setns, unshare/clone asking for new namespaces (clone3:
 //   ENOSYS), reboot/kexec, swap, bpf, perf_event_open, the keyring, ptrace and its relatives
 //   (process_vm_readv/writev, pidfd_getfd), setting clocks, iopl/ioperm, acct, quotactl,
-//   lookup_dcookie, syslog, vhangup, userfaultfd; personality() only to PER_LINUX, and under an
+//   lookup_dcookie, syslog, vhangup, userfaultfd, fanotify_init, memfd_secret, modify_ldt, kcmp
+//   (also under an allow list that names them, e.g. kcmp in @system-service); personality() only to PER_LINUX, and under an
 //   allow list also the 0xffffffff query (a deny-list filter cannot tell the two apart:
 //   libseccomp compares an argument once per rule).
 // Returns nullopt and sets `why` on an invalid setting or a libseccomp failure.

@@ -2,7 +2,8 @@
 // parent suspended: nothing here may allocate, lock, log or throw; each step is one or a few
 // syscalls, and a failure is recorded as {step, errno} before _exit. The order is a checklist:
 //   signals, stdio, close everything else, mounts (in the new mount namespace), limits,
-//   umask/nice, cwd, bounding set, identity, ambient caps, no_new_privs, seccomp (last), exec.
+//   umask/nice, cwd, bounding set, identity, ambient caps, no_new_privs, Landlock scopes,
+//   seccomp (last), exec.
 // Everything it applies was computed by the parent (spawn/plan.cpp, sandbox/).
 #include <fcntl.h>
 #include <grp.h>
@@ -17,6 +18,7 @@
 
 #include <cerrno>
 
+#include "sandbox/landlock.hpp"
 #include "spawn/child.hpp"
 
 namespace superd::spawn::detail {
@@ -131,9 +133,16 @@ int child_main(void* arg) noexcept {
   // 11. no_new_privs: setuid bits and file capabilities are inert from here on.
   if (s.no_new_privs && !a->from_zygote && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(a, Step::no_new_privs);
 
+  // 11b. Landlock scopes: abstract UNIX sockets and signals stay within this instance's own
+  // domain. From a zygote this nests a domain in the zygote's, so that the instances it clones
+  // cannot reach each other either.
+  if (s.landlock_scopes && sandbox::landlock::restrict_self(s.landlock_scopes) != 0) fail(a, Step::landlock);
+
   // 12. seccomp, last: the filter compiled at start-up; from here only exec remains.
-  // From a zygote the filter is already in place (inherited): nothing to load per instance.
-  const seccomp::Program* filter = a->from_zygote ? nullptr : s.filter.get();
+  // From a zygote the filter's base is already in place (inherited): an instance loads only
+  // the tail, if its policy has one (it refuses again what the base let through for the steps
+  // above).
+  const seccomp::Program* filter = a->from_zygote ? s.tail_filter.get() : s.filter.get();
   if (filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter->fprog()) != 0) fail(a, Step::seccomp);
 
   // 13. Exec.

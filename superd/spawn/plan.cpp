@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <cstring>
 
+#include "sandbox/landlock.hpp"
 #include "util/net.hpp"
 
 namespace superd::spawn {
@@ -35,6 +36,7 @@ const char* step_name(Step s) noexcept {
     case Step::setresuid: return "setresuid";
     case Step::ambient_caps: return "ambient_caps";
     case Step::no_new_privs: return "no_new_privs";
+    case Step::landlock: return "landlock";
     case Step::seccomp: return "seccomp";
     case Step::parent_death: return "parent_death";
     case Step::exec: return "exec";
@@ -184,6 +186,13 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
       auto gate = seccomp::zygote_gate(st, static_cast<uint32_t>(p.zygote_clone_flags), why);
       if (!gate) throw std::runtime_error("service " + svc.name + ": cannot compile the syscall filter: " + why);
       p.gate_filter = std::make_unique<seccomp::Program>(std::move(*gate));
+      if (seccomp::needs_instance_tail(st)) {
+        seccomp::Settings tail = st;
+        tail.part = seccomp::Settings::Part::instance_tail;
+        auto t = seccomp::compile(tail, why);
+        if (!t) throw std::runtime_error("service " + svc.name + ": cannot compile the syscall filter: " + why);
+        p.tail_filter = std::make_unique<seccomp::Program>(std::move(*t));
+      }
       st.part = seccomp::Settings::Part::zygote_base;
     }
     auto prog = seccomp::compile(st, why);
@@ -191,6 +200,13 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
     p.filter = std::make_unique<seccomp::Program>(std::move(*prog));
     // The filter needs no_new_privs to be loaded by an unprivileged process.
     p.no_new_privs = true;
+  }
+  const uint64_t scopes = (sb.restrict_abstract_sockets ? sandbox::landlock::kScopeAbstractUnixSocket : 0) |
+                          (sb.restrict_signals ? sandbox::landlock::kScopeSignal : 0);
+  if (scopes) {
+    p.landlock_scopes = scopes & sandbox::landlock::supported_scopes();
+    p.landlock_missing = scopes & ~p.landlock_scopes;
+    if (p.landlock_scopes) p.no_new_privs = true;  // landlock_restrict_self needs it (or CAP_SYS_ADMIN)
   }
   return p;
 }

@@ -36,6 +36,7 @@ enum class Step : int32_t {
   ambient_caps,
   parent_death,
   no_new_privs,
+  landlock,
   seccomp,
   exec,
 };
@@ -75,10 +76,18 @@ struct ServicePlan {
   bool no_new_privs = false;
   std::unique_ptr<seccomp::Program> filter;  // compiled once; loaded last
   // With a zygote (spawn/zygote.hpp): `filter` is the zygote's base part, `gate_filter` its
-  // narrowing of mount/clone; both, the bounding set and no_new_privs are the zygote's, and an
-  // instance loads nothing itself.
+  // narrowing of mount/clone; both, the bounding set and no_new_privs are the zygote's. An
+  // instance loads only `tail_filter`, when the policy has one (seccomp::needs_instance_tail:
+  // an allow list leaving out calls of the set-up); the built-in deny list and
+  // "@system-service" have none.
   bool use_zygote = false;
   std::unique_ptr<seccomp::Program> gate_filter;
+  std::unique_ptr<seccomp::Program> tail_filter;
+  // Landlock scopes (sandbox/landlock.hpp), those this kernel offers: the zygote restricts
+  // itself, and every instance again (its own domain). `landlock_missing`: asked for, not
+  // offered; the daemon warns once.
+  uint64_t landlock_scopes = 0;
+  uint64_t landlock_missing = 0;
   int zygote_clone_flags = 0;
   std::vector<gid_t> groups;           // supplementary groups (the service's shared-directory group)
   // dynamic_user = false: every instance runs as this user, USER/LOGNAME/HOME from passwd.

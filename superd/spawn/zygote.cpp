@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "control/control.hpp"
+#include "sandbox/landlock.hpp"
 #include "spawn/child.hpp"
 
 namespace superd::spawn {
@@ -71,6 +72,9 @@ std::string step_text(const char* what) { return std::string(what) + ": " + std:
     if (s >= 0) ::close(s);
   if (plan.drop_bounding_set && !drop_bounding_set(plan)) report("ERR " + step_text("PR_CAPBSET_DROP")), _exit(1);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) report("ERR " + step_text("no_new_privs")), _exit(1);
+  // The zygote's own Landlock domain; each instance nests one more (child.cpp, step 11b).
+  if (plan.landlock_scopes && sandbox::landlock::restrict_self(plan.landlock_scopes) != 0)
+    report("ERR " + step_text("landlock_restrict_self")), _exit(1);
   if (plan.filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.filter->fprog()) != 0)
     report("ERR " + step_text("seccomp (base)")), _exit(1);
   if (plan.gate_filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.gate_filter->fprog()) != 0)

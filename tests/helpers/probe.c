@@ -14,6 +14,7 @@
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/msg.h>
+#include <sys/resource.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -23,6 +24,9 @@
 #include <sched.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <dirent.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -57,6 +61,15 @@ static void print_fds(FILE* out) {
   }
 }
 
+/* The "Seccomp_filters:" line of /proc/self/status: how many filters this process runs under. */
+static void print_filters(FILE* out) {
+  FILE* f = fopen("/proc/self/status", "r");
+  char line[256];
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "Seccomp_filters:", 16)) fputs(line, out);
+  if (f) fclose(f);
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "id";
   FILE* out = stdout;
@@ -77,6 +90,12 @@ int main(int argc, char** argv) {
   } else if (!strcmp(mode, "stderr")) {
     fprintf(stderr, "probe says hello on stderr\n");
     fprintf(out, "ok\n");
+  } else if (!strcmp(mode, "forge")) {
+    /* Tries to forge a log line through stderr: CR back to the line start, a fake START with
+     * uid=0, ESC[2K to erase what a terminal showed before it. superd must log it escaped. */
+    static const char forged[] = "ok\rSTART forged serial=1 uid=0\x1b[2K\n";
+    if (write(2, forged, sizeof forged - 1) != (ssize_t)(sizeof forged - 1)) return 1;
+    fprintf(out, "ok\n");
   } else if (!strcmp(mode, "exit")) {
     return argc > 2 ? atoi(argv[2]) : 0;
   } else if (!strcmp(mode, "segv")) {
@@ -90,12 +109,6 @@ int main(int argc, char** argv) {
   } else if (!strcmp(mode, "nap")) {
     /* Holds the connection for ARG milliseconds, then reports its identity. */
     usleep((useconds_t)(argc > 2 ? atoi(argv[2]) : 100) * 1000u);
-  } else if (!strcmp(mode, "forge")) {
-    /* Tries to forge a log line through stderr: CR back to the line start, a fake START with
-     * uid=0, ESC[2K to erase what a terminal showed before it. superd must log it escaped. */
-    static const char forged[] = "ok\rSTART forged serial=1 uid=0\x1b[2K\n";
-    if (write(2, forged, sizeof forged - 1) != (ssize_t)(sizeof forged - 1)) return 1;
-    fprintf(out, "ok\n");
     print_id(out);
   } else if (!strcmp(mode, "noread")) {
     /* Never reads its input and never exits by itself: only runtime_max ends it. */
@@ -300,6 +313,100 @@ int main(int argc, char** argv) {
               getenv("LISTEN_FDS") ? getenv("LISTEN_FDS") : "-");
       fclose(f);
     }
+  } else if (!strcmp(mode, "confine")) {
+    /* The default deny list's latest additions and the default address families, each called
+     * in a form that works unconfined; "NAME ok" or "NAME ERRNO". Then the filter count. */
+#define TRY_FD(name, call) do { errno = 0; long r_ = (long)(call); if (r_ >= 0 && r_ > 2) close((int)r_); \
+    fprintf(out, "%s %s\n", name, r_ < 0 ? strerrorname_np(errno) : "ok"); } while (0)
+    char ldt[16];
+    /* FAN_CLASS_NOTIF | FAN_REPORT_FID: the form an unprivileged process may use (5.13+). */
+    TRY_FD("fanotify_init", syscall(SYS_fanotify_init, 0x200, 0));
+    TRY_FD("memfd_secret", syscall(447 /* SYS_memfd_secret */, 0));
+    TRY_FD("modify_ldt", syscall(SYS_modify_ldt, 0, ldt, sizeof ldt));
+    TRY_FD("kcmp", syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, 1, 1));
+    TRY_FD("af_unix", socket(AF_UNIX, SOCK_STREAM, 0));
+    TRY_FD("af_inet", socket(AF_INET, SOCK_STREAM, 0));
+    TRY_FD("af_inet6", socket(AF_INET6, SOCK_STREAM, 0));
+    TRY_FD("af_netlink", socket(AF_NETLINK, SOCK_RAW, 0 /* NETLINK_ROUTE */));
+    TRY_FD("af_vsock", socket(40 /* AF_VSOCK */, SOCK_STREAM, 0));
+    /* In no group at all: outside an allow list such as @system-service, open under a deny list. */
+    unsigned char vec;
+    TRY_FD("mincore", syscall(SYS_mincore, ldt - ((unsigned long)ldt % 4096), 1, &vec));
+    int sv[2];
+    TRY_FD("socketpair_unix", socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 ? (close(sv[0]), close(sv[1]), 0) : -1);
+    print_filters(out);
+  } else if (!strcmp(mode, "narrow")) {
+    /* Under an allow list without @setuid, @process, @resources: the calls the zygote's base lets
+     * through for the instance set-up must be refused again once the service runs. */
+    TRY_FD("setresuid", syscall(SYS_setresuid, -1, -1, -1));
+    TRY_FD("prctl", syscall(SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0));
+    TRY_FD("umask", syscall(SYS_umask, 022) < 0 ? -1 : 0);
+    TRY_FD("setpriority", syscall(SYS_setpriority, PRIO_PROCESS, 0, 0));
+    TRY_FD("socket", socket(AF_UNIX, SOCK_STREAM, 0));
+    TRY_FD("getpid", getpid());
+    print_filters(out);
+  } else if (!strcmp(mode, "abstract")) {
+    /* probe abstract NAME [listen|connect]: without the action, it is read from the connection.
+     * listen: binds @NAME, prints "listening", then reports "accepted" for each connection until
+     * the client sends another line or closes (at most 20 s). connect: "connect ok|ERRNO". */
+    char action[32] = "";
+    if (argc > 3) snprintf(action, sizeof action, "%s", argv[3]);
+    else if (!fgets(action, sizeof action, stdin)) return 3;
+    action[strcspn(action, "\r\n")] = 0;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(argv[2]);
+    if (n + 1 > sizeof sa.sun_path) return 3;
+    memcpy(sa.sun_path + 1, argv[2], n);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) { fprintf(out, "socket %s\n", strerrorname_np(errno)); return 1; }
+    if (!strcmp(action, "connect")) {
+      fprintf(out, "connect %s\n", connect(fd, (struct sockaddr*)&sa, len) == 0 ? "ok" : strerrorname_np(errno));
+    } else if (!strcmp(action, "listen")) {
+      if (bind(fd, (struct sockaddr*)&sa, len) != 0 || listen(fd, 8) != 0) {
+        fprintf(out, "bind %s\n", strerrorname_np(errno));
+        return 1;
+      }
+      fprintf(out, "listening\n");
+      fflush(out);
+      for (int rounds = 0; rounds < 200; ++rounds) {
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
+        if (poll(p, 2, 100) < 0) break;
+        if (p[0].revents & POLLIN) {
+          int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+          if (c >= 0) close(c), fprintf(out, "accepted\n"), fflush(out);
+        }
+        if (p[1].revents) {
+          char drain[64];  /* read the client's line: closing with it unread would reset the connection */
+          if (read(0, drain, sizeof drain) < 0) break;
+          break;
+        }
+      }
+    } else {
+      return 3;
+    }
+  } else if (!strcmp(mode, "pidfd-kill")) {
+    /* probe pidfd-kill PATH: receives a pidfd over the UNIX socket at PATH and sends it signal 0
+     * with pidfd_send_signal: "signal ok|ERRNO" (a PID namespace hides PIDs, not pidfds). */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", argv[2]);
+    if (connect(fd, (struct sockaddr*)&sa, sizeof sa) != 0) {
+      fprintf(out, "connect %s\n", strerrorname_np(errno));
+      return 1;
+    }
+    char byte;
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr* c = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+    if (!c || c->cmsg_type != SCM_RIGHTS) {
+      fprintf(out, "no pidfd\n");
+      return 1;
+    }
+    int pidfd;
+    memcpy(&pidfd, CMSG_DATA(c), sizeof pidfd);
+    fprintf(out, "signal %s\n", syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 ? "ok" : strerrorname_np(errno));
   } else {
     fprintf(stderr, "probe: unknown mode %s\n", mode);
     return 2;

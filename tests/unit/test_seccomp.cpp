@@ -28,10 +28,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
+#include "sandbox/landlock.hpp"
 #include "sandbox/seccomp.hpp"
+#include "spawn/plan.hpp"
 
 // glibc 2.36's <sys/mount.h> clashes with <linux/mount.h> elsewhere; declare what we call.
 extern "C" int mount(const char*, const char*, const char*, unsigned long, const void*) noexcept;
@@ -501,4 +505,193 @@ TEST_CASE("seccomp: @system-service runs ordinary programs") {
   } else {
     WARN("no /usr/bin/python3; skipped");
   }
+}
+
+TEST_CASE("seccomp: the review's additions to the built-in deny list") {
+  // Each call in a form that works unconfined (as root or not), so EPERM can only be the filter.
+  auto fanotify = [] { return result(::syscall(SYS_fanotify_init, 0x200 /* FAN_REPORT_FID */, 0)); };
+  auto secret = [] { return result(::syscall(447 /* memfd_secret */, 0)); };
+  auto ldt = [] {
+    char buf[16];
+    return result(::syscall(SYS_modify_ldt, 0, buf, sizeof buf));
+  };
+  auto kcmp = [] { return result(::syscall(SYS_kcmp, ::getpid(), ::getpid(), 0 /* KCMP_FILE */, 1, 1)); };
+  CHECK(in_child(nullptr, fanotify) == 0);
+  CHECK(in_child(nullptr, ldt) == 0);
+  CHECK(in_child(nullptr, kcmp) == 0);
+  const int secret_unconfined = in_child(nullptr, secret);  // ENOSYS where secretmem is off
+  for (const char* list : {"", "@system-service", "~@mount"}) {
+    INFO("system_call_filter: " << list);
+    sc::Settings s;
+    if (*list) s.system_call_filter = {list};
+    auto prog = must_compile(s);
+    CHECK(in_child(&prog, fanotify) == EPERM);
+    CHECK(in_child(&prog, secret) == EPERM);
+    CHECK(in_child(&prog, ldt) == EPERM);
+    CHECK(in_child(&prog, kcmp) == EPERM);  // kcmp is in @system-service: the deny list wins
+  }
+  sc::Settings off;
+  off.default_deny_list = false;
+  auto bare = must_compile(off);
+  CHECK(in_child(&bare, kcmp) == 0);
+  CHECK(in_child(&bare, secret) == secret_unconfined);
+}
+
+namespace {
+
+// Loads the zygote's base and gate in a child, as spawn/zygote.cpp does, then runs `before`
+// (the instance set-up's window), loads the tail if any, and returns `after`'s result; `before`
+// failing returns 200 + its result.
+template <class Before, class After>
+int in_zygote_child(const sc::Settings& whole, Before before, After after) {
+  constexpr uint32_t kFlags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID;
+  std::string why;
+  sc::Settings base = whole, tail = whole;
+  base.part = sc::Settings::Part::zygote_base;
+  tail.part = sc::Settings::Part::instance_tail;
+  auto b = sc::compile(base, why);
+  auto g = sc::zygote_gate(whole, kFlags, why);
+  INFO(why);
+  REQUIRE(b);
+  REQUIRE(g);
+  std::optional<sc::Program> t;
+  if (sc::needs_instance_tail(whole)) t = sc::compile(tail, why);
+  const sc::Program* tp = t ? &*t : nullptr;
+  return in_child(&*b, [&] {
+    if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, g->fprog()) != 0) return kSetupFailed;
+    if (int r = before(); r != 0) return 200 + r;
+    if (tp && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, tp->fprog()) != 0) return kSetupFailed;
+    return after();
+  });
+}
+
+}  // namespace
+
+TEST_CASE("seccomp: allow lists through the zygote (base, gate, tail)") {
+  auto ok = [] { return 0; };
+  auto setresuid_self = [] { return result(::syscall(SYS_setresuid, -1, -1, -1)); };
+  auto prctl_get = [] { return result(::syscall(SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0)); };
+  auto mincore_self = [] {
+    static char page[4096] __attribute__((aligned(4096)));
+    unsigned char vec;
+    return result(::syscall(SYS_mincore, page, 1, &vec));
+  };
+  auto mount_any = [] { return result(::mount("none", "/nonexistent-superd-test", "tmpfs", 0, nullptr)); };
+
+  SECTION("@system-service: a zygote, and nothing to load per instance") {
+    sc::Settings s;
+    s.system_call_filter = {"@system-service"};
+    CHECK(sc::zygote_compatible(s));
+    CHECK_FALSE(sc::needs_instance_tail(s));
+    auto whole = must_compile(s);
+    CHECK(in_child(&whole, mincore_self) == EPERM);  // outside the list
+    CHECK(in_zygote_child(s, ok, mincore_self) == EPERM);
+    CHECK(in_zygote_child(s, ok, mount_any) == EPERM);
+    CHECK(in_zygote_child(s, ok, setresuid_self) == 0);  // in @setuid, as for the whole filter
+    CHECK(in_zygote_child(s, ok, [] { return result(::unshare(CLONE_NEWNS)); }) == EPERM);
+    CHECK(in_zygote_child(s, ok, [] { return result(::syscall(SYS_kcmp, ::getpid(), ::getpid(), 0, 1, 1)); }) == EPERM);
+  }
+
+  SECTION("a narrow list: the base opens the set-up's calls, the tail closes them") {
+    sc::Settings s;
+    s.system_call_filter = {"@basic-io", "@file-system", "mprotect"};
+    CHECK(sc::zygote_compatible(s));
+    CHECK(sc::needs_instance_tail(s));
+    auto whole = must_compile(s);
+    CHECK(in_child(&whole, setresuid_self) == EPERM);
+    CHECK(in_child(&whole, prctl_get) == EPERM);
+    // In the set-up's window the calls work; after the tail they answer as the whole filter.
+    CHECK(in_zygote_child(s, setresuid_self, setresuid_self) == EPERM);
+    CHECK(in_zygote_child(s, prctl_get, prctl_get) == EPERM);
+    CHECK(in_zygote_child(s, [] { return result(::syscall(SYS_umask, 022)); },
+                          [] { return result(::syscall(SYS_umask, 022)); }) == EPERM);
+    CHECK(in_zygote_child(s, ok, mount_any) == EPERM);
+    CHECK(in_zygote_child(s, ok, mincore_self) == EPERM);
+    CHECK(in_zygote_child(s, ok, [] { return result(::getpid()); }) == 0);
+    CHECK(in_zygote_child(s, ok, [] { return result(::syscall(SYS_clone3, nullptr, 0)); }) == ENOSYS);
+
+    s.system_call_error_number = "EHWPOISON";  // the tail refuses with the configured action
+    CHECK(in_zygote_child(s, setresuid_self, setresuid_self) == EHWPOISON);
+  }
+
+  SECTION("families without AF_INET: the set-up's loopback socket passes, the service's does not") {
+    sc::Settings s;
+    s.restrict_address_families = {"AF_UNIX"};
+    CHECK(sc::needs_instance_tail(s));
+    auto inet = [] {
+      long fd = ::syscall(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (fd >= 0) ::close(static_cast<int>(fd));
+      return result(fd);
+    };
+    CHECK(in_zygote_child(s, inet, inet) == EAFNOSUPPORT);
+    CHECK(in_zygote_child(s, ok, [] {
+            long fd = ::syscall(SYS_socket, AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            return result(fd);
+          }) == EAFNOSUPPORT);
+    s.restrict_address_families = {"AF_UNIX", "AF_INET", "AF_INET6"};  // the default
+    CHECK_FALSE(sc::needs_instance_tail(s));
+  }
+
+  SECTION("the built-in deny list alone needs no tail") {
+    sc::Settings s;
+    CHECK_FALSE(sc::needs_instance_tail(s));
+    s.system_call_filter = {"~@setuid"};  // was no zygote at all; now a zygote and a tail
+    CHECK(sc::zygote_compatible(s));
+    CHECK(sc::needs_instance_tail(s));
+    CHECK(in_zygote_child(s, setresuid_self, setresuid_self) == EPERM);
+  }
+}
+
+TEST_CASE("plan: allow-list services spawn through the zygote") {
+  auto plan_for = [](const std::string& extra) {
+    superd::config::Problems p;
+    auto svc = superd::config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\n" + extra,
+                                             "s.toml", "s", p);
+    REQUIRE(svc);
+    superd::sandbox::Roots roots{"/run", "/var/lib", "/var/cache", "/var/log"};
+    return superd::spawn::make_service_plan(*svc, roots, nullptr, true);
+  };
+  auto ss = plan_for("system_call_filter = [\"@system-service\"]\n");
+  CHECK(ss.use_zygote);
+  CHECK(ss.filter);
+  CHECK(ss.gate_filter);
+  CHECK_FALSE(ss.tail_filter);
+  auto narrow = plan_for("system_call_filter = [\"@basic-io\", \"@file-system\"]\n");
+  CHECK(narrow.use_zygote);
+  CHECK(narrow.tail_filter);
+  auto deny = plan_for("");
+  CHECK(deny.use_zygote);
+  CHECK_FALSE(deny.tail_filter);
+  // The Landlock scopes of a dynamic-user service: on where the kernel has them, and then
+  // nothing is missing; off when asked.
+  CHECK((deny.landlock_scopes | deny.landlock_missing) ==
+        (superd::sandbox::landlock::kScopeAbstractUnixSocket | superd::sandbox::landlock::kScopeSignal));
+  auto off = plan_for("restrict_abstract_sockets = false\nrestrict_signals = false\n");
+  CHECK(off.landlock_scopes == 0);
+  CHECK(off.landlock_missing == 0);
+}
+
+TEST_CASE("config: the default address families and the Landlock keys") {
+  auto sandbox_of = [](const std::string& extra) {
+    superd::config::Problems p;
+    auto svc = superd::config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\n" + extra,
+                                             "s.toml", "s", p);
+    REQUIRE(svc);
+    return svc->service.sandbox;
+  };
+  using V = std::vector<std::string>;
+  auto dflt = sandbox_of("");
+  CHECK(dflt.restrict_address_families == V{"AF_UNIX", "AF_INET", "AF_INET6"});
+  CHECK(dflt.restrict_abstract_sockets);
+  CHECK(dflt.restrict_signals);
+  CHECK(sandbox_of("restrict_address_families = []\n").restrict_address_families.empty());
+  CHECK(sandbox_of("restrict_address_families = [\"~AF_PACKET\"]\n").restrict_address_families == V{"~AF_PACKET"});
+  // socketcall() would hide the family: the default gives way instead of failing the service.
+  CHECK(sandbox_of("system_call_architectures = [\"native\", \"x86\"]\n").restrict_address_families.empty());
+  auto off = sandbox_of("restrict_abstract_sockets = false\nrestrict_signals = false\n");
+  CHECK_FALSE(off.restrict_abstract_sockets);
+  CHECK_FALSE(off.restrict_signals);
+  auto stat = sandbox_of("dynamic_user = false\nuser = \"nobody\"\n");
+  CHECK(stat.restrict_address_families.empty());
+  CHECK_FALSE(stat.restrict_abstract_sockets);
 }
