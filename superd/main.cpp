@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -132,10 +133,13 @@ int main(int argc, char** argv) {
     auto j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded()) return 1;
     const auto& pool = j["pool"];
-    std::printf("superd pid %d; UIDs %u..%u: %u held, %u quarantined, %u free\n", j["pid"].get<int>(),
+    std::string why;
+    for (const auto& [reason, count] : pool["blocked_by"].items())
+      why += fmt::format("{}{} {}", why.empty() ? "" : ", ", reason, count.get<unsigned>());
+    std::printf("superd pid %d; UIDs %u..%u: %u held, %u free, %u blocked%s\n", j["pid"].get<int>(),
                 pool["first"].get<unsigned>(), pool["last"].get<unsigned>(), pool["held"].get<unsigned>(),
-                pool["quarantined"].get<unsigned>(),
-                pool["size"].get<unsigned>() - pool["held"].get<unsigned>() - pool["quarantined"].get<unsigned>());
+                pool["free"].get<unsigned>(), pool["blocked"].get<unsigned>(),
+                why.empty() ? "" : (" (" + why + ")").c_str());
     for (const auto& s : j["services"]) {
       std::string listen;
       for (const auto& l : s["listen"]) listen += (listen.empty() ? "" : " ") + l.get<std::string>();

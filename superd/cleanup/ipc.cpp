@@ -1,6 +1,8 @@
 #include "cleanup/ipc.hpp"
 
 #include <dirent.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <fcntl.h>
 #include <mqueue.h>
 #include <sys/ipc.h>
@@ -38,6 +40,14 @@ long sysv_count(Kind kind) {
   return ::msgctl(0, MSG_INFO, reinterpret_cast<msqid_ds*>(&info)) < 0 ? -1 : info.msgpool;
 }
 
+// One row of /proc/sysvipc/*: the id and the four owner columns.
+struct SysvRow {
+  int id = -1;
+  uint32_t ids[4] = {};  // uid, gid, cuid, cgid
+  bool has[4] = {};
+};
+
+// fn(row) for each object of the kind.
 template <typename Fn>
 void each_sysv(const Roots& roots, Kind kind, Fn fn) {
   const char* file = kind == Kind::shm ? "shm" : kind == Kind::sem ? "sem" : "msg";
@@ -58,11 +68,14 @@ void each_sysv(const Roots& roots, Kind kind, Fn fn) {
     std::vector<unsigned long> v;
     for (std::string f; ls >> f && v.size() < cols.size();) v.push_back(std::strtoul(f.c_str(), nullptr, 10));
     if (v.size() <= static_cast<size_t>(id_col)) continue;
+    SysvRow row;
+    row.id = static_cast<int>(v[static_cast<size_t>(id_col)]);
     for (int k = 0; k < 4; ++k)
       if (owner_cols[k] >= 0 && static_cast<size_t>(owner_cols[k]) < v.size()) {
-        if (fn(static_cast<int>(v[static_cast<size_t>(id_col)]), static_cast<uint32_t>(v[static_cast<size_t>(owner_cols[k])])))
-          break;
+        row.ids[k] = static_cast<uint32_t>(v[static_cast<size_t>(owner_cols[k])]);
+        row.has[k] = true;
       }
+    fn(row);
   }
 }
 
@@ -85,34 +98,22 @@ template <typename Match>
 std::vector<Object> collect(const Roots& roots, Match match) {
   std::vector<Object> out;
   for (Kind k : {Kind::shm, Kind::sem, Kind::msg})
-    each_sysv(roots, k, [&](int id, uint32_t owner) {
-      if (!match(owner)) return false;
-      out.push_back({k, id, {}, owner});
-      return true;  // one entry per object
+    each_sysv(roots, k, [&](const SysvRow& r) {
+      for (int c = 0; c < 4; ++c)
+        if (r.has[c] && match(r.ids[c])) {
+          out.push_back({k, r.id, {}, r.ids[c], r.has[2] ? r.ids[2] : r.ids[c]});
+          return;  // one entry per object
+        }
     });
-  if (!roots.dev_shm.empty()) each_file(roots.dev_shm, [&](const char* name, uint32_t uid, uint32_t gid) {
-    if (match(uid)) out.push_back({Kind::posix_shm, -1, name, uid});
-    else if (match(gid)) out.push_back({Kind::posix_shm, -1, name, gid});
-  });
-  each_file(roots.mqueue, [&](const char* name, uint32_t uid, uint32_t gid) {
-    if (match(uid)) out.push_back({Kind::mqueue, -1, name, uid});
-    else if (match(gid)) out.push_back({Kind::mqueue, -1, name, gid});
-  });
+  auto files = [&](const std::string& dir, Kind k) {
+    each_file(dir, [&](const char* name, uint32_t uid, uint32_t gid) {
+      if (match(uid)) out.push_back({k, -1, name, uid, uid});
+      else if (match(gid)) out.push_back({k, -1, name, gid, gid});
+    });
+  };
+  if (!roots.dev_shm.empty()) files(roots.dev_shm, Kind::posix_shm);
+  if (!roots.mqueue.empty()) files(roots.mqueue, Kind::mqueue);
   return out;
-}
-
-int remove(const Object& o, const Roots& roots) {
-  int rc = 0;
-  switch (o.kind) {
-    case Kind::shm: rc = ::shmctl(o.id, IPC_RMID, nullptr); break;
-    case Kind::sem: rc = ::semctl(o.id, 0, IPC_RMID); break;
-    case Kind::msg: rc = ::msgctl(o.id, IPC_RMID, nullptr); break;
-    case Kind::posix_shm: rc = ::unlink((roots.dev_shm + "/" + o.name).c_str()); break;
-    case Kind::mqueue: rc = ::unlink((roots.mqueue + "/" + o.name).c_str()); break;
-  }
-  // Gone already (EINVAL/EIDRM for SysV, ENOENT for files) is success.
-  if (rc != 0 && errno != ENOENT && errno != EINVAL && errno != EIDRM) return errno;
-  return 0;
 }
 
 }  // namespace
@@ -130,6 +131,29 @@ const char* kind_name(Kind k) noexcept {
 
 std::vector<Object> owned_in_range(uint32_t lo, uint32_t hi, const Roots& roots) {
   return collect(roots, [&](uint32_t id) { return id >= lo && id <= hi; });
+}
+
+int remove(const Object& o, const Roots& roots) {
+  int rc = 0;
+  switch (o.kind) {
+    case Kind::shm: rc = ::shmctl(o.id, IPC_RMID, nullptr); break;
+    case Kind::sem: rc = ::semctl(o.id, 0, IPC_RMID); break;
+    case Kind::msg: rc = ::msgctl(o.id, IPC_RMID, nullptr); break;
+    case Kind::posix_shm: rc = ::unlink((roots.dev_shm + "/" + o.name).c_str()); break;
+    case Kind::mqueue: rc = ::unlink((roots.mqueue + "/" + o.name).c_str()); break;
+  }
+  // Gone already (EINVAL/EIDRM for SysV, ENOENT for files) is success.
+  if (rc != 0 && errno != ENOENT && errno != EINVAL && errno != EIDRM) return errno;
+  return 0;
+}
+
+std::error_code mount_private_mqueue(const std::string& dir) {
+  auto err = [] { return std::error_code(errno, std::generic_category()); };
+  if (::unshare(CLONE_NEWNS) != 0) return err();
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) return err();
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return err();
+  if (::mount("mqueue", dir.c_str(), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return err();
+  return {};
 }
 
 std::vector<Failure> remove_owned_by(const std::unordered_set<uint32_t>& ids, const Roots& roots) {

@@ -468,6 +468,15 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
     else r.bad(*n, "protect_home", "expected \"read-only\", \"tmpfs\", true or false");
   }
   r.read_bool("private_tmp", sb.private_tmp);
+  if (auto* n = r.get("private_tmp_size")) {
+    std::optional<uint64_t> v;
+    if (n->is_string()) v = units::parse_size(*n->value<std::string>());
+    else if (n->is_integer() && *n->value<int64_t>() > 0) v = static_cast<uint64_t>(*n->value<int64_t>());
+    if (!v || *v < 4096 || *v == units::kInfinity)
+      r.bad(*n, "private_tmp_size", "expected a size of at least 4K, e.g. \"64M\"");
+    else
+      sb.private_tmp_size = *v;
+  }
   r.read_bool("private_devices", sb.private_devices);
   r.read_bool("private_network", sb.private_network);
   r.read_bool("private_ipc", sb.private_ipc);
@@ -628,7 +637,29 @@ void read_identity(TableReader& r, ServiceConfig& s) {
   }
 }
 
+// memory_max = "512M", tasks_max = 64, cpu_weight = 100 (1..10000), as systemd's directives.
+void read_cgroup_bounds(TableReader& r, ServiceConfig& s) {
+  if (auto* n = r.get("memory_max")) {
+    std::optional<uint64_t> v;
+    if (n->is_string()) v = units::parse_size(*n->value<std::string>());
+    else if (n->is_integer() && *n->value<int64_t>() > 0) v = static_cast<uint64_t>(*n->value<int64_t>());
+    if (!v) r.bad(*n, "memory_max", "expected a size such as \"512M\" or \"infinity\"");
+    else s.memory_max = v;
+  }
+  if (auto* n = r.get("tasks_max")) {
+    if (n->is_integer() && *n->value<int64_t>() > 0) s.tasks_max = static_cast<uint64_t>(*n->value<int64_t>());
+    else if (n->is_string() && *n->value<std::string>() == "infinity") s.tasks_max = units::kInfinity;
+    else r.bad(*n, "tasks_max", "expected a positive integer or \"infinity\"");
+  }
+  if (auto* n = r.get("cpu_weight")) {
+    if (n->is_integer() && *n->value<int64_t>() >= 1 && *n->value<int64_t>() <= 10000)
+      s.cpu_weight = static_cast<uint32_t>(*n->value<int64_t>());
+    else r.bad(*n, "cpu_weight", "expected an integer from 1 to 10000");
+  }
+}
+
 void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
+  read_cgroup_bounds(r, s);
   auto exec = r.read_strings("exec", false);
   for (auto& e : exec) s.exec.push_back(e.first);
   if (!s.exec.empty() && s.exec.front().size() > 1 && s.exec.front().front() == '@') {

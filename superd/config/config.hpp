@@ -102,6 +102,9 @@ struct Rlimit {
 };
 
 enum class ProtectSystem { no, yes, full, strict };
+
+constexpr uint64_t kDefaultPrivateTmpSize = 64ULL << 20;  // private_tmp_size
+constexpr rlim_t kDefaultNproc = 512;                      // limits.nproc of a dynamic user
 enum class ProtectHome { no, read_only, tmpfs, yes };
 
 struct Path {
@@ -124,6 +127,9 @@ struct SandboxConfig {
   ProtectSystem protect_system = ProtectSystem::strict;
   ProtectHome protect_home = ProtectHome::read_only;
   bool private_tmp = true;
+  // One size budget for all of an instance's private tmpfs mounts together (/tmp, /var/tmp,
+  // /dev/shm and its runtime directories share one tmpfs), so one connection cannot fill RAM.
+  uint64_t private_tmp_size = kDefaultPrivateTmpSize;
   bool private_devices = false;
   bool private_network = false;
   // An IPC namespace per instance: SysV objects and mqueues die with it. Off by default, as in
@@ -175,6 +181,10 @@ struct ServiceConfig {
   uint32_t log_on_failure = kLogAll;
   Stdio stdio = Stdio::socket;
   std::chrono::milliseconds runtime_max{0};      // 0: unlimited
+  // cgroup v2 bounds (systemd's MemoryMax=, TasksMax=, CPUWeight=); see sandbox/cgroup.hpp for
+  // where they apply.
+  std::optional<uint64_t> memory_max, tasks_max;
+  std::optional<uint32_t> cpu_weight;
   std::chrono::milliseconds timeout_stop{5000};  // TERM -> KILL grace
   std::vector<Rlimit> limits;
   std::vector<std::pair<std::string, std::string>> environment;

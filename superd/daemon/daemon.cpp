@@ -21,9 +21,11 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <fmt/ranges.h>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <unordered_map>
 #include <nlohmann/json.hpp>
@@ -35,8 +37,10 @@
 #include "cleanup/ipc.hpp"
 #include "control/control.hpp"
 #include "cleanup/proc.hpp"
+#include "cleanup/sweep.hpp"
 #include "inloop/inloop.hpp"
 #include "listener/listener.hpp"
+#include "sandbox/cgroup.hpp"
 #include "sandbox/dirs.hpp"
 #include "sandbox/landlock.hpp"
 #include "spawn/spawn.hpp"
@@ -63,6 +67,14 @@ constexpr size_t kMaxEarlyExits = 4 * 64;     // kMaxZygotes * kMaxPendingPerZyg
 constexpr size_t kMaxPendingPerZygote = 64;        // requests in flight; past that accepting pauses
 constexpr int kAcceptBatch = 32;                 // accepts per wake-up before yielding to the loop
 constexpr auto kCensusPeriod = std::chrono::seconds(10);
+constexpr size_t kMaxAttackersLogged = 1024;
+constexpr size_t kMaxControlPending = 64;
+// Wait mode: an instance that lives less than kQuickExit makes superd wait before polling again,
+// kWaitBackoffFirst after the first such exit, doubling per exit in a row, at most kWaitBackoffMax.
+constexpr auto kQuickExit = std::chrono::seconds(1);
+constexpr auto kWaitBackoffFirst = std::chrono::milliseconds(250);
+constexpr auto kWaitBackoffMax = std::chrono::seconds(60);
+constexpr auto kControlRequestTimeout = std::chrono::seconds(5);  // distinct creators of given-away IPC objects
 constexpr auto kMaxShutdownGrace = std::chrono::seconds(30);
 constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
 
@@ -168,6 +180,7 @@ struct Service {
   std::optional<inloop::Internal> internal;
   bool wait_mode = false;     // accept = false: one instance at a time gets the listening sockets
   bool wait_running = false;  // that instance is alive: the listeners are not polled
+  unsigned quick_exits = 0;   // wait mode: instances in a row that exited within kQuickExit
   bool rate_paused = false;   // over max_connection_rate: rate_timer resumes polling
   std::unique_ptr<asio::steady_timer> rate_timer;
   std::optional<Deferred> deferred;
@@ -216,7 +229,10 @@ class Daemon {
 
  private:
   bool prepare_runtime();
-  void recover_orphans();
+  void start_orphan_sweep();
+  void report_cgroup_support() const;
+  void read_sweep_results();
+  void on_swept(const sweep::Result& r);
   std::optional<uint32_t> lease_named(const std::string& name, std::optional<uint32_t> prefer);
   bool prepare_service(Service& s);
   void census();
@@ -235,6 +251,7 @@ class Daemon {
                      bool rate_taken = false);
   void on_datagrams(Listener& l);
   void start_wait_instance(Service& s);
+  void replace_shut_listeners(Service& s);
   void adopt(Service& s, spawn::Child child, UniqueFd err_read, uint64_t serial, uint32_t uid, bool leased,
              std::string peer, const net::SourceKey& source, bool counted = false);
   void start_session(Service& s, UniqueFd conn, uint64_t serial, std::string peer, const net::SourceKey& source);
@@ -275,6 +292,7 @@ class Daemon {
   void arm_control();
   void on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn);
   nlohmann::json status_json() const;
+  nlohmann::json pool_json() const;
   void handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,
                   std::vector<UniqueFd> fds);
   void begin_shutdown();
@@ -283,6 +301,7 @@ class Daemon {
   config::Config cfg_;
   Options opt_;
   sandbox::Roots roots_;
+  ipc::Roots ipc_roots_;  // where IPC objects are seen: /proc/sysvipc, /dev/shm, our mqueue view
   asio::io_context io_{1};
   uid_pool::Pool pool_;
   uid_pool::LeaseTable table_;
@@ -305,7 +324,17 @@ class Daemon {
   char inotify_buf_[4096];
   asio::posix::stream_descriptor control_;
   std::string control_path_;
+  // Accepted control connections whose request has not come, oldest first (by serial).
+  std::map<uint64_t, std::shared_ptr<asio::posix::stream_descriptor>> control_pending_;
+  uint64_t control_serial_ = 0, control_evictions_ = 0;
   std::unordered_set<std::string> live_units_;
+  std::unordered_set<uint32_t> attackers_logged_;
+  // The orphan sweep (cleanup/sweep.hpp): the UIDs it has not reported yet, and its results pipe.
+  std::unordered_map<uint32_t, uid_pool::LeaseRecord> orphans_;
+  std::unique_ptr<asio::posix::stream_descriptor> sweep_results_;
+  char sweep_buf_[sizeof(sweep::Result) * 64];
+  size_t sweep_have_ = 0;
+  Clock::time_point sweep_started_;  // creators of given-away IPC objects, named once
   bool stopping_ = false;
 };
 
@@ -318,14 +347,23 @@ bool Daemon::prepare_runtime() {
     log::error("cannot create {}: {}", dir.string(), ec.message());
     return false;
   }
-  ::chmod(dir.parent_path().c_str(), 0755);
-  ::chmod(dir.c_str(), 0755);
+  ::chmod(dir.parent_path().c_str(), 0755);  // the names file there is world-readable
+  ::chmod(dir.c_str(), 0700);                // the lease table is root's
   table_ = uid_pool::LeaseTable::open(dir.string(), cfg_.global.uid_min, cfg_.global.uid_max, ec);
   if (ec) {
     if (ec == std::errc::device_or_resource_busy)
       log::error("{}/leases is locked: another superd runs with runtime_root {}", dir.string(), cfg_.global.runtime_root);
     else
-      log::error("cannot open lease table in {}: {}", dir.string(), ec.message());
+      log::error("cannot allocate the lease table for {} UIDs in {}: {}{}", cfg_.global.uid_max - cfg_.global.uid_min + 1,
+                 dir.string(), ec.message(),
+                 ec == std::errc::no_space_on_device ? " (free space there, or choose a smaller dynamic_uid_range)" : "");
+    return false;
+  }
+  // POSIX message queues are visible only through an mqueue filesystem, which many hosts do not
+  // mount: superd mounts its own, in a mount namespace of its own, and cleans through it.
+  ipc_roots_.mqueue = (dir.parent_path() / "mqueue").string();
+  if (auto e = ipc::mount_private_mqueue(ipc_roots_.mqueue)) {
+    log::error("cannot mount a private mqueue filesystem at {}: {}", ipc_roots_.mqueue, e.message());
     return false;
   }
   std::string failed;
@@ -342,24 +380,88 @@ bool Daemon::prepare_runtime() {
 }
 
 // Leases a previous daemon left behind (it crashed or was killed): their PID namespaces outlive
-// it, so sweep each UID's processes, then its IPC objects; quarantine whatever resists.
-void Daemon::recover_orphans() {
-  auto orphans = table_.take_orphans();
-  if (orphans.empty()) return;
-  std::unordered_set<uint32_t> uids;
-  for (const auto& r : orphans) {
-    log::warning("orphaned lease uid={} service={} serial={} pid={}: cleaning", r.uid, r.service, r.serial, r.pid);
-    if (auto ec = proc::kill_all_of_uid(r.uid)) {
-      log::error("uid={}: processes survive the kill sweep ({}); quarantined", r.uid, ec.message());
-      pool_.block(r.uid, uid_pool::kQuarantined);
-      continue;
-    }
-    uids.insert(r.uid);
+// it. Their UIDs stay blocked (and recorded, so a daemon killed again finds them again) while a
+// sweeper process ends their processes and removes their IPC objects (cleanup/sweep.hpp); the
+// daemon serves meanwhile and returns each UID as its result comes. Shared-directory groups are
+// GIDs on directories, no process runs as them: they are free at once.
+void Daemon::start_orphan_sweep() {
+  std::vector<uint32_t> uids;
+  for (const auto& r : table_.take_orphans()) {
+    if (std::string_view(r.service).rfind("group:", 0) == 0) continue;
+    pool_.block(r.uid, uid_pool::kOrphan);
+    table_.record(r.uid, r.pid, r.serial, r.started_ms, r.service);
+    orphans_[r.uid] = r;
+    uids.push_back(r.uid);
   }
-  for (const auto& f : ipc::remove_owned_by(uids)) {
-    log::error("uid={}: cannot remove {} {}{}: {}; quarantined", f.owner, ipc::kind_name(f.object.kind),
-               f.object.id, f.object.name, errno_text(f.err));
-    pool_.block(f.owner, uid_pool::kQuarantined);
+  if (uids.empty()) return;
+  log::warning("{} leases of a previous superd are orphaned: sweeping them while serving", uids.size());
+  std::error_code ec;
+  auto sweeper = sweep::start(uids, ipc_roots_, ec);
+  if (!sweeper) {
+    log::error("cannot start the orphan sweep: {}; {} UIDs stay blocked until a restart", ec.message(), uids.size());
+    return;
+  }
+  sweep_started_ = Clock::now();
+  sweep_results_ = std::make_unique<asio::posix::stream_descriptor>(io_, sweeper->results.release());
+  read_sweep_results();
+}
+
+void Daemon::read_sweep_results() {
+  sweep_results_->async_read_some(
+      asio::buffer(sweep_buf_ + sweep_have_, sizeof sweep_buf_ - sweep_have_),
+      [this](boost::system::error_code ec, size_t n) {
+        sweep_have_ += n;
+        size_t whole = sweep_have_ / sizeof(sweep::Result);
+        for (size_t i = 0; i < whole; ++i) {
+          sweep::Result r;
+          std::memcpy(&r, sweep_buf_ + i * sizeof r, sizeof r);
+          on_swept(r);
+        }
+        std::memmove(sweep_buf_, sweep_buf_ + whole * sizeof(sweep::Result), sweep_have_ % sizeof(sweep::Result));
+        sweep_have_ %= sizeof(sweep::Result);
+        if (!ec) return read_sweep_results();
+        // EOF: the sweeper is done (the SIGCHLD drain reaps it). A UID it never reported stays blocked.
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sweep_started_).count();
+        log::info("orphan sweep done in {} ms; {} UIDs not returned", ms, orphans_.size());
+        for (const auto& [uid, rec] : orphans_) pool_.block(uid, uid_pool::kQuarantined);
+        sweep_results_.reset();
+      });
+}
+
+void Daemon::on_swept(const sweep::Result& r) {
+  auto it = orphans_.find(r.uid);
+  if (it == orphans_.end()) return;
+  const uid_pool::LeaseRecord& rec = it->second;
+  if (r.step == sweep::Step::done) {
+    log::info("orphaned lease uid={} service={} serial={} pid={}: swept", rec.uid, rec.service, rec.serial, rec.pid);
+    table_.clear(r.uid);
+    pool_.unblock(r.uid, uid_pool::kOrphan);
+  } else {
+    // The record stays: a later superd tries again.
+    log::error("orphaned lease uid={} service={}: {} survive the sweep ({}); quarantined", rec.uid, rec.service,
+               r.step == sweep::Step::processes ? "processes" : "IPC objects", errno_text(r.err));
+    pool_.block(r.uid, uid_pool::kQuarantined);
+  }
+  orphans_.erase(it);
+}
+
+// cgroup v2 bounds: said once at start-up, with what bounds instances instead (sandbox/cgroup.hpp).
+void Daemon::report_cgroup_support() const {
+  auto cg = sandbox::cgroup::detect();
+  std::vector<std::string> asking;
+  for (const auto& sc : cfg_.services)
+    if (sc.service.memory_max || sc.service.tasks_max || sc.service.cpu_weight) asking.push_back(sc.name);
+  std::string fallback = fmt::format("instances are bounded by their rlimits (limits.nproc defaults to {}) and "
+                                     "private_tmp_size (default {}M)",
+                                     config::kDefaultNproc, config::kDefaultPrivateTmpSize >> 20);
+  std::string why = cg.usable ? fmt::format("the controllers are there ([{}]) but superd does not create per-instance "
+                                            "cgroups yet", cg.controllers)
+                              : cg.why;
+  if (asking.empty()) {
+    log::info("cgroup v2 bounds not applied: {}; {}", why, fallback);
+  } else {
+    log::warning("cgroup v2 bounds not applied: {}; memory_max, tasks_max and cpu_weight of {} have no effect; {}", why,
+                 fmt::join(asking, ", "), fallback);
   }
 }
 
@@ -405,12 +507,27 @@ void Daemon::census() {
   std::vector<uint32_t> procs, ipcs;
   for (uint32_t u : proc::uids_in_range(pool_.first(), pool_.last()))
     if (!pool_.is_held(u)) procs.push_back(u);
-  for (const auto& o : ipc::owned_in_range(pool_.first(), pool_.last()))
-    if (!pool_.is_held(o.owner)) ipcs.push_back(o.owner);
+  size_t given_away = 0;
+  for (const auto& o : ipc::owned_in_range(pool_.first(), pool_.last(), ipc_roots_)) {
+    if (pool_.is_held(o.owner)) continue;  // a live instance's own: removed when it ends
+    if (o.creator != o.owner) {
+      // Someone handed an object to a UID of our range (IPC_SET can set any owner): left alone,
+      // such objects would block that UID, and 10,000 of them the whole pool. The range is
+      // superd's: remove it, and name the creator once.
+      int err = ipc::remove(o, ipc_roots_);
+      if (err == 0) ++given_away;
+      if (err == 0 && attackers_logged_.size() < kMaxAttackersLogged && attackers_logged_.insert(o.creator).second)
+        log::warning("census: uid {} gave {} {} to uid {} of the dynamic range; removed (further objects from uid {} "
+                     "are removed without a line)", o.creator, ipc::kind_name(o.kind), o.id, o.owner, o.creator);
+      if (err == 0) continue;
+    }
+    ipcs.push_back(o.owner);
+  }
   pool_.set_blocked_exactly(uid_pool::kForeignProcess, procs);
   pool_.set_blocked_exactly(uid_pool::kForeignIpc, ipcs);
-  if (!procs.empty() || !ipcs.empty())
-    log::debug("census: {} foreign process UIDs, {} foreign IPC owners in range", procs.size(), ipcs.size());
+  if (!procs.empty() || !ipcs.empty() || given_away)
+    log::debug("census: {} foreign process UIDs, {} foreign IPC owners in range, {} given-away objects removed",
+               procs.size(), ipcs.size(), given_away);
   census_timer_.expires_after(kCensusPeriod);
   census_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec && !stopping_) census();
@@ -926,6 +1043,31 @@ void Daemon::start_wait_instance(Service& s) {
   adopt(s, std::move(*started), std::move(err_read), serial, uid, lease.has_value(), "wait", net::source_key_uid(0));
 }
 
+// A wait-mode instance shares the listening sockets and may shut one down (shutdown(2) on a
+// listening socket stops it listening for every holder); the port would stay dead. A stream
+// listener that no longer accepts is replaced by a fresh bind of the same spec.
+void Daemon::replace_shut_listeners(Service& s) {
+  for (auto& l : s.listeners) {
+    if (l->datagram) continue;  // shutdown(2) of an unconnected datagram socket fails: nothing to undo
+    int accepting = 1;
+    socklen_t len = sizeof accepting;
+    if (::getsockopt(l->sd.native_handle(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || accepting) continue;
+    boost::system::error_code ignored;
+    l->sd.close(ignored);
+    std::error_code ec;
+    UniqueFd fd = listener::open(l->spec, listener::options_from(s.cfg->socket), ec, false);
+    if (!fd) {
+      log::error("service {}: its instance shut down the listener on {}, and a fresh bind failed: {}", s.cfg->name,
+                 l->spec.to_string(), ec.message());
+      continue;
+    }
+    l->sd.assign(fd.release());
+    l->waiting = false;
+    log::warning("service {}: its instance shut down the listener on {}; listening again on a fresh socket",
+                 s.cfg->name, l->spec.to_string());
+  }
+}
+
 // A child that failed a step of its checklist has exited: reap it and say what failed.
 std::string Daemon::reap_failed_child(const Service& s, const spawn::Child& child, const spawn::ChildError& cerr) {
   int st = 0;
@@ -1009,7 +1151,8 @@ bool Daemon::send_to_zygote(Service& s, spawn::InstancePlan& plan, PendingSpawn 
       return false;
     }
     // Gone (killed by hand, OOM): replace it and try once more, so the service keeps serving.
-    zygote_lost(s, *slot, ec.message());
+    // (A slot whose zygote was already found gone has nothing left to fail.)
+    if (slot->zygote) zygote_lost(s, *slot, ec.message());
     if (!slot->zygote) {
       std::string why;
       log::error("service {}: its zygote is gone; starting a new one", s.cfg->name);
@@ -1476,18 +1619,24 @@ void Daemon::on_reaped(pid_t pid, ExitStatus st) {
   if (inst->leased) queue_cleanup(inst->uid, !(sb.enabled && s.plan.mount_ns && (sb.private_tmp || sb.private_ipc)));
   std::unique_ptr<Service> transient = std::move(inst->owned_service);  // superd run: goes with it
   net::SourceKey source = inst->source;
-  bool quick_failure = (st.signaled || st.code != 0) && Clock::now() - inst->started < std::chrono::seconds(1);
+  bool quick_exit = Clock::now() - inst->started < kQuickExit;
   inst.reset();  // cancels its waits; their handlers find no instance and return
   if (transient) return maybe_finish_shutdown();
   if (s.wait_mode && s.wait_running) {
     s.wait_running = false;
     for (auto& l : s.listeners)
       ::fcntl(l->sd.native_handle(), F_SETFL, ::fcntl(l->sd.native_handle(), F_GETFL) | O_NONBLOCK);
-    if (quick_failure && !stopping_) {
-      // It failed at once and probably left the client queued: poll again a second later
-      // rather than respawn in a tight loop (xinetd disables such a service; superd never does).
-      log::warning("service {}: wait-mode instance failed within 1s; polling again in 1s", s.cfg->name);
-      pause_for(s, std::chrono::seconds(1));
+    if (!stopping_) replace_shut_listeners(s);
+    // An instance that exits at once, whatever its status, probably left the client queued (or
+    // has no socket left to serve): respawning it at once would loop. Back off, doubling per
+    // consecutive quick exit up to a cap (xinetd disables such a service; superd never does).
+    s.quick_exits = quick_exit ? s.quick_exits + 1 : 0;
+    if (s.quick_exits && !stopping_) {
+      auto delay = std::min<Clock::duration>(kWaitBackoffFirst * (1LL << std::min(s.quick_exits - 1, 20u)), kWaitBackoffMax);
+      log::warning("service {}: wait-mode instance exited within {}ms ({} in a row, {}); polling again in {}ms",
+                   s.cfg->name, std::chrono::duration_cast<std::chrono::milliseconds>(kQuickExit).count(),
+                   s.quick_exits, st.to_string(), std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+      pause_for(s, delay);
     } else {
       resume(s);
     }
@@ -1510,7 +1659,7 @@ void Daemon::run_cleanup() {
   std::vector<uint32_t> batch;
   batch.swap(pending_cleanup_);
   std::unordered_set<uint32_t> ids(batch.begin(), batch.end());
-  ipc::Roots roots;
+  ipc::Roots roots = ipc_roots_;
   if (!pending_host_shm_) roots.dev_shm.clear();  // every instance had its own /dev/shm
   pending_host_shm_ = false;
   for (const auto& f : ipc::remove_owned_by(ids, roots)) {
@@ -1605,16 +1754,39 @@ bool Daemon::open_control() {
   return true;
 }
 
+// Control connections: at most kMaxControlPending wait for their request, each for at most
+// kControlRequestTimeout. Past the cap the oldest waiting one is closed, so a client that sends
+// its request at once (superd status, reload, run) always gets through. (Only root can reach the
+// 0600 socket, but a stuck client must not hold fds forever.)
 void Daemon::arm_control() {
   control_.async_wait(asio::posix::descriptor_base::wait_read, [this](boost::system::error_code ec) {
     if (ec || stopping_) return;
     int fd;
     while ((fd = ::accept4(control_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+      while (control_pending_.size() >= kMaxControlPending) {
+        auto oldest = control_pending_.begin();
+        if (!control_evictions_++) log::warning("control: {} connections wait for their request; closing the oldest",
+                                                control_pending_.size());
+        boost::system::error_code ignored;
+        oldest->second->close(ignored);  // its wait completes with operation_aborted
+        control_pending_.erase(oldest);
+      }
+      uint64_t id = ++control_serial_;
       auto conn = std::make_shared<asio::posix::stream_descriptor>(io_, fd);
-      conn->async_wait(asio::posix::descriptor_base::wait_read,
-                       [this, conn](boost::system::error_code e) {
-                         if (!e) on_control_request(conn);
-                       });
+      auto timer = std::make_shared<asio::steady_timer>(io_, kControlRequestTimeout);
+      control_pending_.emplace(id, conn);
+      timer->async_wait([this, id](boost::system::error_code e) {
+        auto it = control_pending_.find(id);
+        if (e || it == control_pending_.end()) return;
+        boost::system::error_code ignored;
+        it->second->close(ignored);  // no request in time
+        control_pending_.erase(it);
+      });
+      conn->async_wait(asio::posix::descriptor_base::wait_read, [this, id, conn, timer](boost::system::error_code e) {
+        timer->cancel();
+        if (e || !control_pending_.erase(id)) return;
+        on_control_request(conn);
+      });
     }
     arm_control();
   });
@@ -1654,6 +1826,25 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
   reply_error("unknown op");
 }
 
+// The pool's occupancy: held, free, and what blocks the UIDs that are neither (with a sample).
+nlohmann::json Daemon::pool_json() const {
+  uid_pool::BlockedSummary b = pool_.blocked_summary();
+  nlohmann::json reasons = nlohmann::json::object(), sample = nlohmann::json::array();
+  auto names = [](uint8_t bits) {
+    nlohmann::json list = nlohmann::json::array();
+    for (int k = 0; k < uid_pool::kBlockKinds; ++k)
+      if (bits & (1 << k)) list.push_back(uid_pool::block_name(k));
+    return list;
+  };
+  for (int k = 0; k < uid_pool::kBlockKinds; ++k)
+    if (b.by_reason[k]) reasons[uid_pool::block_name(k)] = b.by_reason[k];
+  for (const auto& [uid, bits] : b.sample) sample.push_back({{"uid", uid}, {"why", names(bits)}});
+  return {{"first", pool_.first()},   {"last", pool_.last()},       {"size", pool_.size()},
+          {"held", pool_.held()},     {"quarantined", pool_.quarantined()},
+          {"blocked", b.unavailable}, {"free", pool_.size() - pool_.held() - b.unavailable},
+          {"blocked_by", reasons},    {"blocked_sample", sample}};
+}
+
 // What `superd status` shows: services and listeners, live instances, pool occupancy.
 nlohmann::json Daemon::status_json() const {
   auto now = Clock::now();
@@ -1691,11 +1882,7 @@ nlohmann::json Daemon::status_json() const {
           {"services", services},
           {"disabled", cfg_.disabled},
           {"instances", instances},
-          {"pool", {{"first", pool_.first()},
-                    {"last", pool_.last()},
-                    {"size", pool_.size()},
-                    {"held", pool_.held()},
-                    {"quarantined", pool_.quarantined()}}}};
+          {"pool", pool_json()}};
 }
 
 // superd run: a transient service under a fresh (or, with --unit, a stable named) UID, in the
@@ -1795,7 +1982,8 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
 int Daemon::run() {
   spawn::raise_nofile_limit();
   if (!prepare_runtime()) return 1;
-  recover_orphans();
+  start_orphan_sweep();
+  report_cgroup_support();
   refresh_userdb();
   census();
   watch_userdb();

@@ -19,7 +19,8 @@ extern "C" int mount(const char*, const char*, const char*, unsigned long, const
 namespace superd::sandbox {
 namespace {
 
-constexpr const char* kTmpfsOpts = "mode=1777,size=25%,nr_inodes=65536";
+// Inodes of the instance tmpfs: each costs kernel memory outside the size budget.
+constexpr unsigned kInstanceTmpfsInodes = 16384;
 
 void add(MountPlan& p, MountOp op) { p.ops.push_back(op); }
 
@@ -33,15 +34,70 @@ MountOp mk(Op op, const char* path) {
 // "<root>/private/<name>" and friends.
 std::string join(const std::string& a, const std::string& b) { return a.back() == '/' ? a + b : a + "/" + b; }
 
+// The instance's private writable places: /tmp and /var/tmp (private_tmp), /dev/shm
+// (private_tmp or private_ipc: POSIX shared memory is files there) and its runtime directories.
+// They share ONE tmpfs, so private_tmp_size bounds them together: a tmpfs each would let one
+// connection hold several budgets of RAM. The tmpfs is mounted on the first place; each place
+// gets a subdirectory ".N" of it, bound onto the place, the first last (it covers the tmpfs
+// root, so the subdirectories of the others are out of sight). One place: a plain tmpfs.
+void add_instance_tmpfs(MountPlan& p, const config::SandboxConfig& sb, const Roots& roots) {
+  struct Place {
+    const char* path;
+    mode_t mode;
+    bool owned;
+  };
+  std::vector<Place> places;
+  if (sb.private_tmp) {
+    places.push_back({"/tmp", 01777, false});
+    places.push_back({"/var/tmp", 01777, false});
+  }
+  if (sb.private_tmp || sb.private_ipc) places.push_back({"/dev/shm", 01777, false});
+  for (const std::string& name : sb.runtime.names) places.push_back({p.keep(join(roots.runtime, name)), sb.runtime.mode, true});
+  if (places.empty()) return;
+  auto per_instance = [&](MountOp o) {
+    o.per_instance = true;
+    add(p, o);
+  };
+  char opts[96];  // mode= is octal in tmpfs options
+  const Place& first = places.front();
+  if (places.size() == 1) {
+    std::snprintf(opts, sizeof opts, "mode=%04o,size=%llu,nr_inodes=%u", static_cast<unsigned>(first.mode),
+                  static_cast<unsigned long long>(sb.private_tmp_size), kInstanceTmpfsInodes);
+    MountOp t = mk(Op::tmpfs, first.path);
+    t.source = p.keep(opts);
+    t.owned = first.owned;
+    return per_instance(t);
+  }
+  std::snprintf(opts, sizeof opts, "mode=0700,size=%llu,nr_inodes=%u",
+                static_cast<unsigned long long>(sb.private_tmp_size), kInstanceTmpfsInodes);
+  MountOp t = mk(Op::tmpfs, first.path);
+  t.source = p.keep(opts);
+  per_instance(t);
+  std::vector<const char*> subdirs;
+  for (size_t i = 0; i < places.size(); ++i) {
+    MountOp m = mk(Op::mkdir, p.keep(join(first.path, "." + std::to_string(i))));
+    m.mode = places[i].mode;
+    per_instance(m);
+    if (places[i].owned) per_instance(mk(Op::chown_owned, m.path));
+    subdirs.push_back(m.path);
+  }
+  for (size_t i = places.size(); i-- > 0;) {  // the first place last
+    MountOp b = mk(Op::bind, places[i].path);
+    b.source = subdirs[i];
+    per_instance(b);
+  }
+}
+
 }  // namespace
 
 std::string MountPlan::describe(size_t i) const {
   if (i >= ops.size()) return "?";
   static const char* kNames[] = {"make-private", "bind", "read-only", "read-write", "tmpfs", "proc", "mqueue",
-                                 "open_tree", "move_mount", "mkdir", "mknod", "symlink", "loopback-up"};
+                                 "open_tree", "move_mount", "mkdir", "mknod", "symlink", "loopback-up",
+                                 "bind", "chown"};
   const MountOp& o = ops[i];
   std::string s = kNames[static_cast<int>(o.op)];
-  if (o.source && (o.op == Op::clone_tree || o.op == Op::bind_self)) s += std::string(" ") + o.source;
+  if (o.source && (o.op == Op::clone_tree || o.op == Op::bind_self || o.op == Op::bind)) s += std::string(" ") + o.source;
   if (o.path) s += std::string(" ") + o.path;
   return s;
 }
@@ -168,17 +224,7 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
     mq.per_instance = true;
     add(p, mq);
   }
-  if (sb.private_tmp || sb.private_ipc) {
-    // POSIX shared memory is files in /dev/shm: a private tmpfs there keeps instances apart
-    // and disappears with the instance, whether or not it has an IPC namespace.
-    for (const char* d : {"/tmp", "/var/tmp", "/dev/shm"}) {
-      if (!sb.private_tmp && std::strcmp(d, "/dev/shm") != 0) continue;
-      MountOp o = mk(Op::tmpfs, d);
-      o.source = kTmpfsOpts;
-      o.per_instance = true;
-      add(p, o);
-    }
-  }
+  add_instance_tmpfs(p, sb, roots);
   if (sb.protect_home == ProtectHome::tmpfs || sb.protect_home == ProtectHome::yes) {
     for (const char* d : {"/home", "/root", "/run/user"}) {
       MountOp o = mk(Op::tmpfs, d);
@@ -238,16 +284,6 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
     add(p, mk(Op::set_ro, p.keep(priv)));
   }
 
-  for (const std::string& name : sb.runtime.names) {
-    MountOp o = mk(Op::tmpfs, p.keep(join(roots.runtime, name)));
-    char buf[64];  // mode= is octal in tmpfs options
-    std::snprintf(buf, sizeof buf, "mode=%04o,size=10%%,nr_inodes=16384", static_cast<unsigned>(sb.runtime.mode));
-    o.source = p.keep(buf);
-    o.owned = true;
-    o.per_instance = true;
-    add(p, o);
-  }
-
   for (const Attach& b : binds) {
     MountOp a = mk(Op::attach_tree, p.keep(b.target));
     a.slot = b.slot;
@@ -262,6 +298,16 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
   }
 
   if (sb.private_devices) add(p, mk(Op::set_ro, "/dev"));
+  // superd's own runtime directory (lease table, control socket) is none of an instance's business.
+  {
+    MountOp o = mk(Op::tmpfs, p.keep(join(roots.runtime, "superd")));
+    o.source = "mode=0000,size=4k,nr_inodes=4";
+    o.optional = true;
+    add(p, o);
+    MountOp ro = mk(Op::set_ro, o.path);
+    ro.optional = true;
+    add(p, ro);
+  }
   if (sb.private_network) {
     MountOp lo = mk(Op::loopback_up, nullptr);
     lo.per_instance = true;
@@ -374,6 +420,13 @@ int apply(const MountPlan& plan, int* slots, uid_t uid, Which which) noexcept {
       case Op::mkdir:
         rc = ::mkdir(o.path, o.mode);
         if (rc != 0 && errno == EEXIST && o.optional) rc = 0;
+        else if (rc == 0 && (o.mode & 07022)) rc = ::chmod(o.path, o.mode);  // the umask took those bits
+        break;
+      case Op::chown_owned:
+        rc = ::chown(o.path, uid, uid);
+        break;
+      case Op::bind:
+        rc = mount(o.source, o.path, nullptr, MS_BIND | magic, nullptr);
         break;
       case Op::mknod_char:
         rc = ::mknod(o.path, S_IFCHR | o.mode, o.dev);

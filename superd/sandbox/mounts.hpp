@@ -6,8 +6,10 @@
 // Order (see build()): make / private (nothing propagates to the host) -> clone the sources of
 // state/cache/logs and bind paths (before anything covers them) -> bind writable/read-only paths
 // onto themselves -> make the OS read-only -> re-open the writable paths and /dev -> fresh /proc,
-// private /dev, /dev/shm, /dev/mqueue, /tmp, /var/tmp -> protect /home -> boundary tmpfs over
-// <root>/private with the service's own directories attached -> runtime tmpfs -> binds.
+// private /dev, /dev/mqueue -> the instance tmpfs (/tmp, /var/tmp, /dev/shm and the runtime
+// directories: one tmpfs, one size budget, see add_instance_tmpfs) -> protect /home -> boundary
+// tmpfs over <root>/private with the service's own directories attached -> binds -> superd's
+// own runtime directory hidden.
 #pragma once
 
 #include <sys/types.h>
@@ -35,6 +37,8 @@ enum class Op : uint8_t {
   mknod_char,    // mknod(path, S_IFCHR | mode, dev)
   symlink,       // symlink(source -> path)
   loopback_up,   // bring "lo" up in a fresh network namespace
+  bind,          // bind source onto path (not recursive)
+  chown_owned,   // chown path to the instance's UID/GID
 };
 
 struct MountOp {

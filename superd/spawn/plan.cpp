@@ -125,8 +125,15 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
                           DirVar{"RUNTIME_DIRECTORY", &roots.runtime, &sb.runtime}})
     if (!d.dirs->names.empty()) p.env.push_back(std::string(d.name) + "=" + join_dirs(*d.root, d.dirs->names));
   p.limits = s.limits;
-  bool nofile_set = false;
-  for (const auto& l : s.limits) nofile_set = nofile_set || l.resource == RLIMIT_NOFILE;
+  bool nofile_set = false, nproc_set = false;
+  for (const auto& l : s.limits) {
+    nofile_set = nofile_set || l.resource == RLIMIT_NOFILE;
+    nproc_set = nproc_set || l.resource == RLIMIT_NPROC;
+  }
+  // RLIMIT_NPROC counts the processes of the real UID: with a fresh UID per connection it bounds
+  // one instance, where superd's own limit (inherited otherwise) is above pid_max. A static
+  // user's limit would count all of that user's processes, so it gets none by default.
+  if (!nproc_set && s.dynamic_user) p.limits.push_back({RLIMIT_NPROC, config::kDefaultNproc});
   if (g_nofile_raised && !nofile_set) {
     p.reset_nofile = true;
     p.nofile = g_original_nofile;

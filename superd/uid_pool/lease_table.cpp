@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -20,19 +21,32 @@ struct Header {
 };
 static_assert(sizeof(Header) == sizeof(LeaseRecord));
 constexpr char kMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'L', '1'};
+constexpr char kNamesMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'N', '1'};
+static_assert(sizeof(Header) >= sizeof(NameRecord));
 
 std::error_code last_error() { return {errno, std::generic_category()}; }
 
 }  // namespace
 
+std::string names_path_for(const std::string& dir) {
+  size_t end = dir.find_last_not_of('/');
+  size_t slash = end == std::string::npos ? std::string::npos : dir.rfind('/', end);
+  return (slash == std::string::npos ? std::string(".") : dir.substr(0, slash == 0 ? 1 : slash)) + "/names";
+}
+
 LeaseTable::LeaseTable(LeaseTable&& o) noexcept { *this = std::move(o); }
 LeaseTable& LeaseTable::operator=(LeaseTable&& o) noexcept {
   if (this != &o) {
     if (map_) ::munmap(map_, map_len_);
+    if (names_map_) ::munmap(names_map_, names_len_);
     fd_ = std::move(o.fd_);
+    names_fd_ = std::move(o.names_fd_);
     slots_ = std::exchange(o.slots_, nullptr);
+    names_ = std::exchange(o.names_, nullptr);
     map_ = std::exchange(o.map_, nullptr);
     map_len_ = std::exchange(o.map_len_, 0);
+    names_map_ = std::exchange(o.names_map_, nullptr);
+    names_len_ = std::exchange(o.names_len_, 0);
     first_ = o.first_;
     size_ = o.size_;
     orphans_ = std::move(o.orphans_);
@@ -41,17 +55,39 @@ LeaseTable& LeaseTable::operator=(LeaseTable&& o) noexcept {
 }
 LeaseTable::~LeaseTable() {
   if (map_) ::munmap(map_, map_len_);
+  if (names_map_) ::munmap(names_map_, names_len_);
 }
+
+namespace {
+// Sizes the file to `len` bytes, every block allocated, and maps it shared.
+void* allocate_and_map(int fd, size_t len, std::error_code& ec) {
+  if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(len)) != 0) {
+    ec = last_error();
+    return nullptr;
+  }
+  if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(len))) {
+    ec = {err, std::generic_category()};
+    return nullptr;
+  }
+  void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) {
+    ec = last_error();
+    return nullptr;
+  }
+  return m;
+}
+}  // namespace
 
 LeaseTable LeaseTable::open(const std::string& dir, uint32_t first, uint32_t last, std::error_code& ec) {
   LeaseTable t;
   std::string path = dir + "/leases";
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) { ec = last_error(); return t; }
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     ec = (errno == EWOULDBLOCK) ? std::make_error_code(std::errc::device_or_resource_busy) : last_error();
     return t;
   }
+  if (::fchmod(fd.get(), 0600) != 0) { ec = last_error(); return t; }  // an older superd made it 0644
   uint32_t size = last - first + 1;
   size_t len = sizeof(Header) + size_t(size) * sizeof(LeaseRecord);
   struct stat st {};
@@ -71,17 +107,30 @@ LeaseTable LeaseTable::open(const std::string& dir, uint32_t first, uint32_t las
       ::munmap(om, old_len);
     }
   }
-  if (::ftruncate(fd.get(), 0) != 0) { ec = last_error(); return t; }
-  if (::ftruncate(fd.get(), static_cast<off_t>(len)) != 0) { ec = last_error(); return t; }
-  void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (m == MAP_FAILED) { ec = last_error(); return t; }
+  void* m = allocate_and_map(fd.get(), len, ec);
+  if (!m) return t;
+  t.map_ = m;
+  t.map_len_ = len;
+  // The names file: beside the table, world-readable, UID and name only.
+  std::string names_path = names_path_for(dir);
+  UniqueFd nfd(::open(names_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!nfd || ::fchmod(nfd.get(), 0644) != 0) { ec = last_error(); return t; }
+  size_t names_len = sizeof(Header) + size_t(size) * sizeof(NameRecord);
+  void* nm = allocate_and_map(nfd.get(), names_len, ec);
+  if (!nm) return t;
+  t.names_map_ = nm;
+  t.names_len_ = names_len;
+  auto* nh = static_cast<Header*>(nm);
+  std::memcpy(nh->magic, kNamesMagic, 8);
+  nh->first = first;
+  nh->size = size;
+  t.names_fd_ = std::move(nfd);
+  t.names_ = reinterpret_cast<NameRecord*>(nh + 1);
   auto* h = static_cast<Header*>(m);
   std::memcpy(h->magic, kMagic, 8);
   h->first = first;
   h->size = size;
   t.fd_ = std::move(fd);
-  t.map_ = m;
-  t.map_len_ = len;
   t.slots_ = reinterpret_cast<LeaseRecord*>(h + 1);
   t.first_ = first;
   t.size_ = size;
@@ -115,10 +164,37 @@ LeaseRecord* LeaseTable::slot(uint32_t uid) noexcept {
   return &slots_[uid - first_];
 }
 
-void LeaseTable::record(uint32_t uid, int32_t pid, uint64_t serial, int64_t started_ms,
-                        std::string_view service) noexcept {
+void LeaseTable::write_name(uint32_t uid, std::string_view user) noexcept {
+  if (!names_) return;
+  NameRecord& n = names_[uid - first_];
+  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELAXED);  // odd: being written
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  if (user.empty()) {
+    std::snprintf(n.name, sizeof n.name, "superd-%u", uid);
+  } else {
+    size_t len = std::min(user.size(), sizeof n.name - 1);
+    std::memcpy(n.name, user.data(), len);
+    n.name[len] = '\0';
+  }
+  n.uid = uid;
+  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELEASE);  // even: complete
+}
+
+void LeaseTable::clear_name(uint32_t uid) noexcept {
+  if (!names_) return;
+  NameRecord& n = names_[uid - first_];
+  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  n.uid = 0;
+  n.name[0] = '\0';
+  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELEASE);
+}
+
+void LeaseTable::record(uint32_t uid, int32_t pid, uint64_t serial, int64_t started_ms, std::string_view service,
+                        std::string_view user) noexcept {
   LeaseRecord* r = slot(uid);
   if (!r) return;
+  write_name(uid, user);
   r->pid = pid;
   r->serial = serial;
   r->started_ms = started_ms;
@@ -133,7 +209,10 @@ void LeaseTable::set_pid(uint32_t uid, int32_t pid) noexcept {
 }
 
 void LeaseTable::clear(uint32_t uid) noexcept {
-  if (LeaseRecord* r = slot(uid)) r->uid = 0;
+  if (LeaseRecord* r = slot(uid)) {
+    r->uid = 0;
+    clear_name(uid);
+  }
 }
 
 std::vector<LeaseRecord> LeaseTable::live() const {

@@ -3,6 +3,14 @@
 // store into that mapping: no system call on the connection path, yet `superd status`, an NSS
 // module or a restarted superd can read who holds which UID. The daemon holds an exclusive
 // flock on the file, so two daemons never share one runtime root.
+//
+// The table is root-only (0600): it names every service, UID and PID. What others may read,
+// the user names an NSS module resolves, is a second mapped file beside it, `names` (0644),
+// holding only UID and name per slot.
+//
+// Both files are allocated in full when opened (posix_fallocate): a store into a sparse mapped
+// page the filesystem cannot back raises SIGBUS, so a full disk would crash the daemon at some
+// connection. Allocation up front turns that into a clear refusal to start.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +22,15 @@
 
 namespace superd::uid_pool {
 
+// A slot of the names file. `seq` is odd while the writer changes the slot: a reader copies the
+// slot between two equal even reads of `seq`, so it sees a record whole or not at all.
+struct NameRecord {
+  uint32_t seq;
+  uint32_t uid;    // 0: free slot
+  char name[40];   // NUL-terminated user name ("superd-61234", or a named lease's name)
+};
+static_assert(sizeof(NameRecord) == 48);
+
 struct LeaseRecord {
   uint32_t uid;          // 0: free slot
   int32_t pid;           // host PID of the instance's main process, 0 while spawning
@@ -22,6 +39,9 @@ struct LeaseRecord {
   char service[40];      // NUL-terminated, truncated
 };
 static_assert(sizeof(LeaseRecord) == 64);
+
+// The names file of the table in `dir`: "<dir>/../names" (<runtime_root>/superd/names).
+std::string names_path_for(const std::string& dir);
 
 class LeaseTable {
  public:
@@ -36,7 +56,9 @@ class LeaseTable {
   // Opens read-only without the lock (for `superd status`).
   static LeaseTable open_readonly(const std::string& dir, std::error_code& ec);
 
-  void record(uint32_t uid, int32_t pid, uint64_t serial, int64_t started_ms, std::string_view service) noexcept;
+  // `user`: the user name for the names file; empty gives "superd-UID" (a per-connection lease).
+  void record(uint32_t uid, int32_t pid, uint64_t serial, int64_t started_ms, std::string_view service,
+              std::string_view user = {}) noexcept;
   void set_pid(uint32_t uid, int32_t pid) noexcept;
   void clear(uint32_t uid) noexcept;
   std::vector<LeaseRecord> live() const;  // every occupied slot
@@ -48,10 +70,15 @@ class LeaseTable {
 
  private:
   LeaseRecord* slot(uint32_t uid) noexcept;
-  UniqueFd fd_;
+  void write_name(uint32_t uid, std::string_view user) noexcept;
+  void clear_name(uint32_t uid) noexcept;
+  UniqueFd fd_, names_fd_;
   LeaseRecord* slots_ = nullptr;
+  NameRecord* names_ = nullptr;
   void* map_ = nullptr;
   size_t map_len_ = 0;
+  void* names_map_ = nullptr;
+  size_t names_len_ = 0;
   uint32_t first_ = 0, size_ = 0;
   std::vector<LeaseRecord> orphans_;
 };

@@ -77,4 +77,23 @@ void Pool::unblock(uint32_t uid, Block why) noexcept {
   if (!(state_[off] & kBlockMask) && parked(off)) push(off);
 }
 
+const char* block_name(int bit_index) noexcept {
+  static const char* const kNames[kBlockKinds] = {"static-user", "foreign-process", "foreign-ipc", "quarantined",
+                                                  "orphan-unswept"};
+  return bit_index >= 0 && bit_index < kBlockKinds ? kNames[bit_index] : "?";
+}
+
+BlockedSummary Pool::blocked_summary(size_t max_sample) const {
+  BlockedSummary out;
+  for (uint32_t off = 0; off < size_; ++off) {
+    uint8_t b = state_[off] & kBlockMask;
+    if (!b || (state_[off] & kHeld)) continue;
+    ++out.unavailable;
+    for (int k = 0; k < kBlockKinds; ++k)
+      if (b & (1 << k)) ++out.by_reason[k];
+    if (out.sample.size() < max_sample) out.sample.emplace_back(first_ + off, b);
+  }
+  return out;
+}
+
 }  // namespace superd::uid_pool

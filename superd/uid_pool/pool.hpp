@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
+#include <vector>
 
 namespace superd::uid_pool {
 
@@ -21,6 +23,17 @@ enum Block : uint8_t {
   kForeignProcess = 1 << 1,   // a process we do not own runs with it
   kForeignIpc = 1 << 2,       // an IPC object we did not clean is owned by it
   kQuarantined = 1 << 3,      // its cleanup failed; never reused while superd runs
+  kOrphan = 1 << 4,           // a previous daemon's lease, not swept yet
+};
+constexpr int kBlockKinds = 5;
+const char* block_name(int bit_index) noexcept;  // "static-user", ... for bit 1 << bit_index
+
+// What blocks the UIDs that are not held (for `superd status`): a count per reason and the first
+// few UIDs with their reasons.
+struct BlockedSummary {
+  uint32_t unavailable = 0;  // not held, but blocked for at least one reason
+  uint32_t by_reason[kBlockKinds] = {};
+  std::vector<std::pair<uint32_t, uint8_t>> sample;  // (uid, block bits), at most `max_sample`
 };
 
 class Pool {
@@ -48,11 +61,13 @@ class Pool {
   uint32_t size() const noexcept { return size_; }
   uint32_t held() const noexcept { return held_; }
   uint32_t quarantined() const noexcept { return quarantined_; }
+  // O(size): for status requests, never the connection path.
+  BlockedSummary blocked_summary(size_t max_sample = 32) const;
 
  private:
   static constexpr uint8_t kHeld = 1 << 6;
   static constexpr uint8_t kQueued = 1 << 7;
-  static constexpr uint8_t kBlockMask = 0x0f;
+  static constexpr uint8_t kBlockMask = 0x1f;
 
   bool parked(uint32_t off) const noexcept {
     return off < fresh_ && !(state_[off] & (kHeld | kQueued));

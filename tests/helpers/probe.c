@@ -275,6 +275,51 @@ int main(int argc, char** argv) {
         if (e->d_name[0] != '.') fprintf(out, "%s %s\n", argv[i], e->d_name);
       closedir(d);
     }
+  } else if (!strcmp(mode, "give-msg")) {
+    /* Creates COUNT SysV message queues and hands queue i to UID FIRST+i (IPC_SET lets the owner
+     * set any owner): the pool-lock attack. Prints "given N" and the ids. */
+    unsigned first = (unsigned)strtoul(argv[2], NULL, 10), count = (unsigned)atoi(argv[3]), given = 0;
+    for (unsigned i = 0; i < count; ++i) {
+      int id = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+      struct msqid_ds ds;
+      if (id < 0 || msgctl(id, IPC_STAT, &ds) != 0) continue;
+      ds.msg_perm.uid = first + i;
+      if (msgctl(id, IPC_SET, &ds) == 0) ++given;
+    }
+    fprintf(out, "given %u\n", given);
+  } else if (!strcmp(mode, "mq-put")) {
+    /* Leaves a message in POSIX queue NAME (created 0600): a later holder of the UID must not read it. */
+    mqd_t q = mq_open(argv[2], O_CREAT | O_RDWR, 0600, NULL);
+    int sent = q != (mqd_t)-1 && mq_send(q, "secret", 6, 0) == 0;
+    fprintf(out, "mq-put %s uid=%u\n", q == (mqd_t)-1 ? strerrorname_np(errno) : sent ? "ok" : strerrorname_np(errno),
+            (unsigned)getuid());
+  } else if (!strcmp(mode, "mq-get")) {
+    mqd_t q = mq_open(argv[2], O_RDONLY | O_NONBLOCK);
+    char msg[8192];
+    ssize_t n = q == (mqd_t)-1 ? -1 : mq_receive(q, msg, sizeof msg, NULL);
+    fprintf(out, "mq-get %s uid=%u\n", n >= 0 ? "read" : strerrorname_np(errno), (unsigned)getuid());
+  } else if (!strcmp(mode, "fill")) {
+    /* Writes SIZE bytes (in KiB) into a new file in each directory given; "DIR ok" or "DIR ERRNO". */
+    size_t kib = (size_t)atol(argv[2]);
+    static char block[1024];
+    for (int i = 3; i < argc; ++i) {
+      char path[512];
+      snprintf(path, sizeof path, "%s/fill-%u", argv[i], (unsigned)getuid());
+      int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+      int err = fd < 0 ? errno : 0;
+      for (size_t k = 0; fd >= 0 && !err && k < kib; ++k)
+        if (write(fd, block, sizeof block) != (ssize_t)sizeof block) err = errno ? errno : ENOSPC;
+      if (fd >= 0) close(fd);
+      fprintf(out, "%s %s\n", argv[i], err ? strerrorname_np(err) : "ok");
+    }
+  } else if (!strcmp(mode, "rlimits")) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NPROC, &rl);
+    fprintf(out, "nproc %llu %llu\n", (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+  } else if (!strcmp(mode, "shut-listener")) {
+    /* Wait mode: shuts the shared listening socket down for every holder, then exits 0. */
+    shutdown(0, SHUT_RDWR);
+    return 0;
   } else if (!strcmp(mode, "echo")) {
     char buf[4096];
     ssize_t n;

@@ -77,15 +77,37 @@ def ipc_owned(lo, hi):
             v = dict(zip(cols, line.split()))
             if any(lo <= int(v.get(c, -1)) <= hi for c in ("uid", "gid", "cuid", "cgid")):
                 found.append(f"sysv-{kind} {line.split()[1]}")
-    for d in ("/dev/shm", "/dev/mqueue"):
-        try:
-            for name in os.listdir(d):
-                st = os.lstat(os.path.join(d, name))
-                if lo <= st.st_uid <= hi or lo <= st.st_gid <= hi:
-                    found.append(f"{d}/{name}")
-        except OSError:
-            pass
+    try:
+        for name in os.listdir("/dev/shm"):
+            st = os.lstat(os.path.join("/dev/shm", name))
+            if lo <= st.st_uid <= hi or lo <= st.st_gid <= hi:
+                found.append(f"/dev/shm/{name}")
+    except OSError:
+        pass
+    found += [f"mqueue {name}" for name, uid, gid in mqueues() if lo <= uid <= hi or lo <= gid <= hi]
     return found
+
+
+def mqueues():
+    """Every POSIX message queue of the host's IPC namespace as (name, uid, gid). Queues are only
+    visible through an mqueue filesystem, and this host mounts none at /dev/mqueue: look through
+    a private mount of our own, in a mount namespace of our own (nothing shows on the host)."""
+    os.makedirs(SCRATCH_BASE, exist_ok=True)
+    view = os.path.join(SCRATCH_BASE, f".mqueue-view-{os.getpid()}")
+    os.makedirs(view, exist_ok=True)
+    try:
+        r = subprocess.run(["unshare", "-m", "sh", "-c",
+                            f'mount -t mqueue none "{view}" && find "{view}" -mindepth 1 -printf "%f %U %G\\n"'],
+                           capture_output=True, text=True, timeout=10)
+    finally:
+        os.rmdir(view)
+    if r.returncode != 0:
+        raise Failure(f"cannot look at POSIX message queues: {r.stderr.strip()}")
+    out = []
+    for line in r.stdout.splitlines():
+        name, uid, gid = line.rsplit(" ", 2)
+        out.append((name, int(uid), int(gid)))
+    return out
 
 
 class Superd:
