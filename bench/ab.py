@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from cpu_meter import LOADED, Meter
+
 BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
 PORT = 19101
 SCRATCH = "/srv/superd-bench-ab"
@@ -50,10 +52,15 @@ exec = ["{BUILD}/bench/svc_hello"]
             except OSError:
                 time.sleep(0.05)
         time.sleep(0.5)
+        meter = Meter()
+        meter.start()
         out = subprocess.run([f"{BUILD}/bench/loadgen", "--target", f"127.0.0.1:{PORT}", "-c", str(conc), "-d",
                               str(seconds), "--expect", "hello\n", "--json"], capture_output=True, text=True,
                              timeout=seconds + 60)
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        foreign = meter.stop()
+        j = json.loads(out.stdout.strip().splitlines()[-1])
+        j["foreign_cpu"] = foreign
+        return j
     finally:
         p.terminate()
         p.wait(timeout=60)
@@ -67,16 +74,22 @@ def main():
     rounds, seconds, conc = (int(x) for x in (sys.argv[3:] + ["5", "8", "8"][len(sys.argv) - 3:])[:3])
     res = {"old": [], "new": []}
     for r in range(rounds):
-        for name, binary in (("old", old), ("new", new)):
-            j = run_one(binary, seconds, conc)
+        pair = {name: run_one(binary, seconds, conc) for name, binary in (("old", old), ("new", new))}
+        loaded = any(j["foreign_cpu"] > LOADED for j in pair.values())
+        for name, j in pair.items():
+            j["loaded"] = loaded
             res[name].append(j)
             print(f"round {r + 1} {name}: {j['conns_per_s']:.0f} conns/s, p99 {j['p99_ms']:.2f} ms, "
-                  f"failed {j.get('failed', 0)}", flush=True)
-    med = {k: statistics.median(x["conns_per_s"] for x in v) for k, v in res.items()}
-    p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in res.items()}
-    print(f"median conns/s at c={conc}: old {med['old']:.0f}, new {med['new']:.0f}, new/old {med['new'] / med['old']:.2f}; "
+                  f"failed {j.get('failed', 0)}, foreign CPU {j['foreign_cpu']:.2f}{' (loaded: left out)' if loaded else ''}",
+                  flush=True)
+    clean = {k: [x for x in v if not x["loaded"]] for k, v in res.items()}
+    if not clean["old"]:
+        sys.exit(f"every round was loaded (foreign CPU > {LOADED}): no evidence; run again on a quiet machine")
+    med = {k: statistics.median(x["conns_per_s"] for x in v) for k, v in clean.items()}
+    p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in clean.items()}
+    print(f"median conns/s at c={conc} over {len(clean['old'])} clean rounds of {rounds} (foreign CPU <= {LOADED}): "
+          f"old {med['old']:.0f}, new {med['new']:.0f}, new/old {med['new'] / med['old']:.2f}; "
           f"p99 ms old {p99['old']:.2f}, new {p99['new']:.2f}")
-
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from cpu_meter import LOADED, Meter
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
@@ -119,13 +121,18 @@ def stop_all(procs):
 
 
 def load(port, conc, seconds):
+    meter = Meter()
+    meter.start()
     out = subprocess.run([f"{BUILD}/bench/loadgen", "--target", f"127.0.0.1:{port}", "-c", str(conc),
                           "-d", str(seconds), "--expect", "hello\\n", "--json"],
                          capture_output=True, text=True, timeout=seconds + 60)
+    foreign = meter.stop()
     try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        j = json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        return {"conns_per_s": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "failed": -1}
+        j = {"conns_per_s": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan"), "failed": -1}
+    j["foreign_cpu"] = foreign
+    return j
 
 
 def main():
@@ -153,17 +160,26 @@ def main():
         for r in range(rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             for c in concs:
-                for n in order:
-                    results[(n, c)].append(load(PORTS[n], c, seconds))
+                row = {n: load(PORTS[n], c, seconds) for n in order}
+                # A round is compared whole: if any system's window was loaded, all of it is left out.
+                loaded = any(x["foreign_cpu"] > LOADED for x in row.values())
+                for n, x in row.items():
+                    x["loaded"] = loaded
+                    results[(n, c)].append(x)
             print(f"compare: round {r + 1}/{rounds} done ({time.time() - t0:.0f} s)", file=sys.stderr)
     finally:
         stop_all(procs)
 
     def med(n, c, k):
-        vals = [x[k] for x in results[(n, c)] if x.get("failed", 0) >= 0]
+        vals = [x[k] for x in results[(n, c)] if x.get("failed", 0) >= 0 and not x["loaded"]]
         return statistics.median(vals) if vals else float("nan")
 
     failures = sum(x.get("failed", 0) for v in results.values() for x in v)
+    loaded_rounds = {c: sum(x["loaded"] for x in results[(names[0], c)]) for c in concs}
+    foreign = [x["foreign_cpu"] for v in results.values() for x in v]
+    foreign_line = (f"Foreign CPU (others' use of this machine during each window): median {statistics.median(foreign):.2f}, "
+                    f"max {max(foreign):.2f} CPUs; rounds left out as loaded (> {LOADED} CPUs in any window), per "
+                    f"concurrency: " + ", ".join(f"c={c}: {loaded_rounds[c]} of {rounds}" for c in concs) + ".")
     lines = ["| system | c | conns/s | p50 ms | p99 ms | × rawspawn | × xinetd | p99 × rawspawn | failed |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in concs:
@@ -187,6 +203,8 @@ Machine: {os.cpu_count()} CPUs ({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf
 Linux {platform.release()}. Mode: {mode} ({rounds} interleaved rounds of {seconds} s per system and concurrency;
 medians). Loopback TCP, service `bench/svc_hello` (static). Failed connections in the whole run: {failures}
 (per system in the last column: refused, reset or timed out as loadgen saw them).
+
+{foreign_line}
 
 Reproduce: `bash bench/compare.sh --{mode}` (as root).
 
