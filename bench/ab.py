@@ -5,7 +5,9 @@ interleaved rounds of bench/loadgen, to tell a change's cost from this VM's nois
 line per round and the medians with their ratio. Run as root from the repository root after
 `ninja -C build` (loadgen and svc_hello come from build/bench). Build the old binary from a
 worktree, e.g. `git worktree add /srv/old HEAD~5 && meson setup /srv/old/b /srv/old && ninja -C
-/srv/old/b superd/superd`."""
+/srv/old/b superd/superd`. AB_OLD_EXTRA / AB_NEW_EXTRA: [service] lines added to that side's
+service (the same binary twice with and without a setting measures the setting).
+Every round records the foreign CPU (bench/cpu_meter.py); loaded rounds are left out."""
 import json
 import os
 import shutil
@@ -22,7 +24,7 @@ PORT = 19101
 SCRATCH = "/srv/superd-bench-ab"
 
 
-def run_one(binary, seconds, conc):
+def run_one(binary, seconds, conc, extra=""):
     shutil.rmtree(SCRATCH, ignore_errors=True)
     os.makedirs(SCRATCH + "/conf.d")
     with open(SCRATCH + "/superd.toml", "w") as f:
@@ -41,6 +43,7 @@ max_connections = 1024
 backlog = 1024
 [service]
 exec = ["{BUILD}/bench/svc_hello"]
+{extra}
 """)
     p = subprocess.Popen([binary, "serve", "-c", SCRATCH + "/superd.toml"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
@@ -60,6 +63,9 @@ exec = ["{BUILD}/bench/svc_hello"]
         foreign = meter.stop()
         j = json.loads(out.stdout.strip().splitlines()[-1])
         j["foreign_cpu"] = foreign
+        # Machine CPU per connection (superd, its instances, the kernel's work for them, loadgen):
+        # steadier than the rate on a VM whose speed drifts between rounds.
+        j["cpu_us_per_conn"] = 1e6 * meter.ours / max(j.get("ok", 0), 1)
         return j
     finally:
         p.terminate()
@@ -74,12 +80,14 @@ def main():
     rounds, seconds, conc = (int(x) for x in (sys.argv[3:] + ["5", "8", "8"][len(sys.argv) - 3:])[:3])
     res = {"old": [], "new": []}
     for r in range(rounds):
-        pair = {name: run_one(binary, seconds, conc) for name, binary in (("old", old), ("new", new))}
+        pair = {name: run_one(binary, seconds, conc, os.environ.get(f"AB_{name.upper()}_EXTRA", ""))
+                for name, binary in (("old", old), ("new", new))}
         loaded = any(j["foreign_cpu"] > LOADED for j in pair.values())
         for name, j in pair.items():
             j["loaded"] = loaded
             res[name].append(j)
             print(f"round {r + 1} {name}: {j['conns_per_s']:.0f} conns/s, p99 {j['p99_ms']:.2f} ms, "
+                  f"{j['cpu_us_per_conn']:.0f} us CPU/conn, "
                   f"failed {j.get('failed', 0)}, foreign CPU {j['foreign_cpu']:.2f}{' (loaded: left out)' if loaded else ''}",
                   flush=True)
     clean = {k: [x for x in v if not x["loaded"]] for k, v in res.items()}
@@ -87,9 +95,11 @@ def main():
         sys.exit(f"every round was loaded (foreign CPU > {LOADED}): no evidence; run again on a quiet machine")
     med = {k: statistics.median(x["conns_per_s"] for x in v) for k, v in clean.items()}
     p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in clean.items()}
+    cpu = {k: statistics.median(x["cpu_us_per_conn"] for x in v) for k, v in clean.items()}
     print(f"median conns/s at c={conc} over {len(clean['old'])} clean rounds of {rounds} (foreign CPU <= {LOADED}): "
           f"old {med['old']:.0f}, new {med['new']:.0f}, new/old {med['new'] / med['old']:.2f}; "
-          f"p99 ms old {p99['old']:.2f}, new {p99['new']:.2f}")
+          f"p99 ms old {p99['old']:.2f}, new {p99['new']:.2f}; CPU per connection old {cpu['old']:.0f} us, "
+          f"new {cpu['new']:.0f} us, new/old {cpu['new'] / cpu['old']:.3f}")
 
 if __name__ == "__main__":
     main()

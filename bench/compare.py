@@ -140,6 +140,7 @@ def main():
     ap.add_argument("--short", action="store_true", help="3 rounds of 2 s (about 2 minutes)")
     ap.add_argument("--full", action="store_true", help="5 rounds of 8 s")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--raw", help="also write every window's loadgen result and foreign CPU here (JSON)")
     args = ap.parse_args()
     rounds, seconds = (5, 8) if args.full else (3, 2)
     if os.geteuid() != 0:
@@ -169,6 +170,10 @@ def main():
             print(f"compare: round {r + 1}/{rounds} done ({time.time() - t0:.0f} s)", file=sys.stderr)
     finally:
         stop_all(procs)
+
+    if args.raw:
+        with open(args.raw, "w") as f:
+            json.dump({f"{n} c={c}": v for (n, c), v in results.items()}, f, indent=1)
 
     def med(n, c, k):
         vals = [x[k] for x in results[(n, c)] if x.get("failed", 0) >= 0 and not x["loaded"]]
