@@ -24,11 +24,8 @@ def machine_busy():
     return (user + nice + system + steal) / HZ  # guest time is already in user
 
 
-def kernel_threads_cpu():
-    """CPU seconds per kernel thread (kthreadd's children), by PID: kworkers and RCU threads
-    that free the namespaces and mounts the bench's instances leave are the bench's load too.
-    Kept per PID because kworkers come and go: a sum would drop when one with a long history
-    exits, and that drop would be counted as someone else's CPU."""
+def proc_stats():
+    """{pid: (ppid, [utime, stime, cutime, cstime] in seconds)} for every process now."""
     out = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -38,9 +35,16 @@ def kernel_threads_cpu():
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == 2 or pid == "2":
-            out[int(pid)] = (int(fields[11]) + int(fields[12])) / HZ
+        out[int(pid)] = (int(fields[1]), [int(x) / HZ for x in fields[11:15]])
     return out
+
+
+def kernel_threads_cpu(stats):
+    """CPU seconds per kernel thread (kthreadd's children), by PID: kworkers and RCU threads
+    that free the namespaces and mounts the bench's instances leave are the bench's load too.
+    Kept per PID because kworkers come and go: a sum would drop when one with a long history
+    exits, and that drop would be counted as someone else's CPU."""
+    return {pid: t[0] + t[1] for pid, (ppid, t) in stats.items() if ppid == 2 or pid == 2}
 
 
 def kernel_threads_delta(before, after):
@@ -49,27 +53,16 @@ def kernel_threads_delta(before, after):
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items() if cpu >= before.get(pid, 0.0))
 
 
-def tree_cpu(root):
+def tree_cpu(root, stats):
     """CPU seconds of `root`'s live descendants (each with its reaped children) plus what root
     itself and its reaped children used."""
-    parent, cpu = {}, {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parent[int(pid)] = int(fields[1])
-        cpu[int(pid)] = sum(int(x) for x in fields[11:15]) / HZ  # utime stime cutime cstime
     total = 0.0
-    for pid in cpu:
+    for pid, (_, t) in stats.items():
         p, hops = pid, 0
-        while p in parent and p != root and hops < 64:
-            p, hops = parent[p], hops + 1
+        while p in stats and p != root and hops < 64:
+            p, hops = stats[p][0], hops + 1
         if p == root and pid != root:
-            total += cpu[pid]
+            total += sum(t)
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return total + me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
@@ -79,11 +72,14 @@ class Meter:
         self.root = root or os.getpid()
 
     def start(self):
-        self.t0, self.busy0, self.ours0, self.kthreads0 = time.time(), machine_busy(), tree_cpu(self.root), kernel_threads_cpu()
+        stats = proc_stats()
+        self.t0, self.busy0 = time.time(), machine_busy()
+        self.ours0, self.kthreads0 = tree_cpu(self.root, stats), kernel_threads_cpu(stats)
 
     def stop(self):
         elapsed = max(time.time() - self.t0, 1e-3)
         # CPU seconds the bench used: its process tree and the kernel threads working for it.
-        self.ours = tree_cpu(self.root) - self.ours0 + kernel_threads_delta(self.kthreads0, kernel_threads_cpu())
+        stats = proc_stats()
+        self.ours = tree_cpu(self.root, stats) - self.ours0 + kernel_threads_delta(self.kthreads0, kernel_threads_cpu(stats))
         foreign = (machine_busy() - self.busy0) - self.ours
         return max(foreign, 0.0) / elapsed

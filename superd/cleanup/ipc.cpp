@@ -153,6 +153,8 @@ std::error_code mount_private_mqueue(const std::string& dir) {
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) return err();
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return err();
   if (::mount("mqueue", dir.c_str(), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return err();
+  // Its root stays as it is (1777): every mqueue mount of an IPC namespace shares one
+  // superblock, the one mq_open() uses, so a chmod here would break mq_open() for every user.
   return {};
 }
 

@@ -164,30 +164,39 @@ LeaseRecord* LeaseTable::slot(uint32_t uid) noexcept {
   return &slots_[uid - first_];
 }
 
+namespace {
+// The writer's half of the names file's protocol: seq odd while `change` runs, even after.
+template <typename Change>
+void seq_write(NameRecord& n, Change change) noexcept {
+  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELAXED);  // odd: being written
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  change();
+  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELEASE);  // even: complete
+}
+}  // namespace
+
 void LeaseTable::write_name(uint32_t uid, std::string_view user) noexcept {
   if (!names_) return;
   NameRecord& n = names_[uid - first_];
-  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELAXED);  // odd: being written
-  __atomic_thread_fence(__ATOMIC_RELEASE);
-  if (user.empty()) {
-    std::snprintf(n.name, sizeof n.name, "superd-%u", uid);
-  } else {
-    size_t len = std::min(user.size(), sizeof n.name - 1);
-    std::memcpy(n.name, user.data(), len);
-    n.name[len] = '\0';
-  }
-  n.uid = uid;
-  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELEASE);  // even: complete
+  seq_write(n, [&] {
+    if (user.empty()) {
+      std::snprintf(n.name, sizeof n.name, "superd-%u", uid);
+    } else {
+      size_t len = std::min(user.size(), sizeof n.name - 1);
+      std::memcpy(n.name, user.data(), len);
+      n.name[len] = '\0';
+    }
+    n.uid = uid;
+  });
 }
 
 void LeaseTable::clear_name(uint32_t uid) noexcept {
   if (!names_) return;
   NameRecord& n = names_[uid - first_];
-  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELAXED);
-  __atomic_thread_fence(__ATOMIC_RELEASE);
-  n.uid = 0;
-  n.name[0] = '\0';
-  __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELEASE);
+  seq_write(n, [&] {
+    n.uid = 0;
+    n.name[0] = '\0';
+  });
 }
 
 void LeaseTable::record(uint32_t uid, int32_t pid, uint64_t serial, int64_t started_ms, std::string_view service,
