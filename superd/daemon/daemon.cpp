@@ -7,6 +7,7 @@
 #include <utility>  // first: Boost 1.74's awaitable.hpp misses it under C++20
 
 #include "daemon/daemon.hpp"
+#include "daemon/event_log.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -61,7 +62,7 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint32_t kDatagramRefusalsLogged = 20;  // per service and second
-constexpr uint32_t kNoUid = UINT32_MAX;          // log lines of sessions, which run as nobody else
+using event_log::kNoUid;  // log lines of sessions, which run as nobody else
 constexpr size_t kMaxZygotes = 4;                 // per sandboxed service, at most one per CPU
 constexpr size_t kMaxEarlyExits = 4 * 64;     // kMaxZygotes * kMaxPendingPerZygote
 constexpr size_t kMaxPendingPerZygote = 64;        // requests in flight; past that accepting pauses
@@ -1459,55 +1460,28 @@ void Daemon::log_line(const Service& s, log::Level level, const std::string& lin
   }
 }
 
-namespace {
-// "START svc serial=N peer=... uid=U pid=P": the part START and EXIT lines share, with the
-// fields log_on_success selects (the service and serial always; the UID whenever there is one).
-std::string instance_fields(const char* event, const Service& s, uint64_t serial, const std::string& peer,
-                            uint32_t uid, pid_t pid) {
-  uint32_t f = s.cfg->service.log_on_success;
-  std::string line = fmt::format("{} {} serial={}", event, s.cfg->name, serial);
-  if (f & config::kLogHost) line += " peer=" + peer;
-  if (uid != kNoUid) line += fmt::format(" uid={}", uid);
-  if ((f & config::kLogPid) && pid) line += fmt::format(" pid={}", pid);
-  return line;
-}
-}  // namespace
-
 void Daemon::log_start(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid) {
-  uint32_t f = s.cfg->service.log_on_success;
-  if (!f) return;
-  log_line(s, log::Level::info, instance_fields("START", s, serial, peer, uid, pid));
+  std::string line = event_log::start({s.cfg->name, serial, peer, uid, pid}, s.cfg->service.log_on_success);
+  if (!line.empty()) log_line(s, log::Level::info, line);
 }
 
 void Daemon::log_exit(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid,
                       Clock::time_point started, const std::string& status, const inloop::Traffic* traffic) {
-  uint32_t f = s.cfg->service.log_on_success;
-  if (!f) return;
-  std::string line = instance_fields("EXIT", s, serial, peer, uid, pid);
-  if (f & config::kLogDuration) {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
-    line += fmt::format(" duration={}.{:03}s", ms / 1000, ms % 1000);
-  }
-  if (f & config::kLogExit) line += " " + status;
-  if ((f & config::kLogTraffic) && traffic)
-    line += fmt::format(" bytes_in={} bytes_out={}", traffic->from_client, traffic->to_client);
-  log_line(s, log::Level::info, line);
+  event_log::Traffic t{traffic ? traffic->from_client : 0, traffic ? traffic->to_client : 0};
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  std::string line = event_log::exit({s.cfg->name, serial, peer, uid, pid}, s.cfg->service.log_on_success, took,
+                                     status, traffic ? &t : nullptr);
+  if (!line.empty()) log_line(s, log::Level::info, line);
 }
 
 void Daemon::log_refuse(const Service& s, const std::string& peer, const std::string& reason) {
-  uint32_t f = s.cfg->service.log_on_failure;
-  if (!f) return;
-  std::string line = "REFUSE " + s.cfg->name;
-  if (f & config::kLogHost) line += " peer=" + peer;
-  log_line(s, log::Level::warning, line + " reason=\"" + reason + "\"");
+  std::string line = event_log::refuse(s.cfg->name, peer, reason, s.cfg->service.log_on_failure);
+  if (!line.empty()) log_line(s, log::Level::warning, line);
 }
 
 void Daemon::log_fail(const Service& s, uint64_t serial, const std::string& peer, uint32_t uid, const std::string& why) {
-  std::string line = fmt::format("FAIL {} serial={}", s.cfg->name, serial);
-  if (s.cfg->service.log_on_failure & config::kLogHost) line += " peer=" + peer;
-  log_line(s, log::Level::error, line + fmt::format(" uid={}: {}", uid, why));
+  log_line(s, log::Level::error, event_log::fail({s.cfg->name, serial, peer, uid, 0}, s.cfg->service.log_on_failure, why));
 }
-
 
 void Daemon::watch_instance(Instance& inst) {
   pid_t pid = inst.pid;
@@ -1568,13 +1542,13 @@ void Daemon::flush_stderr(Instance& i, bool all) {
   size_t start = 0, nl;
   while ((nl = i.err_line.find('\n', start)) != std::string::npos) {
     log_line(*i.service, log::Level::info,
-             fmt::format("{}[{}] uid={}: {}", i.service->cfg->name, i.serial, i.uid,
-                         std::string_view(i.err_line).substr(start, nl - start)));
+             event_log::stderr_line({i.service->cfg->name, i.serial, {}, i.uid, 0},
+                                    std::string_view(i.err_line).substr(start, nl - start)));
     start = nl + 1;
   }
   i.err_line.erase(0, start);
   if ((all && !i.err_line.empty()) || i.err_line.size() > 4096) {
-    log_line(*i.service, log::Level::info, fmt::format("{}[{}] uid={}: {}", i.service->cfg->name, i.serial, i.uid, i.err_line));
+    log_line(*i.service, log::Level::info, event_log::stderr_line({i.service->cfg->name, i.serial, {}, i.uid, 0}, i.err_line));
     i.err_line.clear();
   }
 }
