@@ -7,6 +7,7 @@
 #include <utility>  // first: Boost 1.74's awaitable.hpp misses it under C++20
 
 #include "daemon/daemon.hpp"
+#include "daemon/control_server.hpp"
 #include "daemon/event_log.hpp"
 
 #include <fcntl.h>
@@ -26,7 +27,6 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <unordered_map>
 #include <nlohmann/json.hpp>
@@ -68,14 +68,12 @@ constexpr size_t kMaxEarlyExits = 4 * 64;     // kMaxZygotes * kMaxPendingPerZyg
 constexpr size_t kMaxPendingPerZygote = 64;        // requests in flight; past that accepting pauses
 constexpr int kAcceptBatch = 32;                 // accepts per wake-up before yielding to the loop
 constexpr auto kCensusPeriod = std::chrono::seconds(10);
-constexpr size_t kMaxAttackersLogged = 1024;
-constexpr size_t kMaxControlPending = 64;
+constexpr size_t kMaxAttackersLogged = 1024;  // distinct creators of given-away IPC objects
 // Wait mode: an instance that lives less than kQuickExit makes superd wait before polling again,
 // kWaitBackoffFirst after the first such exit, doubling per exit in a row, at most kWaitBackoffMax.
 constexpr auto kQuickExit = std::chrono::seconds(1);
 constexpr auto kWaitBackoffFirst = std::chrono::milliseconds(250);
 constexpr auto kWaitBackoffMax = std::chrono::seconds(60);
-constexpr auto kControlRequestTimeout = std::chrono::seconds(5);  // distinct creators of given-away IPC objects
 constexpr auto kMaxShutdownGrace = std::chrono::seconds(30);
 constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
 
@@ -224,7 +222,7 @@ class Daemon {
         opt_(opt),
         roots_{cfg.global.runtime_root, cfg.global.state_root, cfg.global.cache_root, cfg.global.logs_root},
         pool_(cfg.global.uid_min, cfg.global.uid_max), signals_(io_), census_timer_(io_),
-        stop_timer_(io_), inotify_(io_), control_(io_) {}
+        stop_timer_(io_), inotify_(io_) {}
 
   int run();
 
@@ -290,7 +288,6 @@ class Daemon {
   void run_cleanup();
   void on_signal(int sig);
   bool open_control();
-  void arm_control();
   void on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn);
   nlohmann::json status_json() const;
   nlohmann::json pool_json() const;
@@ -323,11 +320,9 @@ class Daemon {
   asio::steady_timer stop_timer_;
   asio::posix::stream_descriptor inotify_;
   char inotify_buf_[4096];
-  asio::posix::stream_descriptor control_;
-  std::string control_path_;
-  // Accepted control connections whose request has not come, oldest first (by serial).
-  std::map<uint64_t, std::shared_ptr<asio::posix::stream_descriptor>> control_pending_;
-  uint64_t control_serial_ = 0, control_evictions_ = 0;
+  ControlServer control_{io_, [this](ControlServer::Connection c) {
+                            if (!stopping_) on_control_request(std::move(c));
+                          }};
   std::unordered_set<std::string> live_units_;
   std::unordered_set<uint32_t> attackers_logged_;
   // The orphan sweep (cleanup/sweep.hpp): the UIDs it has not reported yet, and its results pipe.
@@ -1677,10 +1672,7 @@ void Daemon::begin_shutdown() {
     if (s->rate_timer) s->rate_timer->cancel();
   }
   if (inotify_.is_open()) inotify_.close();
-  if (control_.is_open()) {
-    control_.close();
-    ::unlink(control_path_.c_str());
-  }
+  control_.close();
   auto grace = std::chrono::milliseconds(0);
   for (auto& [pid, inst] : instances_) {
     pidfd_signal(inst->pidfd.native_handle(), SIGTERM);
@@ -1708,62 +1700,12 @@ void Daemon::maybe_finish_shutdown() {
 }
 
 bool Daemon::open_control() {
-  control_path_ = control::socket_path(cfg_.global.runtime_root);
-  net::ListenSpec spec;
-  std::string why;
-  auto parsed = net::parse_listen(control_path_, why);
-  if (!parsed) {
-    log::error("control socket {}: {}", control_path_, why);
+  std::string path = control::socket_path(cfg_.global.runtime_root);
+  if (auto ec = control_.open(path)) {
+    log::error("control socket {}: {}", path, ec.message());
     return false;
   }
-  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  ::unlink(control_path_.c_str());
-  if (!fd || ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&parsed->addr), parsed->addr_len) != 0 ||
-      ::chmod(control_path_.c_str(), 0600) != 0 || ::listen(fd.get(), 64) != 0) {
-    log::error("control socket {}: {}", control_path_, std::strerror(errno));
-    return false;
-  }
-  control_.assign(fd.release());
-  arm_control();
   return true;
-}
-
-// Control connections: at most kMaxControlPending wait for their request, each for at most
-// kControlRequestTimeout. Past the cap the oldest waiting one is closed, so a client that sends
-// its request at once (superd status, reload, run) always gets through. (Only root can reach the
-// 0600 socket, but a stuck client must not hold fds forever.)
-void Daemon::arm_control() {
-  control_.async_wait(asio::posix::descriptor_base::wait_read, [this](boost::system::error_code ec) {
-    if (ec || stopping_) return;
-    int fd;
-    while ((fd = ::accept4(control_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
-      while (control_pending_.size() >= kMaxControlPending) {
-        auto oldest = control_pending_.begin();
-        if (!control_evictions_++) log::warning("control: {} connections wait for their request; closing the oldest",
-                                                control_pending_.size());
-        boost::system::error_code ignored;
-        oldest->second->close(ignored);  // its wait completes with operation_aborted
-        control_pending_.erase(oldest);
-      }
-      uint64_t id = ++control_serial_;
-      auto conn = std::make_shared<asio::posix::stream_descriptor>(io_, fd);
-      auto timer = std::make_shared<asio::steady_timer>(io_, kControlRequestTimeout);
-      control_pending_.emplace(id, conn);
-      timer->async_wait([this, id](boost::system::error_code e) {
-        auto it = control_pending_.find(id);
-        if (e || it == control_pending_.end()) return;
-        boost::system::error_code ignored;
-        it->second->close(ignored);  // no request in time
-        control_pending_.erase(it);
-      });
-      conn->async_wait(asio::posix::descriptor_base::wait_read, [this, id, conn, timer](boost::system::error_code e) {
-        timer->cancel();
-        if (e || !control_pending_.erase(id)) return;
-        on_control_request(conn);
-      });
-    }
-    arm_control();
-  });
 }
 
 void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn) {
