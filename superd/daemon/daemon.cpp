@@ -9,6 +9,7 @@
 #include "daemon/daemon.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/event_log.hpp"
+#include "daemon/orphans.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -38,7 +39,6 @@
 #include "cleanup/ipc.hpp"
 #include "control/control.hpp"
 #include "cleanup/proc.hpp"
-#include "cleanup/sweep.hpp"
 #include "inloop/inloop.hpp"
 #include "listener/listener.hpp"
 #include "sandbox/cgroup.hpp"
@@ -325,12 +325,7 @@ class Daemon {
                           }};
   std::unordered_set<std::string> live_units_;
   std::unordered_set<uint32_t> attackers_logged_;
-  // The orphan sweep (cleanup/sweep.hpp): the UIDs it has not reported yet, and its results pipe.
-  std::unordered_map<uint32_t, uid_pool::LeaseRecord> orphans_;
-  std::unique_ptr<asio::posix::stream_descriptor> sweep_results_;
-  char sweep_buf_[sizeof(sweep::Result) * 64];
-  size_t sweep_have_ = 0;
-  Clock::time_point sweep_started_;  // creators of given-away IPC objects, named once
+  OrphanSweep orphans_{io_};  // creators of given-away IPC objects, named once
   bool stopping_ = false;
 };
 
@@ -375,70 +370,24 @@ bool Daemon::prepare_runtime() {
   return true;
 }
 
-// Leases a previous daemon left behind (it crashed or was killed): their PID namespaces outlive
-// it. Their UIDs stay blocked (and recorded, so a daemon killed again finds them again) while a
-// sweeper process ends their processes and removes their IPC objects (cleanup/sweep.hpp); the
-// daemon serves meanwhile and returns each UID as its result comes. Shared-directory groups are
-// GIDs on directories, no process runs as them: they are free at once.
+// Leases a previous daemon left behind: their UIDs stay blocked, and recorded, until the sweep
+// (daemon/orphans.hpp) returns or quarantines each. Shared-directory groups are GIDs on
+// directories, no process runs as them: they are free at once.
 void Daemon::start_orphan_sweep() {
-  std::vector<uint32_t> uids;
+  std::vector<uid_pool::LeaseRecord> orphans;
   for (const auto& r : table_.take_orphans()) {
     if (std::string_view(r.service).rfind("group:", 0) == 0) continue;
     pool_.block(r.uid, uid_pool::kOrphan);
     table_.record(r.uid, r.pid, r.serial, r.started_ms, r.service);
-    orphans_[r.uid] = r;
-    uids.push_back(r.uid);
+    orphans.push_back(r);
   }
-  if (uids.empty()) return;
-  log::warning("{} leases of a previous superd are orphaned: sweeping them while serving", uids.size());
-  std::error_code ec;
-  auto sweeper = sweep::start(uids, ipc_roots_, ec);
-  if (!sweeper) {
-    log::error("cannot start the orphan sweep: {}; {} UIDs stay blocked until a restart", ec.message(), uids.size());
-    return;
-  }
-  sweep_started_ = Clock::now();
-  sweep_results_ = std::make_unique<asio::posix::stream_descriptor>(io_, sweeper->results.release());
-  read_sweep_results();
-}
-
-void Daemon::read_sweep_results() {
-  sweep_results_->async_read_some(
-      asio::buffer(sweep_buf_ + sweep_have_, sizeof sweep_buf_ - sweep_have_),
-      [this](boost::system::error_code ec, size_t n) {
-        sweep_have_ += n;
-        size_t whole = sweep_have_ / sizeof(sweep::Result);
-        for (size_t i = 0; i < whole; ++i) {
-          sweep::Result r;
-          std::memcpy(&r, sweep_buf_ + i * sizeof r, sizeof r);
-          on_swept(r);
-        }
-        std::memmove(sweep_buf_, sweep_buf_ + whole * sizeof(sweep::Result), sweep_have_ % sizeof(sweep::Result));
-        sweep_have_ %= sizeof(sweep::Result);
-        if (!ec) return read_sweep_results();
-        // EOF: the sweeper is done (the SIGCHLD drain reaps it). A UID it never reported stays blocked.
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - sweep_started_).count();
-        log::info("orphan sweep done in {} ms; {} UIDs not returned", ms, orphans_.size());
-        for (const auto& [uid, rec] : orphans_) pool_.block(uid, uid_pool::kQuarantined);
-        sweep_results_.reset();
-      });
-}
-
-void Daemon::on_swept(const sweep::Result& r) {
-  auto it = orphans_.find(r.uid);
-  if (it == orphans_.end()) return;
-  const uid_pool::LeaseRecord& rec = it->second;
-  if (r.step == sweep::Step::done) {
-    log::info("orphaned lease uid={} service={} serial={} pid={}: swept", rec.uid, rec.service, rec.serial, rec.pid);
-    table_.clear(r.uid);
-    pool_.unblock(r.uid, uid_pool::kOrphan);
-  } else {
-    // The record stays: a later superd tries again.
-    log::error("orphaned lease uid={} service={}: {} survive the sweep ({}); quarantined", rec.uid, rec.service,
-               r.step == sweep::Step::processes ? "processes" : "IPC objects", errno_text(r.err));
-    pool_.block(r.uid, uid_pool::kQuarantined);
-  }
-  orphans_.erase(it);
+  if (orphans.empty()) return;
+  orphans_.start(orphans, ipc_roots_,
+                 {[this](uint32_t uid) {
+                    table_.clear(uid);
+                    pool_.unblock(uid, uid_pool::kOrphan);
+                  },
+                  [this](uint32_t uid) { pool_.block(uid, uid_pool::kQuarantined); }});
 }
 
 // cgroup v2 bounds: said once at start-up, with what bounds instances instead (sandbox/cgroup.hpp).
