@@ -59,6 +59,15 @@ LeaseTable::~LeaseTable() {
 }
 
 namespace {
+// A file's first slot: its magic and the range, so a reader needs nothing else.
+Header* init_header(void* map, const char (&magic)[8], uint32_t first, uint32_t size) noexcept {
+  auto* h = static_cast<Header*>(map);
+  std::memcpy(h->magic, magic, 8);
+  h->first = first;
+  h->size = size;
+  return h;
+}
+
 // Sizes the file to `len` bytes, every block allocated, and maps it shared.
 void* allocate_and_map(int fd, size_t len, std::error_code& ec) {
   if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(len)) != 0) {
@@ -120,18 +129,10 @@ LeaseTable LeaseTable::open(const std::string& dir, uint32_t first, uint32_t las
   if (!nm) return t;
   t.names_map_ = nm;
   t.names_len_ = names_len;
-  auto* nh = static_cast<Header*>(nm);
-  std::memcpy(nh->magic, kNamesMagic, 8);
-  nh->first = first;
-  nh->size = size;
   t.names_fd_ = std::move(nfd);
-  t.names_ = reinterpret_cast<NameRecord*>(nh + 1);
-  auto* h = static_cast<Header*>(m);
-  std::memcpy(h->magic, kMagic, 8);
-  h->first = first;
-  h->size = size;
+  t.names_ = reinterpret_cast<NameRecord*>(init_header(nm, kNamesMagic, first, size) + 1);
   t.fd_ = std::move(fd);
-  t.slots_ = reinterpret_cast<LeaseRecord*>(h + 1);
+  t.slots_ = reinterpret_cast<LeaseRecord*>(init_header(m, kMagic, first, size) + 1);
   t.first_ = first;
   t.size_ = size;
   return t;
