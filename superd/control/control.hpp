@@ -10,17 +10,16 @@
 #include <system_error>
 #include <vector>
 
+#include "util/fdpass.hpp"
 #include "util/unique_fd.hpp"
 
 namespace superd::control {
 
-inline constexpr size_t kMaxMessage = 64 * 1024;
+using fdpass::kMaxMessage;
+using fdpass::recv_message;  // the framing lives in util/fdpass (the zygotes use it too)
+using fdpass::send_message;
 
 std::string socket_path(const std::string& runtime_root);
-
-// Sends one message with optional fds; receives one message and up to `max_fds` fds.
-std::error_code send_message(int sock, const std::string& msg, const std::vector<int>& fds = {});
-std::error_code recv_message(int sock, std::string& msg, std::vector<UniqueFd>* fds = nullptr, size_t max_fds = 3);
 
 // Client side of `superd run`: returns the exit code to exit with (status, or 128+signal),
 // or -1 with `error` set when the daemon could not be reached or refused.

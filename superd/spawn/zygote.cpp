@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "control/control.hpp"
+#include "util/fdpass.hpp"
 #include "sandbox/landlock.hpp"
 #include "spawn/child.hpp"
 
@@ -48,7 +48,7 @@ std::string step_text(const char* what) { return std::string(what) + ": " + std:
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != daemon) _exit(0);
   auto report = [&](const std::string& s) {
-    (void)control::send_message(sock, s);
+    (void)fdpass::send_message(sock, s);
   };
   // The daemon's signal handlers and mask do not apply here.
   struct sigaction dfl {};
@@ -87,7 +87,7 @@ std::string step_text(const char* what) { return std::string(what) + ": " + std:
   for (;;) {
     std::string msg;
     std::vector<UniqueFd> fds;
-    if (control::recv_message(sock, msg, &fds, 3)) _exit(0);  // the daemon is gone
+    if (fdpass::recv_message(sock, msg, &fds, 3)) _exit(0);  // the daemon is gone
     Reply reply{-1, 0, 0, -1};
     Request req{};
     if (msg.size() < sizeof req) _exit(1);
@@ -113,7 +113,7 @@ std::string step_text(const char* what) { return std::string(what) + ": " + std:
     } else {
       reply.step = static_cast<int32_t>(Step::stdio);
       reply.err = EBADF;
-      (void)control::send_message(sock, std::string(reinterpret_cast<char*>(&reply), sizeof reply));
+      (void)fdpass::send_message(sock, std::string(reinterpret_cast<char*>(&reply), sizeof reply));
       continue;
     }
     for (int i = 0; i < plan.mounts.slots && i < kMaxSlots; ++i) inst_slots[i] = -1;
@@ -134,7 +134,7 @@ std::string step_text(const char* what) { return std::string(what) + ": " + std:
     }
     std::vector<int> out;
     if (pidfd >= 0) out.push_back(pidfd);
-    (void)control::send_message(sock, std::string(reinterpret_cast<char*>(&reply), sizeof reply), out);
+    (void)fdpass::send_message(sock, std::string(reinterpret_cast<char*>(&reply), sizeof reply), out);
     if (pidfd >= 0) ::close(pidfd);
   }
 }
@@ -161,7 +161,7 @@ std::unique_ptr<Zygote> Zygote::start(const ServicePlan& plan, std::string& fail
   theirs.reset();
   std::unique_ptr<Zygote> z(new Zygote(pid, std::move(mine)));
   std::string msg;
-  if (auto ec = control::recv_message(z->sock_.get(), msg)) {
+  if (auto ec = fdpass::recv_message(z->sock_.get(), msg)) {
     failure = "the zygote died during set-up: " + ec.message();
     return nullptr;
   }
@@ -197,7 +197,7 @@ std::error_code Zygote::send(const InstancePlan& plan) noexcept {
     std::memcpy(msg.data(), &req, sizeof req);
     std::vector<int> fds = plan.passthrough ? std::vector<int>{plan.stdin_fd, plan.stdout_fd, plan.stderr_fd}
                                             : std::vector<int>{plan.conn_fd, plan.stderr_fd};
-    return control::send_message(sock_.get(), msg, fds);
+    return fdpass::send_message(sock_.get(), msg, fds);
   } catch (...) {
     return std::make_error_code(std::errc::not_enough_memory);
   }
@@ -210,7 +210,7 @@ Child Zygote::receive(ChildError& err, std::error_code& ec, bool& lost) noexcept
   try {
     std::string answer;
     std::vector<UniqueFd> got;
-    if ((ec = control::recv_message(sock_.get(), answer, &got, 1))) return c;
+    if ((ec = fdpass::recv_message(sock_.get(), answer, &got, 1))) return c;
     Reply r{};
     if (answer.size() != sizeof r) {
       ec = std::make_error_code(std::errc::protocol_error);
