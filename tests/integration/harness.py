@@ -240,9 +240,16 @@ logs_root = "{self.root}/log"
             time.sleep(0.05)
 
     def close(self):
+        """After a failed test too: SIGTERM first, so superd ends its instances and removes their
+        IPC objects (a SIGKILL would leave them to a superd with the same scratch root, which
+        never comes); SIGKILL only if it does not stop in time."""
         if self.proc:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
