@@ -435,6 +435,13 @@ void read_caps(TableReader& r, const std::string& key, std::vector<int>& out) {
   }
 }
 
+// A size key's value: "512M" / "infinity" (kInfinity), or a positive number of bytes.
+std::optional<uint64_t> size_value(const toml::node& n) {
+  if (n.is_string()) return units::parse_size(*n.value<std::string>());
+  if (n.is_integer() && *n.value<int64_t>() > 0) return static_cast<uint64_t>(*n.value<int64_t>());
+  return std::nullopt;
+}
+
 void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
   SandboxConfig& sb = svc.sandbox;
   r.read_bool("sandbox", sb.enabled);
@@ -469,9 +476,7 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
   }
   r.read_bool("private_tmp", sb.private_tmp);
   if (auto* n = r.get("private_tmp_size")) {
-    std::optional<uint64_t> v;
-    if (n->is_string()) v = units::parse_size(*n->value<std::string>());
-    else if (n->is_integer() && *n->value<int64_t>() > 0) v = static_cast<uint64_t>(*n->value<int64_t>());
+    std::optional<uint64_t> v = size_value(*n);
     if (!v || *v < 4096 || *v == units::kInfinity)
       r.bad(*n, "private_tmp_size", "expected a size of at least 4K, e.g. \"64M\"");
     else
@@ -640,9 +645,7 @@ void read_identity(TableReader& r, ServiceConfig& s) {
 // memory_max = "512M", tasks_max = 64, cpu_weight = 100 (1..10000), as systemd's directives.
 void read_cgroup_bounds(TableReader& r, ServiceConfig& s) {
   if (auto* n = r.get("memory_max")) {
-    std::optional<uint64_t> v;
-    if (n->is_string()) v = units::parse_size(*n->value<std::string>());
-    else if (n->is_integer() && *n->value<int64_t>() > 0) v = static_cast<uint64_t>(*n->value<int64_t>());
+    std::optional<uint64_t> v = size_value(*n);
     if (!v) r.bad(*n, "memory_max", "expected a size such as \"512M\" or \"infinity\"");
     else s.memory_max = v;
   }

@@ -77,7 +77,7 @@ constexpr auto kWaitBackoffMax = std::chrono::seconds(60);
 constexpr auto kMaxShutdownGrace = std::chrono::seconds(30);
 constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
 
-std::string errno_text(int err) { return fmt::format("{} ({})", strerrorname_np(err) ? strerrorname_np(err) : "?", std::strerror(err)); }
+using log::errno_text;
 
 // "1.2.3.4:5" or "[::1]:5", as log lines show a peer.
 std::string peer_string(const sockaddr* sa) {

@@ -60,7 +60,7 @@ void OrphanSweep::on_result(const sweep::Result& r) {
     // The record stays: a later superd tries again.
     log::error("orphaned lease uid={} service={}: {} survive the sweep ({}); quarantined", rec.uid, rec.service,
                r.step == sweep::Step::processes ? "processes" : "IPC objects",
-               fmt::format("{} ({})", strerrorname_np(r.err) ? strerrorname_np(r.err) : "?", std::strerror(r.err)));
+               log::errno_text(r.err));
     hooks_.quarantined(r.uid);
   }
   pending_.erase(it);

@@ -368,6 +368,9 @@ int apply(const MountPlan& plan, int* slots, uid_t uid, Which which) noexcept {
   // An instance cloned from a zygote mounts with MS_MGC_VAL in the flags' high half: the
   // kernel discards it, and the zygote's seccomp gate lets no other mount() through.
   const unsigned long magic = which == Which::per_instance ? MS_MGC_VAL : 0;
+  // Directories and nodes get exactly the plan's modes (/tmp's 01777): one umask(0) here rather
+  // than a chmod after each. The child sets the service's umask later in its checklist.
+  ::umask(0);
   for (size_t i = 0; i < plan.ops.size(); ++i) {
     const MountOp& o = plan.ops[i];
     if ((which == Which::per_service && o.per_instance) || (which == Which::per_instance && !o.per_instance)) continue;
@@ -420,7 +423,6 @@ int apply(const MountPlan& plan, int* slots, uid_t uid, Which which) noexcept {
       case Op::mkdir:
         rc = ::mkdir(o.path, o.mode);
         if (rc != 0 && errno == EEXIST && o.optional) rc = 0;
-        else if (rc == 0 && (o.mode & 07022)) rc = ::chmod(o.path, o.mode);  // the umask took those bits
         break;
       case Op::chown_owned:
         rc = ::chown(o.path, uid, uid);
@@ -430,7 +432,6 @@ int apply(const MountPlan& plan, int* slots, uid_t uid, Which which) noexcept {
         break;
       case Op::mknod_char:
         rc = ::mknod(o.path, S_IFCHR | o.mode, o.dev);
-        if (rc == 0) rc = ::chmod(o.path, o.mode);  // umask applies to mknod
         break;
       case Op::symlink:
         rc = ::symlink(o.source, o.path);

@@ -3,6 +3,8 @@
 // (append_escaped, shared with every log::Sink), so one write is always exactly one line.
 #include "util/log.hpp"
 
+#include <cstring>
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,6 +76,11 @@ void write(Level l, std::string_view msg) noexcept {
     }
   } catch (...) {
   }
+}
+
+std::string errno_text(int err) {
+  const char* name = ::strerrorname_np(err);
+  return fmt::format("{} ({})", name ? name : "?", std::strerror(err));
 }
 
 }  // namespace superd::log

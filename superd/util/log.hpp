@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <string>
 #include <string_view>
 
 namespace superd::log {
@@ -26,6 +27,9 @@ void write(Level l, std::string_view msg) noexcept;
 // digits: ESC is "\x1b"), and a backslash becomes "\\" so an escape cannot be forged. Other
 // bytes, UTF-8 included, pass unchanged. A clean string is appended in one copy.
 void append_escaped(fmt::memory_buffer& out, std::string_view s);
+
+// "ENOENT (No such file or directory)": an errno as log lines show it.
+std::string errno_text(int err);
 
 template <typename... A>
 void debug(fmt::format_string<A...> f, A&&... a) {
