@@ -2,12 +2,17 @@
 
 #include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "spawn/child.hpp"
+#include "util/log.hpp"
 
 namespace superd::spawn {
 namespace {
@@ -59,6 +64,19 @@ Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noex
   c.pid = pid;
   c.pidfd.reset(pidfd);
   return c;
+}
+
+int pidfd_signal(int pidfd, int sig) noexcept {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+std::string reap_failed_child(const ServicePlan& plan, const Child& child, const ChildError& err) {
+  int st = 0;
+  while (::waitpid(child.pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  std::string what =
+      err.step == Step::mounts ? fmt::format(" ({})", plan.mounts.describe(static_cast<size_t>(err.detail))) : "";
+  return fmt::format("step {}{} failed: {}", step_name(err.step), what, log::errno_text(err.err));
 }
 
 }  // namespace superd::spawn

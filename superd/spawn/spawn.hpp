@@ -29,4 +29,11 @@ void set_caught_signals(const int* sigs, size_t n) noexcept;
 // (before or at exec) returns the child (already exited, still to be reaped) and fills `err`.
 Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept;
 
+// pidfd_send_signal(2): a signal to a process we hold a pidfd of (never a recycled PID).
+int pidfd_signal(int pidfd, int sig) noexcept;
+
+// A child that failed a step of its checklist has exited: reaps it (blocking: it is gone
+// already) and says which step failed and why, naming the mount op for Step::mounts.
+std::string reap_failed_child(const ServicePlan& plan, const Child& child, const ChildError& err);
+
 }  // namespace superd::spawn

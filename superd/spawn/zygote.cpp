@@ -41,14 +41,21 @@ struct Reply {
 constexpr size_t kStackSize = 64 * 1024;
 constexpr int kMaxSlots = 256;
 
-std::string step_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+struct SetupReply {
+  int32_t step;
+  int32_t err;
+  int32_t detail;
+};
 
 // Runs in the forked zygote process; never returns.
 [[noreturn]] void zygote_main(int sock, pid_t daemon, const ServicePlan& plan) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != daemon) _exit(0);
-  auto report = [&](const std::string& s) {
-    (void)fdpass::send_message(sock, s);
+  // Set-up failures travel as a fixed {step, errno, detail} record, as the instance's do.
+  auto fail = [&](SetupStep step, int detail = -1) {
+    SetupReply r{static_cast<int32_t>(step), errno, detail};
+    (void)fdpass::send_message(sock, std::string(reinterpret_cast<char*>(&r), sizeof r));
+    _exit(1);
   };
   // The daemon's signal handlers and mask do not apply here.
   struct sigaction dfl {};
@@ -63,23 +70,24 @@ std::string step_text(const char* what) { return std::string(what) + ": " + std:
   ::syscall(SYS_close_range, 4, ~0U, 0);
   int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
 
-  if (::unshare(CLONE_NEWNS) != 0) report("ERR " + step_text("unshare(CLONE_NEWNS)")), _exit(1);
+  if (::unshare(CLONE_NEWNS) != 0) fail(SetupStep::unshare_mount_ns);
   int slots[kMaxSlots];
   for (int& s : slots) s = -1;
   int failed = sandbox::apply(plan.mounts, slots, 0, sandbox::Which::per_service);
-  if (failed >= 0) report("ERR " + step_text(plan.mounts.describe(static_cast<size_t>(failed)).c_str())), _exit(1);
+  if (failed >= 0) fail(SetupStep::mounts, failed);
   for (int& s : slots)
     if (s >= 0) ::close(s);
-  if (plan.drop_bounding_set && !drop_bounding_set(plan)) report("ERR " + step_text("PR_CAPBSET_DROP")), _exit(1);
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) report("ERR " + step_text("no_new_privs")), _exit(1);
+  if (plan.drop_bounding_set && !drop_bounding_set(plan)) fail(SetupStep::bounding_set);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(SetupStep::no_new_privs);
   // The zygote's own Landlock domain; each instance nests one more (child.cpp, step 11b).
   if (plan.landlock_scopes && sandbox::landlock::restrict_self(plan.landlock_scopes) != 0)
-    report("ERR " + step_text("landlock_restrict_self")), _exit(1);
+    fail(SetupStep::landlock);
   if (plan.filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.filter->fprog()) != 0)
-    report("ERR " + step_text("seccomp (base)")), _exit(1);
+    fail(SetupStep::seccomp_base);
   if (plan.gate_filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.gate_filter->fprog()) != 0)
-    report("ERR " + step_text("seccomp (gate)")), _exit(1);
-  report("OK");
+    fail(SetupStep::seccomp_gate);
+  SetupReply ok{static_cast<int32_t>(SetupStep::ok), 0, -1};
+  (void)fdpass::send_message(sock, std::string(reinterpret_cast<char*>(&ok), sizeof ok));
 
   static char stack[kStackSize] alignas(64);
   int inst_slots[kMaxSlots];
@@ -141,17 +149,40 @@ std::string step_text(const char* what) { return std::string(what) + ": " + std:
 
 }  // namespace
 
-std::unique_ptr<Zygote> Zygote::start(const ServicePlan& plan, std::string& failure) {
+const char* setup_step_name(SetupStep s) noexcept {
+  switch (s) {
+    case SetupStep::ok: return "ok";
+    case SetupStep::socketpair: return "socketpair";
+    case SetupStep::fork: return "fork";
+    case SetupStep::unshare_mount_ns: return "unshare(CLONE_NEWNS)";
+    case SetupStep::mounts: return "mounts";
+    case SetupStep::bounding_set: return "PR_CAPBSET_DROP";
+    case SetupStep::no_new_privs: return "no_new_privs";
+    case SetupStep::landlock: return "landlock_restrict_self";
+    case SetupStep::seccomp_base: return "seccomp (base)";
+    case SetupStep::seccomp_gate: return "seccomp (gate)";
+    case SetupStep::died: return "set-up";
+  }
+  return "?";
+}
+
+std::string SetupError::describe(const ServicePlan& plan) const {
+  if (step == SetupStep::died) return "the zygote died during set-up: " + std::error_code(err, std::generic_category()).message();
+  std::string what = step == SetupStep::mounts ? plan.mounts.describe(static_cast<size_t>(detail)) : setup_step_name(step);
+  return what + ": " + std::strerror(err);
+}
+
+std::unique_ptr<Zygote> Zygote::launch(const ServicePlan& plan, SetupError& error) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-    failure = step_text("socketpair");
+    error = {SetupStep::socketpair, errno, -1};
     return nullptr;
   }
   UniqueFd mine(sv[0]), theirs(sv[1]);
   pid_t daemon = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
-    failure = step_text("fork");
+    error = {SetupStep::fork, errno, -1};
     return nullptr;
   }
   if (pid == 0) {
@@ -159,14 +190,35 @@ std::unique_ptr<Zygote> Zygote::start(const ServicePlan& plan, std::string& fail
     zygote_main(theirs.release(), daemon, plan);
   }
   theirs.reset();
-  std::unique_ptr<Zygote> z(new Zygote(pid, std::move(mine)));
+  return std::unique_ptr<Zygote>(new Zygote(pid, std::move(mine)));
+}
+
+std::optional<SetupError> Zygote::read_setup() noexcept {
   std::string msg;
-  if (auto ec = fdpass::recv_message(z->sock_.get(), msg)) {
-    failure = "the zygote died during set-up: " + ec.message();
-    return nullptr;
+  if (auto ec = fdpass::recv_message(sock_.get(), msg)) {
+    if (ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block) return std::nullopt;
+    setup_ = SetupState::failed;
+    return SetupError{SetupStep::died, ec.value(), -1};
   }
-  if (msg != "OK") {
-    failure = msg.rfind("ERR ", 0) == 0 ? msg.substr(4) : msg;
+  SetupReply r{};
+  if (msg.size() != sizeof r) {
+    setup_ = SetupState::failed;
+    return SetupError{SetupStep::died, EPROTO, -1};
+  }
+  std::memcpy(&r, msg.data(), sizeof r);
+  if (r.step != static_cast<int32_t>(SetupStep::ok)) {
+    setup_ = SetupState::failed;
+    return SetupError{static_cast<SetupStep>(r.step), r.err, r.detail};
+  }
+  setup_ = SetupState::ready;
+  return std::nullopt;
+}
+
+std::unique_ptr<Zygote> Zygote::start(const ServicePlan& plan, SetupError& error) {
+  auto z = launch(plan, error);
+  if (!z) return nullptr;
+  if (auto e = z->read_setup()) {
+    error = *e;
     return nullptr;
   }
   return z;
@@ -178,13 +230,6 @@ Zygote::~Zygote() {
   int st;
   while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
   }
-}
-
-Child Zygote::spawn(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept {
-  err = {};
-  if ((ec = send(plan))) return Child{};
-  bool lost = false;
-  return receive(err, ec, lost);
 }
 
 std::error_code Zygote::send(const InstancePlan& plan) noexcept {

@@ -15,6 +15,8 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <system_error>
 
 #include "spawn/plan.hpp"
@@ -23,22 +25,51 @@
 
 namespace superd::spawn {
 
+// The zygote's own set-up, in order; a failed step comes back as a fixed {step, errno, detail}
+// record (detail: the mount op's index for `mounts`), never as text.
+enum class SetupStep : int32_t {
+  ok = 0,
+  socketpair,
+  fork,
+  unshare_mount_ns,
+  mounts,
+  bounding_set,
+  no_new_privs,
+  landlock,
+  seccomp_base,
+  seccomp_gate,
+  died,  // no record came: the zygote exited (err: why the read failed)
+};
+const char* setup_step_name(SetupStep s) noexcept;
+
+struct SetupError {
+  SetupStep step = SetupStep::ok;
+  int err = 0;
+  int detail = -1;
+  std::string describe(const ServicePlan& plan) const;  // "<step or mount op>: <strerror>"
+};
+
 class Zygote {
  public:
-  // Forks the zygote for `plan` and waits for it to report its set-up; on failure says which
-  // step failed in `failure`.
-  static std::unique_ptr<Zygote> start(const ServicePlan& plan, std::string& failure);
+  // Forks the zygote for `plan` and waits for it to report its set-up (start-up and reload).
+  static std::unique_ptr<Zygote> start(const ServicePlan& plan, SetupError& error);
+  // Forks it without waiting (the connection path): requests may be sent at once, the socket
+  // queues them; read_setup() takes the set-up record when the socket is readable.
+  static std::unique_ptr<Zygote> launch(const ServicePlan& plan, SetupError& error);
+  enum class SetupState { pending, ready, failed };
+  SetupState setup_state() const noexcept { return setup_; }
+  // Reads the set-up record: nullopt while it has not come (non-blocking socket) or on success
+  // (setup_state() says which); the failure otherwise.
+  std::optional<SetupError> read_setup() noexcept;
   ~Zygote();
   Zygote(const Zygote&) = delete;
   Zygote& operator=(const Zygote&) = delete;
 
-  // One instance: a blocking round trip (the zygote answers once the child has exec'd or
-  // failed, as vfork would). On a failed step returns the child (exited, the daemon's to reap).
-  Child spawn(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept;
-
-  // The same in two halves, so the daemon need not wait: send() queues a request (the plan and
-  // its fds are copied into the message: they may be reused or closed right after), and
-  // receive() reads the next answer. The zygote answers its requests in order.
+  // One instance in two halves, so the daemon need not wait: send() queues a request (the plan
+  // and its fds are copied into the message: they may be reused or closed right after), and
+  // receive() reads the next answer (once the set-up record is read). The zygote answers its
+  // requests in order, once the child has exec'd or failed, as vfork would; on a failed step
+  // the child (exited) is the daemon's to reap.
   // `ec` with `lost` set: the zygote is gone (its unanswered requests may or may not have
   // started an instance); without: the clone itself failed.
   std::error_code send(const InstancePlan& plan) noexcept;
@@ -51,6 +82,7 @@ class Zygote {
   Zygote(pid_t pid, UniqueFd sock) : pid_(pid), sock_(std::move(sock)) {}
   pid_t pid_;
   UniqueFd sock_;
+  SetupState setup_ = SetupState::pending;
 };
 
 }  // namespace superd::spawn

@@ -1,0 +1,158 @@
+// The daemon's hub: one Boost.Asio loop on one thread, and the registries it owns (services,
+// instances, sessions, the UID leases). It calls the stages in order, one file per concern:
+//
+//   accept .............. daemon/connection.cpp   on_readable: accept4, EMFILE back-off
+//   admission decision .. admission/policy.cpp    Policy::decide (stream and datagram alike)
+//   lease ............... uid_pool/lease.cpp      Leases::acquire -> a move-only Lease
+//   plan ................ spawn/plan.cpp          make_instance_plan (per service: make_service_plan)
+//   spawner ............. spawn/zygote_pool.cpp   ZygotePool::send, or spawn::start (daemon/connection.cpp)
+//   instance ............ daemon/instances.cpp    adopt, watch, stderr relay, reap
+//   cleanup batch ....... cleanup/batch.cpp       IPC removed, then the leases dropped
+//
+// Beside that path: services and reload (daemon/services.cpp, with the state transitions),
+// wait mode (daemon/wait_mode.cpp), in-loop sessions and datagrams (daemon/sessions.cpp), the
+// control requests and `superd run` (daemon/requests.cpp, on daemon/control_server.cpp), the
+// host watches (daemon/host_watch.cpp), the orphan sweep (daemon/orphans.cpp). daemon.cpp keeps
+// the loop and the order of start-up and shutdown.
+#pragma once
+
+#include <utility>  // first: Boost 1.74's Asio misses it under C++20
+
+#include <boost/asio.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "cleanup/batch.hpp"
+#include "cleanup/ipc.hpp"
+#include "daemon/control_server.hpp"
+#include "daemon/daemon.hpp"
+#include "daemon/host_watch.hpp"
+#include "daemon/orphans.hpp"
+#include "daemon/service.hpp"
+#include "sandbox/dirs.hpp"
+#include "spawn/spawn.hpp"
+#include "uid_pool/lease.hpp"
+#include "uid_pool/lease_table.hpp"
+#include "uid_pool/pool.hpp"
+#include "util/unique_fd.hpp"
+
+namespace superd::daemon {
+
+struct ExitStatus {
+  bool signaled = false;
+  int code = 0;
+  static ExitStatus from_wait(int st) noexcept;
+  std::string to_string() const;
+};
+
+// "1.2.3.4:5" or "[::1]:5", as log lines show a peer.
+std::string peer_string(const sockaddr* sa);
+
+// An instance's stderr: a pipe whose (non-blocking) read end the loop drains into the log.
+bool log_pipe(UniqueFd& read_end, UniqueFd& write_end);
+
+class Daemon {
+ public:
+  Daemon(const config::Config& cfg, const Options& opt);
+  int run();
+
+ private:
+  // --- start-up and shutdown (daemon.cpp) ---
+  bool prepare_runtime();
+  void start_orphan_sweep();
+  void on_signal(int sig);
+  void begin_shutdown();
+  void maybe_finish_shutdown();
+  size_t spawns_in_flight() const;
+
+  // --- services, reload and the state transitions (services.cpp) ---
+  bool open_listeners();
+  std::unique_ptr<Service> build_service(std::shared_ptr<const config::Service> sc, Service* previous,
+                                         std::vector<Listener*>& reuse);
+  bool prepare_service(Service& s, Service* previous);
+  std::unique_ptr<spawn::ZygotePool> make_zygotes(Service& s);
+  std::string reload();
+  void arm(Listener& l);
+  bool alive(const Service* s, const Listener* l) const;
+  void to_polling(Service& s);
+  void to_full(Service& s);
+  void to_held(Service& s, Clock::time_point until, bool for_rate);
+  void to_wait_running(Service& s);
+  void to_stopping(Service& s);
+  void set_state(Service& s, State to);
+  void count_out(Service& s, const net::SourceKey& source);  // admission's mirror of enter()
+  void instance_ended(Service& s, const net::SourceKey& source);  // count_out, then maybe retire
+  void maybe_retire(Service& s);
+
+  // --- the connection path (connection.cpp) ---
+  void on_readable(Listener& l);
+  void on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer,
+                     bool rate_taken = false);
+  void defer_for_rate(Service& s);
+  void on_rate_room(Service& s);
+  std::optional<spawn::Child> launch(Service& s, const spawn::InstancePlan& plan, std::string& failure);
+
+  // --- wait mode (wait_mode.cpp) ---
+  void start_wait_instance(Service& s);
+  void wait_instance_ended(Service& s, Clock::time_point started, const ExitStatus& st);
+  void replace_shut_listeners(Service& s);
+
+  // --- in-loop sessions and datagrams (sessions.cpp) ---
+  void start_session(Service& s, UniqueFd conn, uint64_t serial, std::string peer, const net::SourceKey& source);
+  void on_session_done(uint64_t serial, inloop::Traffic t, std::error_code ec);
+  void on_datagrams(Listener& l);
+
+  // --- instances (instances.cpp) ---
+  spawn::ZygotePool::Events zygote_events(Service& s);
+  Instance& adopt(Service& s, spawn::Child child, UniqueFd err_read, uint64_t serial, uid_pool::Lease lease,
+                  uint32_t uid, std::string peer, const net::SourceKey& source);
+  void watch_instance(Instance& inst);
+  void read_stderr(Instance& inst);
+  void flush_stderr(Instance& inst, bool all);
+  void drain_children();
+  void on_reaped(pid_t pid, ExitStatus st);
+  void queue_cleanup(uid_pool::Lease lease, bool host_shm);
+  void run_cleanup();
+
+  // --- control requests and `superd run` (requests.cpp) ---
+  bool open_control();
+  void on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn);
+  nlohmann::json status_json() const;
+  nlohmann::json pool_json() const;
+  void handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,
+                  std::vector<UniqueFd> fds);
+
+  config::Config cfg_;
+  Options opt_;
+  sandbox::Roots roots_;
+  ipc::Roots ipc_roots_;  // where IPC objects are seen: /proc/sysvipc, /dev/shm, our mqueue view
+  asio::io_context io_{1};
+  // The UID books first: every Lease below returns into them when it is destroyed.
+  uid_pool::Pool pool_;
+  uid_pool::LeaseTable table_;
+  uid_pool::Leases leases_{pool_, table_};
+  std::vector<std::unique_ptr<Service>> services_;
+  std::vector<std::unique_ptr<Service>> retired_;  // replaced by a reload, instances still live
+  std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
+  std::unordered_map<uint64_t, Session> sessions_;  // by serial
+  cleanup::Batch cleanup_;
+  bool cleanup_posted_ = false;
+  uint64_t serial_ = 0;
+  UniqueFd null_fd_;
+  spawn::InstancePlan plan_;  // reused per connection to keep its vectors' capacity
+  asio::signal_set signals_;
+  asio::steady_timer stop_timer_;
+  HostWatch host_{io_, pool_, ipc_roots_};
+  ControlServer control_{io_, [this](ControlServer::Connection c) {
+                            if (!stopping_) on_control_request(std::move(c));
+                          }};
+  std::unordered_set<std::string> live_units_;
+  OrphanSweep orphans_{io_};
+  bool stopping_ = false;
+};
+
+}  // namespace superd::daemon

@@ -1,0 +1,204 @@
+// The control requests (status, reload, run) on the control socket (daemon/control_server.hpp
+// bounds the accepts), the status JSON, and `superd run`: a transient service under a fresh (or,
+// with --unit, a stable named) UID, in the same sandbox and with the same cleanup as a
+// connection, the caller's stdio passed through.
+#include "daemon/hub.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "control/control.hpp"
+#include "util/log.hpp"
+
+extern char** environ;
+
+namespace superd::daemon {
+
+bool Daemon::open_control() {
+  std::string path = control::socket_path(cfg_.global.runtime_root);
+  if (auto ec = control_.open(path)) {
+    log::error("control socket {}: {}", path, ec.message());
+    return false;
+  }
+  return true;
+}
+
+void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn) {
+  std::string msg;
+  std::vector<UniqueFd> fds;
+  if (auto ec = control::recv_message(conn->native_handle(), msg, &fds, 3)) {
+    log::warning("control: bad request: {}", ec.message());
+    return;
+  }
+  auto req = nlohmann::json::parse(msg, nullptr, false);
+  auto reply_error = [&](const std::string& e) {
+    control::send_message(conn->native_handle(), nlohmann::json{{"error", e}}.dump());
+  };
+  if (req.is_discarded() || !req.is_object() || !req.contains("op")) return reply_error("malformed request");
+  if (req["op"] == "run") {
+    if (fds.size() != 3) return reply_error("run needs stdin, stdout and stderr");
+    try {
+      handle_run(conn, req, std::move(fds));
+    } catch (const std::exception& e) {
+      reply_error(e.what());
+    }
+    return;
+  }
+  if (req["op"] == "reload") {
+    std::string problems = stopping_ ? "shutting down" : reload();
+    control::send_message(conn->native_handle(),
+                          (problems.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", problems}}).dump());
+    return;
+  }
+  if (req["op"] == "status") {
+    control::send_message(conn->native_handle(), status_json().dump());
+    return;
+  }
+  reply_error("unknown op");
+}
+
+// The pool's occupancy: held, free, and what blocks the UIDs that are neither (with a sample).
+nlohmann::json Daemon::pool_json() const {
+  uid_pool::BlockedSummary b = pool_.blocked_summary();
+  nlohmann::json reasons = nlohmann::json::object(), sample = nlohmann::json::array();
+  auto names = [](uint8_t bits) {
+    nlohmann::json list = nlohmann::json::array();
+    for (int k = 0; k < uid_pool::kBlockKinds; ++k)
+      if (bits & (1 << k)) list.push_back(uid_pool::block_name(k));
+    return list;
+  };
+  for (int k = 0; k < uid_pool::kBlockKinds; ++k)
+    if (b.by_reason[k]) reasons[uid_pool::block_name(k)] = b.by_reason[k];
+  for (const auto& [uid, bits] : b.sample) sample.push_back({{"uid", uid}, {"why", names(bits)}});
+  return {{"first", pool_.first()},   {"last", pool_.last()},       {"size", pool_.size()},
+          {"held", pool_.held()},     {"quarantined", pool_.quarantined()},
+          {"blocked", b.unavailable}, {"free", pool_.size() - pool_.held() - b.unavailable},
+          {"blocked_by", reasons},    {"blocked_sample", sample}};
+}
+
+// What `superd status` shows: services and listeners, live instances, pool occupancy.
+nlohmann::json Daemon::status_json() const {
+  auto now = Clock::now();
+  nlohmann::json services = nlohmann::json::array();
+  for (const auto& s : services_) {
+    nlohmann::json listen = nlohmann::json::array();
+    for (const auto& l : s->listeners) listen.push_back(l->spec.to_string());
+    services.push_back({{"name", s->cfg->name},
+                        {"listen", listen},
+                        {"live", s->policy.gate().live()},
+                        {"max_connections", s->cfg->socket.max_connections},
+                        {"paused", s->state == State::full || s->state == State::held},
+                        {"state", state_name(s->state)},
+                        {"mode", s->internal                      ? "internal " + s->cfg->service.internal
+                                 : s->cfg->service.redirect         ? "redirect " + s->cfg->service.redirect->to_string()
+                                 : s->wait_mode                     ? std::string("wait")
+                                                                    : std::string("accept")},
+                        {"group", s->group ? nlohmann::json(s->group->uid()) : nlohmann::json(nullptr)}});
+  }
+  nlohmann::json instances = nlohmann::json::array();
+  for (const auto& [pid, inst] : instances_)
+    instances.push_back({{"service", inst->service->cfg->name},
+                         {"serial", inst->serial},
+                         {"uid", inst->uid},
+                         {"pid", pid},
+                         {"peer", inst->peer},
+                         {"age_s", std::chrono::duration<double>(now - inst->started).count()}});
+  for (const auto& [serial, se] : sessions_)
+    instances.push_back({{"service", se.service->cfg->name},
+                         {"serial", serial},
+                         {"uid", 0},
+                         {"pid", 0},
+                         {"peer", se.peer},
+                         {"age_s", std::chrono::duration<double>(now - se.started).count()}});
+  return {{"pid", ::getpid()},
+          {"services", services},
+          {"disabled", cfg_.disabled},
+          {"instances", instances},
+          {"pool", pool_json()}};
+}
+
+void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,
+                        std::vector<UniqueFd> fds) {
+  auto reply = [&](const nlohmann::json& j) { control::send_message(conn->native_handle(), j.dump()); };
+  auto argv = req.value("argv", std::vector<std::string>{});
+  auto props = req.value("properties", std::vector<std::string>{});
+  std::string unit = req.value("unit", std::string{});
+  if (argv.empty()) return reply({{"error", "no command given"}});
+  if (!unit.empty() && live_units_.count(unit)) return reply({{"error", "unit " + unit + " is already running"}});
+  uint64_t serial = ++serial_;
+  std::string name = unit.empty() ? "run-" + std::to_string(serial) : unit;
+  config::Problems problems;
+  auto svc_cfg = config::parse_run_service(props, argv, name, problems);
+  if (svc_cfg) {
+    config::Config one;
+    one.services.push_back(*svc_cfg);
+    config::validate_system(one, problems);
+  }
+  if (!problems.empty()) {
+    std::string e;
+    for (const auto& pr : problems.list()) e += (e.empty() ? "" : "\n") + pr.key + ": " + pr.message;
+    return reply({{"error", e}});
+  }
+  // The config must live as long as the instance: the Service owns it.
+  auto holder = std::make_shared<config::Service>(std::move(*svc_cfg));
+  auto owned = std::make_unique<Service>(holder, spawn::make_service_plan(*holder, roots_, environ),
+                                         admission::Policy({}, {}, {}));
+  const auto& sb = holder->service.sandbox;
+  auto dirs = sandbox::boundary_dirs(sb, roots_);
+  uid_pool::LeaseInfo info{serial, uid_pool::Leases::now_ms(), name};
+  std::optional<uid_pool::Lease> lease;
+  if (!unit.empty()) {
+    // A named lease prefers the owner of the unit's existing directory: no chown needed.
+    std::optional<uint32_t> owner;
+    for (const std::string& d : dirs) {
+      struct stat st {};
+      if (::lstat(d.c_str(), &st) == 0) {
+        owner = st.st_uid;
+        break;
+      }
+    }
+    lease = leases_.acquire_named(unit, owner, info);
+  } else {
+    lease = leases_.acquire(info);
+  }
+  if (!lease) return reply({{"error", "dynamic UID pool exhausted"}});
+  uint32_t uid = lease->uid();
+  std::string failed;
+  if (auto ec = sandbox::prepare_dirs(sb, roots_, uid, uid, 0, failed))
+    return reply({{"error", "cannot prepare " + failed + ": " + ec.message()}});
+  spawn::InstancePlan plan;
+  spawn::make_run_plan(plan, owned->plan, uid, serial, unit.empty() ? "superd-" + std::to_string(uid) : unit);
+  plan.stdin_fd = fds[0].get();
+  plan.stdout_fd = fds[1].get();
+  plan.stderr_fd = fds[2].get();
+  plan.null_fd = null_fd_.get();
+  std::string failure;
+  auto started = launch(*owned, plan, failure);
+  fds.clear();
+  if (!started) {
+    log::error("FAIL {} serial={} peer=run uid={}: {}", name, serial, uid, failure);
+    return reply({{"error", failure}});
+  }
+  // stderr goes to the caller; the log pipe slot holds a /dev/null duplicate nobody writes.
+  UniqueFd no_stderr(::fcntl(null_fd_.get(), F_DUPFD_CLOEXEC, 3));
+  pid_t pid = started->pid;
+  Service& svc = *owned;
+  Instance& inst = adopt(svc, std::move(*started), std::move(no_stderr), serial, std::move(*lease), uid, "run",
+                         net::source_key_uid(0));
+  inst.owned_service = std::move(owned);
+  inst.unit = unit;
+  inst.control = std::make_unique<asio::posix::stream_descriptor>(io_, ::fcntl(conn->native_handle(), F_DUPFD_CLOEXEC, 3));
+  if (!unit.empty()) live_units_.insert(unit);
+  reply({{"ok", true}, {"uid", uid}, {"pid", pid}});
+  // The caller went away (Ctrl-C, killed): end the instance.
+  inst.control->async_wait(asio::posix::descriptor_base::wait_read, [this, pid](boost::system::error_code e) {
+    if (e) return;
+    auto it = instances_.find(pid);
+    if (it == instances_.end()) return;
+    log::info("run {} serial={}: caller disconnected, killing", it->second->service->cfg->name, it->second->serial);
+    spawn::pidfd_signal(it->second->pidfd.native_handle(), SIGKILL);
+  });
+}
+
+}  // namespace superd::daemon

@@ -1,0 +1,344 @@
+// Services and reload, and the transitions of a service's State (service.hpp has the diagram).
+//
+// A Service belongs to one configuration generation. Reload builds every new service first (a
+// failure undoes them all: destructors close what was opened, the leases drop), then moves
+// unchanged listeners over without closing them, retires the old services (their live
+// instances run on untouched; a retired service goes when its last instance ends) and arms.
+#include "daemon/hub.hpp"
+
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "admission/access_times.hpp"
+#include "listener/listener.hpp"
+#include "sandbox/landlock.hpp"
+#include "util/log.hpp"
+
+extern char** environ;
+
+namespace superd::daemon {
+
+namespace {
+admission::Policy policy_for(const config::SocketConfig& so) {
+  std::string why;
+  admission::AccessTimes access;
+  if (!so.access_times.empty()) {
+    auto at = admission::AccessTimes::parse(so.access_times, why);
+    if (at) access = std::move(*at);  // checked at load already
+  }
+  return admission::Policy(admission::limits_from(so), std::move(access),
+                           {so.max_connection_rate, so.connection_rate_interval,
+                            so.connection_rate_action == config::RateAction::defer});
+}
+}  // namespace
+
+// Host side of a service's sandbox: its shared-directory group and boundary directories.
+bool Daemon::prepare_service(Service& s, Service* previous) {
+  const auto& sb = s.cfg->service.sandbox;
+  auto dirs = sandbox::boundary_dirs(sb, roots_);
+  std::optional<uint32_t> gid;
+  if (!dirs.empty() && s.cfg->service.dynamic_user) {
+    // A reloaded service keeps its shared-directory group: no chown, files stay writable.
+    if (previous && previous->group) {
+      s.group = previous->group;
+    } else {
+      std::string name = "group:" + s.cfg->name;
+      auto lease = leases_.acquire_named(name, sandbox::existing_group(dirs), {0, 0, name});
+      if (!lease) {
+        log::error("service {}: no GID left in the dynamic range for its directories", s.cfg->name);
+        return false;
+      }
+      s.group = std::make_shared<uid_pool::Lease>(std::move(*lease));
+    }
+    gid = s.group->uid();
+    s.plan.groups = {*gid};
+    if (!s.cfg->service.umask_set) s.plan.umask = 0007;  // group-writable among the service's instances
+  }
+  std::string failed;
+  // A static user owns its directories, as systemd's StateDirectory= with User= does.
+  const auto& se = s.cfg->service;
+  uid_t owner = se.dynamic_user ? 0 : se.uid;
+  gid_t group = se.dynamic_user ? gid.value_or(0) : se.gid;
+  if (auto ec = sandbox::prepare_dirs(sb, roots_, owner, group, gid ? 02070 : 0, failed)) {
+    log::error("service {}: cannot prepare {}: {}", s.cfg->name, failed, ec.message());
+    return false;
+  }
+  return true;
+}
+
+// Builds a service: plan, directories and group, zygotes, and listeners. Listeners whose spec an
+// old service already listens on are not opened again: `reuse` collects them for the commit.
+// On failure everything new is undone by the destructors (and the group lease dropped).
+std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Service> sc, Service* previous,
+                                               std::vector<Listener*>& reuse) {
+  std::unique_ptr<Service> svc;
+  bool spawns = !sc->service.exec.empty();  // internal and redirect services run in the loop
+  bool wait_mode = spawns && !sc->socket.accept;
+  try {
+    // A wait-mode instance starts rarely and gets the listening sockets: no zygote for it.
+    svc = std::make_unique<Service>(
+        sc, spawns ? spawn::make_service_plan(*sc, roots_, environ, !wait_mode) : spawn::ServicePlan{},
+        policy_for(sc->socket));
+  } catch (const std::exception& e) {
+    log::error("{}", e.what());
+    return nullptr;
+  }
+  if (auto w = sandbox::landlock::warning_once(svc->plan.landlock_missing)) log::warning("{}", *w);
+  svc->wait_mode = wait_mode;
+  if (!sc->service.internal.empty()) {
+    svc->internal = inloop::parse_internal(sc->service.internal);
+    svc->datagrams.buf.resize(65536);
+  }
+  if (!sc->service.log_target.empty()) {
+    std::string why;
+    auto sink = log::Sink::parse(sc->service.log_target, why);
+    std::error_code ec = sink ? sink->open() : std::make_error_code(std::errc::invalid_argument);
+    if (ec) {
+      log::error("{}: service {}: log_target \"{}\": {}", sc->where.file, sc->name, sc->service.log_target,
+                 sink ? ec.message() : why);
+      return nullptr;
+    }
+    svc->sink = std::move(*sink);
+  }
+  if (previous && sandbox::boundary_dirs(sc->service.sandbox, roots_).empty()) previous = nullptr;
+  if (spawns && !prepare_service(*svc, previous)) return nullptr;
+  if (svc->plan.use_zygote) {
+    svc->zygotes = std::make_unique<spawn::ZygotePool>(io_, svc->plan, sc->name, zygote_events(*svc));
+    if (auto e = svc->zygotes->start()) {
+      log::error("service {}: cannot set up its sandbox: {}", sc->name, e->describe(svc->plan));
+      return nullptr;
+    }
+  }
+  listener::Options lo = listener::options_from(sc->socket);
+  for (const config::Listen& l : sc->socket.listen) {
+    std::string key = fmt::format("{} {} {} {} {} {} {}", l.datagram ? "udp" : "stream", l.spec.to_string(),
+                                  static_cast<int>(lo.bind_ipv6_only), lo.no_delay, lo.keep_alive, lo.reuse_port,
+                                  lo.backlog);
+    Listener* old = nullptr;
+    for (auto& os : services_)
+      for (auto& ol : os->listeners)
+        if (ol->key == key) old = ol.get();
+    if (old) {
+      reuse.push_back(old);
+      continue;
+    }
+    std::error_code ec;
+    UniqueFd fd = listener::open(l.spec, lo, ec, l.datagram);
+    if (!fd) {
+      log::error("{}:{}:{}: service {}: cannot listen on {}: {}", l.where.file, l.where.line, l.where.column, sc->name,
+                 l.spec.to_string(), ec.message());
+      return nullptr;
+    }
+    svc->listeners.push_back(std::make_unique<Listener>(svc.get(), l, asio::posix::stream_descriptor(io_, fd.release()),
+                                                        std::move(key)));
+    log::info("service {}: listening on {}{}", sc->name, l.datagram ? "udp " : "", l.spec.to_string());
+  }
+  return svc;
+}
+
+bool Daemon::open_listeners() {
+  for (const config::Service& sc : cfg_.services) {
+    std::vector<Listener*> reuse;
+    auto svc = build_service(std::make_shared<const config::Service>(sc), nullptr, reuse);
+    if (!svc) return false;
+    services_.push_back(std::move(svc));
+  }
+  return true;
+}
+
+// Reload (SIGHUP, `superd reload`): re-read the configuration; if anything is wrong, keep the
+// running one and say why.
+std::string Daemon::reload() {
+  config::Problems problems;
+  config::Config next = load_config(opt_.config_path, opt_.xinetd_path, problems);
+  std::string report;
+  for (const auto& p : problems.list()) report += p.to_string() + "\n";
+  if (!problems.empty()) {
+    // One line per problem: log lines are escaped, so an embedded newline would not break a line.
+    log::error("reload: {} problem(s); the running configuration stays", problems.list().size());
+    for (const auto& p : problems.list()) log::error("reload: {}", p.to_string());
+    return report;
+  }
+  const auto& g = next.global, &h = cfg_.global;
+  if (g.uid_min != h.uid_min || g.uid_max != h.uid_max || g.runtime_root != h.runtime_root ||
+      g.state_root != h.state_root || g.cache_root != h.cache_root || g.logs_root != h.logs_root) {
+    report = "reload: dynamic_uid_range and the roots cannot change while running; restart superd\n";
+    log::error("{}", report);
+    return report;
+  }
+  std::vector<std::unique_ptr<Service>> built;
+  std::vector<std::vector<Listener*>> reuses;
+  for (const config::Service& sc : next.services) {
+    Service* previous = nullptr;
+    for (auto& os : services_)
+      if (os->cfg->name == sc.name) previous = os.get();
+    reuses.emplace_back();
+    auto svc = build_service(std::make_shared<const config::Service>(sc), previous, reuses.back());
+    if (!svc) {
+      report = "reload: a service could not be set up (see the log); the running configuration stays\n";
+      log::error("{}", report);
+      return report;  // `built` goes: its listeners close, its group leases drop
+    }
+    built.push_back(std::move(svc));
+  }
+  // Commit: take over unchanged listeners, retire the old services.
+  for (size_t i = 0; i < built.size(); ++i)
+    for (Listener* l : reuses[i])
+      for (auto& os : services_)
+        for (auto& ol : os->listeners)
+          if (ol.get() == l) {
+            l->service = built[i].get();
+            built[i]->listeners.push_back(std::move(ol));
+          }
+  for (auto& os : services_) {
+    for (auto& ol : os->listeners)
+      if (ol) {
+        boost::system::error_code ignored;
+        ol->sd.close(ignored);
+        listener::unlink_path(ol->spec);
+      }
+    os->listeners.clear();
+  }
+  // A wait-mode instance of the old service still holds the sockets: its successor waits for it.
+  for (auto& b : built)
+    for (auto& os : services_)
+      if (b->wait_mode && os->state == State::wait_running && os->cfg->name == b->cfg->name) to_wait_running(*b);
+  for (auto& os : services_)
+    if (os->policy.gate().live() > 0) retired_.push_back(std::move(os));
+  services_ = std::move(built);  // the old services without instances go, and their group leases
+  // A moved listener may still have its wait pending (arm() then does nothing): its handler
+  // reads l.service, which now is the new service.
+  for (auto& s : services_)
+    for (auto& l : s->listeners) arm(*l);
+  cfg_.services = std::move(next.services);
+  cfg_.disabled = std::move(next.disabled);
+  log::info("reloaded: {} services", services_.size());
+  return {};
+}
+
+void Daemon::arm(Listener& l) {
+  if (l.armed || stopping_ || l.service->state != State::polling) return;
+  l.armed = true;
+  l.sd.async_wait(asio::posix::descriptor_base::wait_read, [this, &l](boost::system::error_code ec) {
+    // Aborted: the listener was closed (shutdown, reload) and may already be gone.
+    if (ec == asio::error::operation_aborted) return;
+    l.armed = false;
+    if (!ec && !stopping_) on_readable(l);
+  });
+}
+
+// Whether `s` is still a service of ours and `l` one of its listeners (a reload may have freed
+// either since a handler was posted).
+bool Daemon::alive(const Service* s, const Listener* l) const {
+  for (const auto* list : {&services_, &retired_})
+    for (const auto& svc : *list)
+      if (svc.get() == s)
+        for (const auto& x : svc->listeners)
+          if (x.get() == l) return true;
+  return false;
+}
+
+// --- State transitions --------------------------------------------------------------------
+
+void Daemon::set_state(Service& s, State to) {
+  if (!transition_allowed(s.state, to)) {
+    log::error("service {}: internal error: state {} -> {} is not a transition; ignored", s.cfg->name,
+               state_name(s.state), state_name(to));
+    return;
+  }
+  s.state = to;
+}
+
+// Polling again (or still): arm every listener. Asio's wait completes on new readiness only (it
+// never tests the socket first, and epoll is edge-triggered): a client that queued while the
+// service did not poll would sit in the backlog until the next one arrives. So look once, and
+// serve it from the loop.
+void Daemon::to_polling(Service& s) {
+  if (s.state == State::stopping) return;
+  set_state(s, State::polling);
+  for (auto& l : s.listeners) {
+    arm(*l);
+    pollfd pfd{l->sd.native_handle(), POLLIN, 0};
+    if (l->armed && ::poll(&pfd, 1, 0) == 1) {
+      asio::post(io_, [this, sp = &s, lp = l.get()] {
+        if (!alive(sp, lp) || stopping_ || sp->state != State::polling) return;
+        on_readable(*lp);  // harmless if the wait fires too: accept finds EAGAIN, arm() sees it armed
+      });
+    }
+  }
+}
+
+// At max_connections (or the zygotes' backlog): stop polling every listener of the service; the
+// kernel's backlog holds new connections until an instance ends (tcpserver's behaviour). The
+// service itself stays enabled.
+void Daemon::to_full(Service& s) {
+  if (s.state == State::full) return;
+  if (s.policy.gate().full())
+    log::info("service {}: max_connections={} reached, deferring new connections", s.cfg->name,
+              s.cfg->socket.max_connections);
+  set_state(s, State::full);
+}
+
+// Not polling until `until`: over max_connection_rate with the "defer" action (`for_rate`: the
+// timer then serves the connection held back), or backing off (a wait-mode instance that failed
+// at once, no UID left), so that a socket that stays readable cannot make superd spin.
+void Daemon::to_held(Service& s, Clock::time_point until, bool for_rate) {
+  set_state(s, State::held);
+  if (!s.hold_timer) s.hold_timer = std::make_unique<asio::steady_timer>(io_);
+  s.hold_timer->expires_at(until);
+  s.hold_timer->async_wait([this, &s, for_rate](boost::system::error_code ec) {
+    if (ec || stopping_) return;  // aborted: the service is gone or shutting down
+    set_state(s, State::polling);
+    if (for_rate) return on_rate_room(s);
+    to_polling(s);
+  });
+}
+
+void Daemon::to_wait_running(Service& s) { set_state(s, State::wait_running); }
+
+// Shutdown: the listeners close (a UNIX socket's path goes), a connection held back by the rate
+// limit too, and nothing polls again.
+void Daemon::to_stopping(Service& s) {
+  s.state = State::stopping;
+  for (auto& l : s.listeners) {
+    boost::system::error_code ignored;
+    l->sd.close(ignored);
+    listener::unlink_path(l->spec);
+  }
+  s.deferred.reset();
+  if (s.hold_timer) s.hold_timer->cancel();
+}
+
+// An instance, session or unanswered request of `s` is gone: admission counts it out (the
+// mirror of Gate::enter), and a full service polls again once it has room.
+void Daemon::count_out(Service& s, const net::SourceKey& source) {
+  s.policy.gate().leave(source);
+  if (s.state == State::full && s.has_room()) to_polling(s);
+}
+
+// The same, and a retired service whose last instance this was goes away (so `s` may be gone
+// when this returns).
+void Daemon::instance_ended(Service& s, const net::SourceKey& source) {
+  count_out(s, source);
+  maybe_retire(s);
+}
+
+// A retired service (replaced by a reload) goes with its last instance; `s` may be gone after.
+void Daemon::maybe_retire(Service& s) {
+  if (s.policy.gate().live() != 0) return;
+  for (auto it = retired_.begin(); it != retired_.end(); ++it)
+    if (it->get() == &s) {
+      // A wait-mode service reloaded while its instance ran: its successor polls from now on.
+      for (auto& n : services_)
+        if (n->wait_mode && n->state == State::wait_running && n->cfg->name == s.cfg->name &&
+            n->policy.gate().live() == 0)
+          to_polling(*n);
+      retired_.erase(it);
+      return;
+    }
+}
+
+}  // namespace superd::daemon
