@@ -190,25 +190,12 @@ void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd co
     s.policy.gate().enter(who.source);
     return;  // on failure `p` (and its lease) drops here
   }
-  std::string failure;
-  auto started = launch(s, plan_, failure);
+  spawn::Launch started = spawn::launch(plan_);
   err_write.reset();
   conn.reset();  // the child has its copy
-  if (!started) return s.log_fail(serial, who.text, uid, failure);  // the lease drops: the child never ran
+  if (!started) return s.log_fail(serial, who.text, uid, started.failure);  // the lease drops: it never ran
   s.policy.gate().enter(who.source);
-  adopt(s, std::move(*started), std::move(err_read), serial, std::move(lease), uid, std::move(who.text), who.source);
-}
-
-// Starts an instance directly (no zygote). On failure the child (if any) is reaped and
-// `failure` says which step failed and why; the caller's lease may simply drop, since the
-// child never ran service code.
-std::optional<spawn::Child> Daemon::launch(Service& s, const spawn::InstancePlan& plan, std::string& failure) {
-  spawn::ChildError cerr;
-  std::error_code ec;
-  spawn::Child child = spawn::start(plan, cerr, ec);
-  if (!ec && cerr.step == spawn::Step::none) return child;
-  failure = ec ? "clone: " + ec.message() : spawn::reap_failed_child(s.plan, child, cerr);
-  return std::nullopt;
+  adopt(s, std::move(started.child), std::move(err_read), serial, std::move(lease), uid, std::move(who.text), who.source);
 }
 
 }  // namespace superd::daemon

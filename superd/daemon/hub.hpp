@@ -5,7 +5,7 @@
 //   admission decision .. admission/policy.cpp    Policy::decide (stream and datagram alike)
 //   lease ............... uid_pool/lease.cpp      Leases::acquire -> a move-only Lease
 //   plan ................ spawn/plan.cpp          make_instance_plan (per service: make_service_plan)
-//   spawner ............. spawn/zygote_pool.cpp   ZygotePool::send, or spawn::start (daemon/connection.cpp)
+//   spawner ............. spawn/zygote_pool.cpp   ZygotePool::send, or spawn/spawn.cpp spawn::launch
 //   instance ............ daemon/instances.cpp    adopt, watch, stderr relay, reap
 //   cleanup batch ....... cleanup/batch.cpp       IPC removed, then the leases dropped
 //
@@ -94,7 +94,6 @@ class Daemon {
                      bool rate_taken = false);
   void defer_for_rate(Service& s);
   void on_rate_room(Service& s);
-  std::optional<spawn::Child> launch(Service& s, const spawn::InstancePlan& plan, std::string& failure);
 
   // --- wait mode (wait_mode.cpp) ---
   void start_wait_instance(Service& s);

@@ -173,18 +173,17 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   plan.stdout_fd = fds[1].get();
   plan.stderr_fd = fds[2].get();
   plan.null_fd = null_fd_.get();
-  std::string failure;
-  auto started = launch(*owned, plan, failure);
+  spawn::Launch started = spawn::launch(plan);
   fds.clear();
   if (!started) {
-    log::error("FAIL {} serial={} peer=run uid={}: {}", name, serial, uid, failure);
-    return reply({{"error", failure}});
+    log::error("FAIL {} serial={} peer=run uid={}: {}", name, serial, uid, started.failure);
+    return reply({{"error", started.failure}});
   }
   // stderr goes to the caller; the log pipe slot holds a /dev/null duplicate nobody writes.
   UniqueFd no_stderr(::fcntl(null_fd_.get(), F_DUPFD_CLOEXEC, 3));
-  pid_t pid = started->pid;
+  pid_t pid = started.child.pid;
   Service& svc = *owned;
-  Instance& inst = adopt(svc, std::move(*started), std::move(no_stderr), serial, std::move(*lease), uid, "run",
+  Instance& inst = adopt(svc, std::move(started.child), std::move(no_stderr), serial, std::move(*lease), uid, "run",
                          net::source_key_uid(0));
   inst.owned_service = std::move(owned);
   inst.unit = unit;

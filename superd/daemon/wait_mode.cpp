@@ -65,18 +65,17 @@ void Daemon::start_wait_instance(Service& s) {
   spawn::make_wait_plan(plan_, s.plan, uid, serial, listen_fds, n);
   plan_.stderr_fd = err_write.get();
   plan_.null_fd = null_fd_.get();
-  std::string failure;
-  auto started = launch(s, plan_, failure);
+  spawn::Launch started = spawn::launch(plan_);
   err_write.reset();
   if (!started) {
     set_blocking(s, false);
-    s.log_fail(serial, "wait", uid, failure + "; retrying on the next client in 1s");
+    s.log_fail(serial, "wait", uid, started.failure + "; retrying on the next client in 1s");
     // Do not spin on a socket that stays readable: try again a second later.
     return to_held(s, Clock::now() + std::chrono::seconds(1), false);
   }
   to_wait_running(s);
   s.policy.gate().enter(net::source_key_uid(0));
-  adopt(s, std::move(*started), std::move(err_read), serial, std::move(lease), uid, "wait", net::source_key_uid(0));
+  adopt(s, std::move(started.child), std::move(err_read), serial, std::move(lease), uid, "wait", net::source_key_uid(0));
 }
 
 // The wait-mode instance is gone: the sockets are superd's again.

@@ -66,6 +66,15 @@ Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noex
   return c;
 }
 
+Launch launch(const InstancePlan& plan) {
+  ChildError cerr;
+  std::error_code ec;
+  Launch out{start(plan, cerr, ec), {}};
+  if (ec) out.failure = "clone: " + ec.message();
+  else if (cerr.step != Step::none) out.failure = reap_failed_child(*plan.service, out.child, cerr);
+  return out;
+}
+
 int pidfd_signal(int pidfd, int sig) noexcept {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }

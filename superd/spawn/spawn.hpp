@@ -29,6 +29,15 @@ void set_caught_signals(const int* sigs, size_t n) noexcept;
 // (before or at exec) returns the child (already exited, still to be reaped) and fills `err`.
 Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept;
 
+// start(), and on a failure the child reaped: either a running child, or why not ("clone: ..."
+// or the failed step, as reap_failed_child says). For the daemon, whose failures are values.
+struct Launch {
+  Child child;
+  std::string failure;  // empty: `child` runs
+  explicit operator bool() const noexcept { return failure.empty(); }
+};
+Launch launch(const InstancePlan& plan);
+
 // pidfd_send_signal(2): a signal to a process we hold a pidfd of (never a recycled PID).
 int pidfd_signal(int pidfd, int sig) noexcept;
 
