@@ -418,7 +418,7 @@ TEST_CASE("xinetd: warnings name file, line and attribute", "[xinetd]") {
 
 TEST_CASE("xinetd: includes, loops and unreadable files", "[xinetd]") {
   namespace fs = std::filesystem;
-  fs::path dir = fs::temp_directory_path() / ("superd-xinetd-test-" + std::to_string(::getpid()));
+  fs::path dir = fs::path("/srv") / ("superd-unit-xinetd-" + std::to_string(::getpid()));  // a scratch root, not /tmp
   fs::create_directories(dir / "d");
   std::ofstream(dir / "a.conf") << "include b.conf\n";
   std::ofstream(dir / "b.conf") << "include a.conf\nincludedir d\n";
