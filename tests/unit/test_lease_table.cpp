@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uint32_t kFirst = 89000, kLast = 89009;
+constexpr uint32_t kFirst = 89000, kLast = 89009, kBoundsLast = 89062;
 constexpr size_t kHeader = 64;  // one slot-sized header block before the slots
 
 // <root>/superd/dynamic-uid, as the daemon lays it out: the names file lands in <root>/superd.
@@ -311,8 +311,11 @@ TEST_CASE("a file that is not a lease table is reset on open and refused read-on
 
 TEST_CASE("UIDs outside the range are ignored; both ends of the range are slots", "[lease_table]") {
   Scratch s;
-  auto t = open_ok(s);
-  for (uint32_t uid : {0u, kFirst - 1, kLast + 1, 0xffffffffu}) {
+  // 63 slots: the table ends on a page boundary, so a write past the last slot cannot land
+  // unnoticed in the rest of the mapping's last page.
+  static_assert(kHeader + (kBoundsLast - kFirst + 1) * sizeof(uid_pool::LeaseRecord) == 4096);
+  auto t = open_ok(s, kFirst, kBoundsLast);
+  for (uint32_t uid : {0u, kFirst - 1, kBoundsLast + 1, 0xffffffffu}) {
     t.record(uid, 1, 1, 0, "outside");
     t.set_pid(uid, 2);
     t.clear(uid);
@@ -321,14 +324,14 @@ TEST_CASE("UIDs outside the range are ignored; both ends of the range are slots"
   std::string blob = slurp(s.names());
   CHECK(blob.find("superd-") == std::string::npos);
   t.record(kFirst, 1, 1, 0, "low");
-  t.record(kLast, 2, 2, 0, "high");
-  t.record(kLast + 1, 3, 3, 0, "past");  // would land right after the last slot
+  t.record(kBoundsLast, 2, 2, 0, "high");
+  t.record(kBoundsLast + 1, 3, 3, 0, "past");  // would land right after the last slot
   auto live = t.live();
   REQUIRE(live.size() == 2);
   CHECK(live[0].uid == kFirst);
-  CHECK(live[1].uid == kLast);
+  CHECK(live[1].uid == kBoundsLast);
   CHECK(std::string(live[1].service) == "high");
-  CHECK(std::string(name_slot(s, kLast).name) == "superd-89009");
+  CHECK(std::string(name_slot(s, kBoundsLast).name) == "superd-89062");
 
   // A moved-from or never-opened table is inert.
   uid_pool::LeaseTable none;
