@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,13 +18,14 @@
 #include <vector>
 
 #include "uid_pool/lease_table.hpp"
+#include "util/unique_fd.hpp"
 
 using namespace superd;
 namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uint32_t kFirst = 89000, kLast = 89009, kBoundsLast = 89062;
+constexpr uint32_t kFirst = 89000, kLast = 89009;
 constexpr size_t kHeader = 64;  // one slot-sized header block before the slots
 
 // <root>/superd/dynamic-uid, as the daemon lays it out: the names file lands in <root>/superd.
@@ -76,6 +78,23 @@ uid_pool::NameRecord name_slot(const Scratch& s, uint32_t uid) {
   REQUIRE(blob.size() >= at + sizeof r);
   std::memcpy(&r, blob.data() + at, sizeof r);
   return r;
+}
+
+// The bytes of the file's last page beyond its end, as a shared mapping sees them: the page
+// cache's page, where the table's own mapping would have put a slot past the last one.
+std::string past_end(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  REQUIRE(fd);
+  struct stat st {};
+  REQUIRE(::fstat(fd.get(), &st) == 0);
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE)), size = static_cast<size_t>(st.st_size);
+  size_t len = (size + page - 1) / page * page;
+  REQUIRE(len > size);  // the file does not end on a page boundary
+  void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd.get(), 0);
+  REQUIRE(m != MAP_FAILED);
+  std::string tail(static_cast<const char*>(m) + size, len - size);
+  ::munmap(m, len);
+  return tail;
 }
 
 }  // namespace
@@ -311,11 +330,8 @@ TEST_CASE("a file that is not a lease table is reset on open and refused read-on
 
 TEST_CASE("UIDs outside the range are ignored; both ends of the range are slots", "[lease_table]") {
   Scratch s;
-  // 63 slots: the table ends on a page boundary, so a write past the last slot cannot land
-  // unnoticed in the rest of the mapping's last page.
-  static_assert(kHeader + (kBoundsLast - kFirst + 1) * sizeof(uid_pool::LeaseRecord) == 4096);
-  auto t = open_ok(s, kFirst, kBoundsLast);
-  for (uint32_t uid : {0u, kFirst - 1, kBoundsLast + 1, 0xffffffffu}) {
+  auto t = open_ok(s);
+  for (uint32_t uid : {0u, kFirst - 1, kLast + 1, 0xffffffffu}) {
     t.record(uid, 1, 1, 0, "outside");
     t.set_pid(uid, 2);
     t.clear(uid);
@@ -324,14 +340,17 @@ TEST_CASE("UIDs outside the range are ignored; both ends of the range are slots"
   std::string blob = slurp(s.names());
   CHECK(blob.find("superd-") == std::string::npos);
   t.record(kFirst, 1, 1, 0, "low");
-  t.record(kBoundsLast, 2, 2, 0, "high");
-  t.record(kBoundsLast + 1, 3, 3, 0, "past");  // would land right after the last slot
+  t.record(kLast, 2, 2, 0, "high");
+  t.record(kLast + 1, 3, 3, 0, "past");  // would land right after the last slot
   auto live = t.live();
   REQUIRE(live.size() == 2);
   CHECK(live[0].uid == kFirst);
-  CHECK(live[1].uid == kBoundsLast);
+  CHECK(live[1].uid == kLast);
   CHECK(std::string(live[1].service) == "high");
-  CHECK(std::string(name_slot(s, kBoundsLast).name) == "superd-89062");
+  CHECK(std::string(name_slot(s, kLast).name) == "superd-89009");
+  // A slot past the last one would sit in the mapped page beyond the file's end: still zero.
+  CHECK(past_end(s.table()) == std::string(past_end(s.table()).size(), '\0'));
+  CHECK(past_end(s.names()) == std::string(past_end(s.names()).size(), '\0'));
 
   // A moved-from or never-opened table is inert.
   uid_pool::LeaseTable none;
