@@ -143,18 +143,20 @@ TEST_CASE("a zygote answers each request with its instance, in request order", "
   if (!root()) return;
   Scratch s;
   auto plan = plan_for(s, "exec = [\"/bin/sh\", \"-c\", \"echo $(id -u) $(id -g) $USER $UNIXREMOTEPID %c\"]\n");
-  std::string failure;
+  spawn::SetupError failure;
   auto z = spawn::Zygote::start(plan, failure);
-  INFO(failure);
+  INFO(failure.describe(plan));
   REQUIRE(z);
   CHECK(z->pid() > 0);
 
-  // A blocking round trip.
+  // A round trip: send, then the answer.
   Conn c;
   auto ip = instance(plan, c, 89050, 17);
   spawn::ChildError err;
   std::error_code ec;
-  spawn::Child child = z->spawn(ip, err, ec);
+  REQUIRE_FALSE(z->send(ip));
+  bool lost = false;
+  spawn::Child child = z->receive(err, ec, lost);  // blocks: start() left the socket blocking
   REQUIRE_FALSE(ec);
   CHECK(err.step == spawn::Step::none);
   CHECK(err.err == 0);
@@ -175,7 +177,7 @@ TEST_CASE("a zygote answers each request with its instance, in request order", "
   REQUIRE_FALSE(z->send(ip1));
   REQUIRE_FALSE(z->send(ip2));
   c1.theirs.reset(), c1.err_w.reset(), c2.theirs.reset(), c2.err_w.reset();
-  bool lost = true;
+  lost = true;
   spawn::Child first = z->receive(err, ec, lost);
   REQUIRE_FALSE(ec);
   CHECK_FALSE(lost);
@@ -197,15 +199,17 @@ TEST_CASE("a step that fails in the instance comes back as its {step, errno} rec
   if (!root()) return;
   Scratch s;
   auto check_failure = [&](spawn::ServicePlan plan, spawn::Step step, int err_no) {
-    std::string failure;
+    spawn::SetupError failure;
     auto z = spawn::Zygote::start(plan, failure);
-    INFO(failure);
+    INFO(failure.describe(plan));
     REQUIRE(z);
     Conn c;
     auto ip = instance(plan, c, 89053, 20);
     spawn::ChildError err;
     std::error_code ec;
-    spawn::Child child = z->spawn(ip, err, ec);
+    REQUIRE_FALSE(z->send(ip));
+    bool lost = false;
+    spawn::Child child = z->receive(err, ec, lost);
     REQUIRE_FALSE(ec);  // the clone worked: the failure is the child's
     CHECK(err.step == step);
     CHECK(err.err == err_no);
@@ -228,15 +232,33 @@ TEST_CASE("a zygote whose set-up fails names the step; a zygote that is gone is 
   Scratch s;
   std::string missing = (s.root / "no-such-path").string();
   auto bad = plan_for(s, "exec = [\"/bin/true\"]\nread_only_paths = [\"" + missing + "\"]\n");
-  std::string failure;
+  spawn::SetupError failure;
   CHECK_FALSE(spawn::Zygote::start(bad, failure));
-  CHECK(failure.find(missing) != std::string::npos);
-  CHECK(failure.find(std::strerror(ENOENT)) != std::string::npos);
+  // A fixed record, not text: the step, its errno, and which mount op.
+  CHECK(failure.step == spawn::SetupStep::mounts);
+  CHECK(failure.err == ENOENT);
+  CHECK(failure.detail >= 0);
+  CHECK(failure.describe(bad).find(missing) != std::string::npos);
+  CHECK(failure.describe(bad).find(std::strerror(ENOENT)) != std::string::npos);
+
+  // Launched without waiting (the connection path): the set-up record comes on the socket.
+  failure = {};
+  auto pending = spawn::Zygote::launch(bad, failure);
+  REQUIRE(pending);
+  CHECK(pending->setup_state() == spawn::Zygote::SetupState::pending);
+  ::fcntl(pending->socket(), F_SETFL, ::fcntl(pending->socket(), F_GETFL) | O_NONBLOCK);
+  pollfd ready{pending->socket(), POLLIN, 0};
+  REQUIRE(::poll(&ready, 1, kWaitMs) == 1);
+  auto late = pending->read_setup();
+  REQUIRE(late);
+  CHECK(late->step == spawn::SetupStep::mounts);
+  CHECK(late->err == ENOENT);
+  CHECK(pending->setup_state() == spawn::Zygote::SetupState::failed);
 
   auto plan = plan_for(s, "exec = [\"/bin/true\"]\n");
-  failure.clear();
+  failure = {};
   auto z = spawn::Zygote::start(plan, failure);
-  INFO(failure);
+  INFO(failure.describe(plan));
   REQUIRE(z);
   REQUIRE(::kill(z->pid(), SIGKILL) == 0);  // ours: started just above
   pollfd pf{z->socket(), POLLIN, 0};
