@@ -233,6 +233,7 @@ class Daemon {
   void read_sweep_results();
   void on_swept(const sweep::Result& r);
   std::optional<uint32_t> lease_named(const std::string& name, std::optional<uint32_t> prefer);
+  bool lease_group(Service& s);
   bool prepare_service(Service& s);
   void census();
   void refresh_userdb();
@@ -299,6 +300,7 @@ class Daemon {
   config::Config cfg_;
   Options opt_;
   sandbox::Roots roots_;
+  spawn::HostLimits host_limits_;  // from raise_nofile_limit() in run(), before any plan
   ipc::Roots ipc_roots_;  // where IPC objects are seen: /proc/sysvipc, /dev/shm, our mqueue view
   asio::io_context io_{1};
   uid_pool::Pool pool_;
@@ -494,23 +496,26 @@ std::optional<uint32_t> Daemon::lease_named(const std::string& name, std::option
   return std::nullopt;
 }
 
-// Host side of a service's sandbox: its shared-directory group and boundary directories.
+// The service's shared-directory group (a dynamic user with boundary directories), before its
+// plan is built: the plan carries it.
+bool Daemon::lease_group(Service& s) {
+  auto dirs = sandbox::boundary_dirs(s.cfg->service.sandbox, roots_);
+  if (dirs.empty() || !s.cfg->service.dynamic_user) return true;
+  auto current = sandbox::existing_group(dirs);
+  std::optional<uint32_t> gid = s.inherited_group ? s.inherited_group : lease_named("group:" + s.cfg->name, current);
+  if (!gid) {
+    log::error("service {}: no GID left in the dynamic range for its directories", s.cfg->name);
+    return false;
+  }
+  s.group = gid;
+  if (!s.inherited_group) table_.record(*gid, 0, 0, 0, "group:" + s.cfg->name);
+  return true;
+}
+
+// Host side of a service's sandbox: its boundary directories, owned by its group.
 bool Daemon::prepare_service(Service& s) {
   const auto& sb = s.cfg->service.sandbox;
-  auto dirs = sandbox::boundary_dirs(sb, roots_);
-  std::optional<uint32_t> gid;
-  if (!dirs.empty() && s.cfg->service.dynamic_user) {
-    auto current = sandbox::existing_group(dirs);
-    gid = s.inherited_group ? s.inherited_group : lease_named("group:" + s.cfg->name, current);
-    if (!gid) {
-      log::error("service {}: no GID left in the dynamic range for its directories", s.cfg->name);
-      return false;
-    }
-    s.group = gid;
-    if (!s.inherited_group) table_.record(*gid, 0, 0, 0, "group:" + s.cfg->name);
-    s.plan.groups = {*gid};
-    if (!s.cfg->service.umask_set) s.plan.umask = 0007;  // group-writable among the service's instances
-  }
+  const std::optional<uint32_t>& gid = s.group;
   std::string failed;
   // A static user owns its directories, as systemd's StateDirectory= with User= does.
   const auto& se = s.cfg->service;
@@ -528,15 +533,19 @@ bool Daemon::prepare_service(Service& s) {
 // On failure everything new is undone by the destructors (and the group released).
 std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Service> sc, Service* previous,
                                                std::vector<Listener*>& reuse) {
-  std::unique_ptr<Service> svc;
   bool spawns = !sc->service.exec.empty();  // internal and redirect services run in the loop
   bool wait_mode = spawns && !sc->socket.accept;
+  auto svc = std::make_unique<Service>(sc, spawn::ServicePlan{});
+  // A reloaded service keeps its shared-directory group: no chown, files stay writable.
+  if (previous && previous->group && !sandbox::boundary_dirs(sc->service.sandbox, roots_).empty())
+    svc->inherited_group = previous->group;
+  if (spawns && !lease_group(*svc)) return nullptr;
   try {
     // A wait-mode instance starts rarely and gets the listening sockets: no zygote for it.
-    svc = std::make_unique<Service>(
-        sc, spawns ? spawn::make_service_plan(*sc, roots_, environ, !wait_mode) : spawn::ServicePlan{});
+    if (spawns) svc->plan = spawn::make_service_plan(*sc, roots_, environ, host_limits_, svc->group, !wait_mode);
   } catch (const std::exception& e) {
     log::error("{}", e.what());
+    release_group(*svc);
     return nullptr;
   }
   if (auto w = sandbox::landlock::warning_once(svc->plan.landlock_missing)) log::warning("{}", *w);
@@ -558,13 +567,11 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
     if (ec) {
       log::error("{}: service {}: log_target \"{}\": {}", sc->where.file, sc->name, sc->service.log_target,
                  sink ? ec.message() : why);
+      release_group(*svc);
       return nullptr;
     }
     svc->sink = std::move(*sink);
   }
-  // A reloaded service keeps its shared-directory group: no chown, files stay writable.
-  if (previous && previous->group && !sandbox::boundary_dirs(sc->service.sandbox, roots_).empty())
-    svc->inherited_group = previous->group;
   if (spawns && !prepare_service(*svc)) return nullptr;
   if (svc->plan.use_zygote) {
     std::string failure;
@@ -1776,7 +1783,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   }
   // The config must live as long as the instance: the Service owns it.
   auto holder = std::make_shared<config::Service>(std::move(*svc_cfg));
-  auto owned = std::make_unique<Service>(holder, spawn::make_service_plan(*holder, roots_, environ));
+  auto owned = std::make_unique<Service>(holder, spawn::make_service_plan(*holder, roots_, environ, host_limits_));
   const auto& sb = holder->service.sandbox;
   auto dirs = sandbox::boundary_dirs(sb, roots_);
   std::optional<uint32_t> uid;
@@ -1845,7 +1852,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
 }
 
 int Daemon::run() {
-  spawn::raise_nofile_limit();
+  host_limits_ = spawn::raise_nofile_limit();
   if (!prepare_runtime()) return 1;
   start_orphan_sweep();
   report_cgroup_support();
