@@ -75,7 +75,6 @@ constexpr auto kQuickExit = std::chrono::seconds(1);
 constexpr auto kWaitBackoffFirst = std::chrono::milliseconds(250);
 constexpr auto kWaitBackoffMax = std::chrono::seconds(60);
 constexpr auto kMaxShutdownGrace = std::chrono::seconds(30);
-constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
 
 using log::errno_text;
 
@@ -1859,9 +1858,9 @@ int Daemon::run() {
   refresh_userdb();
   census();
   watch_userdb();
-  spawn::set_caught_signals(kCaughtSignals, std::size(kCaughtSignals));
   ::signal(SIGPIPE, SIG_IGN);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) signals_.add(sig);
+  for (int sig : spawn::kCaughtSignals)
+    if (sig != SIGPIPE) signals_.add(sig);
   std::function<void(boost::system::error_code, int)> handler = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
     on_signal(sig);
