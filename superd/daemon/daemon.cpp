@@ -945,14 +945,8 @@ void Daemon::start_wait_instance(Service& s) {
   std::optional<uint32_t> lease;
   uint32_t uid = s.plan.static_uid;
   if (!s.plan.static_identity) {
-    std::optional<uint32_t> owner;
-    for (const std::string& d : sandbox::boundary_dirs(s.cfg->service.sandbox, roots_)) {
-      struct stat st {};
-      if (::stat(d.c_str(), &st) == 0 && st.st_uid != 0) {
-        owner = st.st_uid;
-        break;
-      }
-    }
+    auto owner = sandbox::existing_owner(sandbox::boundary_dirs(s.cfg->service.sandbox, roots_),
+                                         sandbox::OwnerLookup::non_root);
     lease = lease_named("wait:" + name, owner);
     if (!lease) {
       log::error("FAIL {}: no UID left in the dynamic range for its wait-mode instance; retrying in 1s", name);
@@ -1788,15 +1782,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   std::optional<uint32_t> uid;
   if (!unit.empty()) {
     // A named lease prefers the owner of the unit's existing directory: no chown needed.
-    std::optional<uint32_t> owner;
-    for (const std::string& d : dirs) {
-      struct stat st {};
-      if (::lstat(d.c_str(), &st) == 0) {
-        owner = st.st_uid;
-        break;
-      }
-    }
-    uid = lease_named(unit, owner);
+    uid = lease_named(unit, sandbox::existing_owner(dirs, sandbox::OwnerLookup::any_owner));
   } else {
     uid = pool_.lease();
   }
