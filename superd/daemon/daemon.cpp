@@ -25,7 +25,6 @@ namespace superd::daemon {
 
 namespace {
 constexpr auto kMaxShutdownGrace = std::chrono::seconds(30);
-constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
 }  // namespace
 
 std::string peer_string(const sockaddr* sa) {
@@ -158,14 +157,14 @@ void Daemon::maybe_finish_shutdown() {
 }
 
 int Daemon::run() {
-  spawn::raise_nofile_limit();
+  host_limits_ = spawn::raise_nofile_limit();
   if (!prepare_runtime()) return 1;
   start_orphan_sweep();
   report_cgroup_support(cfg_);
   host_.start();
-  spawn::set_caught_signals(kCaughtSignals, std::size(kCaughtSignals));
   ::signal(SIGPIPE, SIG_IGN);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) signals_.add(sig);
+  for (int sig : spawn::kCaughtSignals)
+    if (sig != SIGPIPE) signals_.add(sig);
   std::function<void(boost::system::error_code, int)> handler = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
     on_signal(sig);

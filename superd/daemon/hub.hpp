@@ -73,7 +73,8 @@ class Daemon {
   bool open_listeners();
   std::unique_ptr<Service> build_service(std::shared_ptr<const config::Service> sc, Service* previous,
                                          std::vector<Listener*>& reuse);
-  bool prepare_service(Service& s, Service* previous);
+  bool lease_group(Service& s, Service* previous);
+  bool prepare_service(Service& s);
   std::unique_ptr<spawn::ZygotePool> make_zygotes(Service& s);
   std::string reload();
   void arm(Listener& l);
@@ -134,6 +135,7 @@ class Daemon {
   uid_pool::Pool pool_;
   uid_pool::LeaseTable table_;
   uid_pool::Leases leases_{pool_, table_};
+  spawn::HostLimits host_limits_;  // from raise_nofile_limit() in run(), before any plan
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<Service>> retired_;  // replaced by a reload, instances still live
   std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;

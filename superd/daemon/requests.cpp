@@ -5,7 +5,6 @@
 #include "daemon/hub.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "control/control.hpp"
@@ -142,7 +141,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   }
   // The config must live as long as the instance: the Service owns it.
   auto holder = std::make_shared<config::Service>(std::move(*svc_cfg));
-  auto owned = std::make_unique<Service>(holder, spawn::make_service_plan(*holder, roots_, environ),
+  auto owned = std::make_unique<Service>(holder, spawn::make_service_plan(*holder, roots_, environ, host_limits_),
                                          admission::Policy({}, {}, {}));
   const auto& sb = holder->service.sandbox;
   auto dirs = sandbox::boundary_dirs(sb, roots_);
@@ -150,15 +149,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   std::optional<uid_pool::Lease> lease;
   if (!unit.empty()) {
     // A named lease prefers the owner of the unit's existing directory: no chown needed.
-    std::optional<uint32_t> owner;
-    for (const std::string& d : dirs) {
-      struct stat st {};
-      if (::lstat(d.c_str(), &st) == 0) {
-        owner = st.st_uid;
-        break;
-      }
-    }
-    lease = leases_.acquire_named(unit, owner, info);
+    lease = leases_.acquire_named(unit, sandbox::existing_owner(dirs, sandbox::OwnerLookup::any_owner), info);
   } else {
     lease = leases_.acquire(info);
   }

@@ -7,7 +7,6 @@
 #include "daemon/hub.hpp"
 
 #include <poll.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,28 +34,31 @@ admission::Policy policy_for(const config::SocketConfig& so) {
 }
 }  // namespace
 
-// Host side of a service's sandbox: its shared-directory group and boundary directories.
-bool Daemon::prepare_service(Service& s, Service* previous) {
-  const auto& sb = s.cfg->service.sandbox;
-  auto dirs = sandbox::boundary_dirs(sb, roots_);
-  std::optional<uint32_t> gid;
-  if (!dirs.empty() && s.cfg->service.dynamic_user) {
-    // A reloaded service keeps its shared-directory group: no chown, files stay writable.
-    if (previous && previous->group) {
-      s.group = previous->group;
-    } else {
-      std::string name = "group:" + s.cfg->name;
-      auto lease = leases_.acquire_named(name, sandbox::existing_group(dirs), {0, 0, name});
-      if (!lease) {
-        log::error("service {}: no GID left in the dynamic range for its directories", s.cfg->name);
-        return false;
-      }
-      s.group = std::make_shared<uid_pool::Lease>(std::move(*lease));
-    }
-    gid = s.group->uid();
-    s.plan.groups = {*gid};
-    if (!s.cfg->service.umask_set) s.plan.umask = 0007;  // group-writable among the service's instances
+// The service's shared-directory group (a dynamic user with boundary directories), before its
+// plan is built: the plan carries it. A reloaded service keeps its predecessor's group: no
+// chown, files stay writable.
+bool Daemon::lease_group(Service& s, Service* previous) {
+  auto dirs = sandbox::boundary_dirs(s.cfg->service.sandbox, roots_);
+  if (dirs.empty() || !s.cfg->service.dynamic_user) return true;
+  if (previous && previous->group) {
+    s.group = previous->group;
+    return true;
   }
+  std::string name = "group:" + s.cfg->name;
+  auto lease = leases_.acquire_named(name, sandbox::existing_group(dirs), {0, 0, name});
+  if (!lease) {
+    log::error("service {}: no GID left in the dynamic range for its directories", s.cfg->name);
+    return false;
+  }
+  s.group = std::make_shared<uid_pool::Lease>(std::move(*lease));
+  return true;
+}
+
+// Host side of a service's sandbox: its boundary directories, owned by its group.
+bool Daemon::prepare_service(Service& s) {
+  const auto& sb = s.cfg->service.sandbox;
+  std::optional<uint32_t> gid;
+  if (s.group) gid = s.group->uid();
   std::string failed;
   // A static user owns its directories, as systemd's StateDirectory= with User= does.
   const auto& se = s.cfg->service;
@@ -74,14 +76,16 @@ bool Daemon::prepare_service(Service& s, Service* previous) {
 // On failure everything new is undone by the destructors (and the group lease dropped).
 std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Service> sc, Service* previous,
                                                std::vector<Listener*>& reuse) {
-  std::unique_ptr<Service> svc;
   bool spawns = !sc->service.exec.empty();  // internal and redirect services run in the loop
   bool wait_mode = spawns && !sc->socket.accept;
+  auto svc = std::make_unique<Service>(sc, spawn::ServicePlan{}, policy_for(sc->socket));
+  if (previous && sandbox::boundary_dirs(sc->service.sandbox, roots_).empty()) previous = nullptr;
+  if (spawns && !lease_group(*svc, previous)) return nullptr;
   try {
+    std::optional<gid_t> group;
+    if (svc->group) group = svc->group->uid();
     // A wait-mode instance starts rarely and gets the listening sockets: no zygote for it.
-    svc = std::make_unique<Service>(
-        sc, spawns ? spawn::make_service_plan(*sc, roots_, environ, !wait_mode) : spawn::ServicePlan{},
-        policy_for(sc->socket));
+    if (spawns) svc->plan = spawn::make_service_plan(*sc, roots_, environ, host_limits_, group, !wait_mode);
   } catch (const std::exception& e) {
     log::error("{}", e.what());
     return nullptr;
@@ -103,8 +107,7 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
     }
     svc->sink = std::move(*sink);
   }
-  if (previous && sandbox::boundary_dirs(sc->service.sandbox, roots_).empty()) previous = nullptr;
-  if (spawns && !prepare_service(*svc, previous)) return nullptr;
+  if (spawns && !prepare_service(*svc)) return nullptr;
   if (svc->plan.use_zygote) {
     svc->zygotes = std::make_unique<spawn::ZygotePool>(io_, svc->plan, sc->name, zygote_events(*svc));
     if (auto e = svc->zygotes->start()) {

@@ -6,7 +6,6 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "listener/listener.hpp"
@@ -38,14 +37,8 @@ void Daemon::start_wait_instance(Service& s) {
   uid_pool::Lease lease;
   uint32_t uid = s.plan.static_uid;
   if (!s.plan.static_identity) {
-    std::optional<uint32_t> owner;
-    for (const std::string& d : sandbox::boundary_dirs(s.cfg->service.sandbox, roots_)) {
-      struct stat st {};
-      if (::stat(d.c_str(), &st) == 0 && st.st_uid != 0) {
-        owner = st.st_uid;
-        break;
-      }
-    }
+    auto owner =
+        sandbox::existing_owner(sandbox::boundary_dirs(s.cfg->service.sandbox, roots_), sandbox::OwnerLookup::non_root);
     auto got = leases_.acquire_named("wait:" + name, owner, {serial_ + 1, uid_pool::Leases::now_ms(), name});
     if (!got) {
       log::error("FAIL {}: no UID left in the dynamic range for its wait-mode instance; retrying in 1s", name);

@@ -56,6 +56,15 @@ std::optional<gid_t> existing_group(const std::vector<std::string>& dirs) {
   return std::nullopt;
 }
 
+std::optional<uid_t> existing_owner(const std::vector<std::string>& dirs, OwnerLookup how) {
+  for (const std::string& d : dirs) {
+    struct stat st {};
+    if (how == OwnerLookup::any_owner && ::lstat(d.c_str(), &st) == 0) return st.st_uid;
+    if (how == OwnerLookup::non_root && ::stat(d.c_str(), &st) == 0 && st.st_uid != 0) return st.st_uid;
+  }
+  return std::nullopt;
+}
+
 std::error_code chown_tree(const std::string& path, uid_t uid, gid_t gid, size_t& changed) {
   static thread_local uid_t t_uid;
   static thread_local gid_t t_gid;

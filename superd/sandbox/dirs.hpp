@@ -31,6 +31,15 @@ std::vector<std::string> boundary_dirs(const config::SandboxConfig& sb, const Ro
 // The group of the first existing boundary directory, if any (the preferred service GID).
 std::optional<gid_t> existing_group(const std::vector<std::string>& dirs);
 
+// Which directory's owner a named lease prefers (so no chown is needed). The two kinds of named
+// lease have always looked differently, and each keeps its way:
+enum class OwnerLookup {
+  any_owner,  // lstat: the first path that exists, whoever owns it (superd run's units)
+  non_root,   // stat, following a symlink: the first one not owned by root (wait-mode instances)
+};
+// The owner of the first existing boundary directory, as `how` says; empty when none counts.
+std::optional<uid_t> existing_owner(const std::vector<std::string>& dirs, OwnerLookup how);
+
 // Creates what is missing (see above) and re-groups a tree whose group is not `gid`.
 // `owner`: the owner of new directories (root for per-connection services, the UID of a
 // named lease). Errors name the path.

@@ -10,6 +10,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -18,9 +19,6 @@ extern "C" int mount(const char*, const char*, const char*, unsigned long, const
 
 namespace superd::sandbox {
 namespace {
-
-// Inodes of the instance tmpfs: each costs kernel memory outside the size budget.
-constexpr unsigned kInstanceTmpfsInodes = 16384;
 
 void add(MountPlan& p, MountOp op) { p.ops.push_back(op); }
 
@@ -34,7 +32,169 @@ MountOp mk(Op op, const char* path) {
 // "<root>/private/<name>" and friends.
 std::string join(const std::string& a, const std::string& b) { return a.back() == '/' ? a + b : a + "/" + b; }
 
-// The instance's private writable places: /tmp and /var/tmp (private_tmp), /dev/shm
+// The boundary roots and the service's directories under each: state, cache, logs (the
+// runtime directories live in the instance tmpfs instead).
+struct RootDirs {
+  const std::string* root;
+  const config::ExecDirs* dirs;
+};
+std::array<RootDirs, 3> boundary_roots(const config::SandboxConfig& sb, const Roots& roots) {
+  return {RootDirs{&roots.state, &sb.state}, RootDirs{&roots.cache, &sb.cache}, RootDirs{&roots.logs, &sb.logs}};
+}
+
+// A bind path's cloned tree, attached at its target late in the plan.
+struct Attach {
+  int slot;
+  std::string target;
+  bool read_only;
+  bool optional;
+};
+// The open_tree slots cloned by clone_sources, in the order the later steps attach them.
+struct Sources {
+  std::vector<int> dir_slots;  // boundary directories, in boundary_roots() order
+  std::vector<Attach> binds;   // bind_paths, then bind_read_only_paths
+};
+
+// Directories that become read-only after the global step: the OS directories protect_system
+// yes/full names, the home directories of protect_home = "read-only" (strict covers those
+// already), and read_only_paths.
+std::vector<config::Path> read_only_dirs(const config::SandboxConfig& sb) {
+  using config::ProtectHome;
+  using config::ProtectSystem;
+  std::vector<config::Path> out;
+  if (sb.protect_system == ProtectSystem::yes || sb.protect_system == ProtectSystem::full) {
+    for (const char* d : {"/usr", "/boot", "/efi"}) out.push_back({d, true});
+    if (sb.protect_system == ProtectSystem::full) out.push_back({"/etc", true});
+  }
+  if (sb.protect_home == ProtectHome::read_only && sb.protect_system != ProtectSystem::strict)
+    for (const char* d : {"/home", "/root", "/run/user"}) out.push_back({d, true});
+  for (const auto& r : sb.read_only_paths) out.push_back(r);
+  return out;
+}
+
+// 1. Nothing mounted in the namespace propagates back to the host.
+void add_make_private(MountPlan& p) { add(p, mk(Op::make_private, "/")); }
+
+// 2. Sources first: once <root>/private is covered (add_boundary), its contents are out of reach.
+Sources clone_sources(MountPlan& p, const config::SandboxConfig& sb, const Roots& roots) {
+  auto clone_src = [&](const std::string& src, bool recursive, bool optional) {
+    MountOp o = mk(Op::clone_tree, nullptr);
+    o.source = p.keep(src);
+    o.slot = p.slots++;
+    o.recursive = recursive;
+    o.optional = optional;
+    add(p, o);
+    return o.slot;
+  };
+  Sources s;
+  for (const RootDirs& rd : boundary_roots(sb, roots))
+    for (const std::string& name : rd.dirs->names)
+      s.dir_slots.push_back(clone_src(join(join(*rd.root, "private"), name), false, false));
+  for (const auto& b : sb.bind_paths)
+    s.binds.push_back({clone_src(b.source, true, b.optional), b.target, false, b.optional});
+  for (const auto& b : sb.bind_read_only_paths)
+    s.binds.push_back({clone_src(b.source, true, b.optional), b.target, true, b.optional});
+  return s;
+}
+
+// 3. Paths that get their own flags must be mounts of their own: bound onto themselves.
+void add_own_mounts(MountPlan& p, const std::vector<config::Path>& read_only,
+                    const std::vector<config::Path>& read_write) {
+  auto bind_self = [&](const config::Path& path) {
+    MountOp o = mk(Op::bind_self, p.keep(path.path));
+    o.source = o.path;
+    o.recursive = true;
+    o.optional = path.optional;
+    add(p, o);
+  };
+  for (const config::Path& d : read_only) bind_self(d);
+  for (const config::Path& w : read_write) bind_self(w);
+}
+
+// 4. The OS read-only: all of it (strict), then the listed directories.
+void add_read_only_os(MountPlan& p, const config::SandboxConfig& sb, const std::vector<config::Path>& read_only) {
+  if (sb.protect_system == config::ProtectSystem::strict) {
+    MountOp o = mk(Op::set_ro, "/");
+    o.recursive = true;
+    add(p, o);
+    // API filesystems stay usable: /dev writable (device nodes, /dev/shm); /proc is replaced
+    // below; /sys stays read-only (stricter than systemd's strict, which leaves it to
+    // ProtectKernelTunables=).
+    MountOp dev = mk(Op::clear_ro, "/dev");
+    dev.recursive = true;
+    add(p, dev);
+  }
+  for (const config::Path& d : read_only) {
+    MountOp o = mk(Op::set_ro, p.keep(d.path));
+    o.recursive = true;
+    o.optional = d.optional;
+    add(p, o);
+  }
+}
+
+// 5. read_write_paths writable again, inside the read-only OS.
+void add_read_write(MountPlan& p, const std::vector<config::Path>& read_write) {
+  for (const config::Path& w : read_write) {
+    MountOp o = mk(Op::clear_ro, p.keep(w.path));
+    o.recursive = true;
+    o.optional = w.optional;
+    add(p, o);
+  }
+}
+
+// 6. A fresh procfs for the instance's PID namespace.
+void add_proc(MountPlan& p) {
+  MountOp proc = mk(Op::proc, "/proc");
+  proc.per_instance = true;
+  add(p, proc);
+}
+
+// 7. private_devices: a small tmpfs /dev with the harmless nodes and links only; sealed
+// read-only by seal_private_dev once everything under /dev is in place.
+void add_private_dev(MountPlan& p, const config::SandboxConfig& sb) {
+  if (!sb.private_devices) return;
+  MountOp t = mk(Op::tmpfs, "/dev");
+  t.source = "mode=0755,size=64k,nr_inodes=64";
+  add(p, t);
+  struct Node {
+    const char* name;
+    unsigned major, minor;
+  };
+  static const Node kNodes[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
+                                {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
+  for (const Node& n : kNodes) {
+    MountOp o = mk(Op::mknod_char, n.name);
+    o.mode = 0666;
+    o.dev = makedev(n.major, n.minor);
+    add(p, o);
+  }
+  static const char* kLinks[][2] = {{"/dev/fd", "/proc/self/fd"},       {"/dev/stdin", "/proc/self/fd/0"},
+                                    {"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"}};
+  for (const auto& l : kLinks) {
+    MountOp o = mk(Op::symlink, l[0]);
+    o.source = l[1];
+    add(p, o);
+  }
+  for (const char* d : {"/dev/shm", "/dev/mqueue"}) {
+    MountOp o = mk(Op::mkdir, d);
+    o.mode = 0755;
+    add(p, o);
+  }
+}
+
+// 8. private_ipc: the IPC namespace's own mqueue filesystem, where the host has one mounted.
+void add_private_mqueue(MountPlan& p, const config::SandboxConfig& sb) {
+  if (!sb.private_ipc) return;
+  MountOp mq = mk(Op::mqueue, "/dev/mqueue");
+  mq.optional = true;
+  mq.per_instance = true;
+  add(p, mq);
+}
+
+// Inodes of the instance tmpfs: each costs kernel memory outside the size budget.
+constexpr unsigned kInstanceTmpfsInodes = 16384;
+
+// 9. The instance's private writable places: /tmp and /var/tmp (private_tmp), /dev/shm
 // (private_tmp or private_ipc: POSIX shared memory is files there) and its runtime directories.
 // They share ONE tmpfs, so private_tmp_size bounds them together: a tmpfs each would let one
 // connection hold several budgets of RAM. The tmpfs is mounted on the first place; each place
@@ -88,154 +248,25 @@ void add_instance_tmpfs(MountPlan& p, const config::SandboxConfig& sb, const Roo
   }
 }
 
-}  // namespace
-
-std::string MountPlan::describe(size_t i) const {
-  if (i >= ops.size()) return "?";
-  static const char* kNames[] = {"make-private", "bind", "read-only", "read-write", "tmpfs", "proc", "mqueue",
-                                 "open_tree", "move_mount", "mkdir", "mknod", "symlink", "loopback-up",
-                                 "bind", "chown"};
-  const MountOp& o = ops[i];
-  std::string s = kNames[static_cast<int>(o.op)];
-  if (o.source && (o.op == Op::clone_tree || o.op == Op::bind_self || o.op == Op::bind)) s += std::string(" ") + o.source;
-  if (o.path) s += std::string(" ") + o.path;
-  return s;
+// 10. protect_home tmpfs/yes: an empty (or unreadable) read-only tmpfs over each home root.
+void add_protect_home(MountPlan& p, const config::SandboxConfig& sb) {
+  using config::ProtectHome;
+  if (sb.protect_home != ProtectHome::tmpfs && sb.protect_home != ProtectHome::yes) return;
+  for (const char* d : {"/home", "/root", "/run/user"}) {
+    MountOp o = mk(Op::tmpfs, d);
+    o.source = sb.protect_home == ProtectHome::tmpfs ? "mode=0755,size=4k,nr_inodes=4"
+                                                     : "mode=0000,size=4k,nr_inodes=4";
+    o.optional = true;
+    add(p, o);
+    MountOp ro = mk(Op::set_ro, d);
+    ro.optional = true;
+    add(p, ro);
+  }
 }
 
-MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
-  using config::ProtectHome;
-  using config::ProtectSystem;
-  MountPlan p;
-  add(p, mk(Op::make_private, "/"));
-
-  // Sources first: once /var/lib/private is covered, its contents are out of reach.
-  struct Attach {
-    int slot;
-    std::string target;
-    bool read_only;
-    bool optional;
-  };
-  std::vector<Attach> dirs, binds;
-  auto clone_src = [&](const std::string& src, bool recursive, bool optional) {
-    MountOp o = mk(Op::clone_tree, nullptr);
-    o.source = p.keep(src);
-    o.slot = p.slots++;
-    o.recursive = recursive;
-    o.optional = optional;
-    add(p, o);
-    return o.slot;
-  };
-  struct RootDirs {
-    const std::string* root;
-    const config::ExecDirs* dirs;
-  };
-  const RootDirs boundary[] = {{&roots.state, &sb.state}, {&roots.cache, &sb.cache}, {&roots.logs, &sb.logs}};
-  for (const RootDirs& rd : boundary)
-    for (const std::string& name : rd.dirs->names) {
-      std::string src = join(join(*rd.root, "private"), name);
-      dirs.push_back({clone_src(src, false, false), src, false, false});
-    }
-  for (const auto& b : sb.bind_paths) binds.push_back({clone_src(b.source, true, b.optional), b.target, false, b.optional});
-  for (const auto& b : sb.bind_read_only_paths)
-    binds.push_back({clone_src(b.source, true, b.optional), b.target, true, b.optional});
-
-  // Paths that get their own flags must be mounts of their own.
-  auto bind_self = [&](const std::string& path, bool optional) {
-    MountOp o = mk(Op::bind_self, p.keep(path));
-    o.source = o.path;
-    o.recursive = true;
-    o.optional = optional;
-    add(p, o);
-  };
-  std::vector<std::pair<std::string, bool>> ro_dirs;  // made read-only after the global step
-  if (sb.protect_system == ProtectSystem::yes || sb.protect_system == ProtectSystem::full) {
-    for (const char* d : {"/usr", "/boot", "/efi"}) ro_dirs.emplace_back(d, true);
-    if (sb.protect_system == ProtectSystem::full) ro_dirs.emplace_back("/etc", true);
-  }
-  if (sb.protect_home == ProtectHome::read_only && sb.protect_system != ProtectSystem::strict)
-    for (const char* d : {"/home", "/root", "/run/user"}) ro_dirs.emplace_back(d, true);
-  for (const auto& r : sb.read_only_paths) ro_dirs.emplace_back(r.path, r.optional);
-  for (const auto& [d, opt] : ro_dirs) bind_self(d, opt);
-  for (const auto& w : sb.read_write_paths) bind_self(w.path, w.optional);
-
-  if (sb.protect_system == ProtectSystem::strict) {
-    MountOp o = mk(Op::set_ro, "/");
-    o.recursive = true;
-    add(p, o);
-    // API filesystems stay usable: /dev writable (device nodes, /dev/shm); /proc is replaced
-    // below; /sys stays read-only (stricter than systemd's strict, which leaves it to
-    // ProtectKernelTunables=).
-    MountOp dev = mk(Op::clear_ro, "/dev");
-    dev.recursive = true;
-    add(p, dev);
-  }
-  for (const auto& [d, opt] : ro_dirs) {
-    MountOp o = mk(Op::set_ro, p.keep(d));
-    o.recursive = true;
-    o.optional = opt;
-    add(p, o);
-  }
-  for (const auto& w : sb.read_write_paths) {
-    MountOp o = mk(Op::clear_ro, p.keep(w.path));
-    o.recursive = true;
-    o.optional = w.optional;
-    add(p, o);
-  }
-
-  {
-    MountOp proc = mk(Op::proc, "/proc");
-    proc.per_instance = true;
-    add(p, proc);
-  }
-
-  if (sb.private_devices) {
-    MountOp t = mk(Op::tmpfs, "/dev");
-    t.source = "mode=0755,size=64k,nr_inodes=64";
-    add(p, t);
-    struct Node {
-      const char* name;
-      unsigned major, minor;
-    };
-    static const Node kNodes[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
-                                  {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
-    for (const Node& n : kNodes) {
-      MountOp o = mk(Op::mknod_char, n.name);
-      o.mode = 0666;
-      o.dev = makedev(n.major, n.minor);
-      add(p, o);
-    }
-    static const char* kLinks[][2] = {{"/dev/fd", "/proc/self/fd"},       {"/dev/stdin", "/proc/self/fd/0"},
-                                      {"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"}};
-    for (const auto& l : kLinks) {
-      MountOp o = mk(Op::symlink, l[0]);
-      o.source = l[1];
-      add(p, o);
-    }
-    for (const char* d : {"/dev/shm", "/dev/mqueue"}) {
-      MountOp o = mk(Op::mkdir, d);
-      o.mode = 0755;
-      add(p, o);
-    }
-  }
-  if (sb.private_ipc) {
-    // The IPC namespace's own mqueue filesystem, where the host has one mounted.
-    MountOp mq = mk(Op::mqueue, "/dev/mqueue");
-    mq.optional = true;
-    mq.per_instance = true;
-    add(p, mq);
-  }
-  add_instance_tmpfs(p, sb, roots);
-  if (sb.protect_home == ProtectHome::tmpfs || sb.protect_home == ProtectHome::yes) {
-    for (const char* d : {"/home", "/root", "/run/user"}) {
-      MountOp o = mk(Op::tmpfs, d);
-      o.source = sb.protect_home == ProtectHome::tmpfs ? "mode=0755,size=4k,nr_inodes=4" : "mode=0000,size=4k,nr_inodes=4";
-      o.optional = true;
-      add(p, o);
-      MountOp ro = mk(Op::set_ro, d);
-      ro.optional = true;
-      add(p, ro);
-    }
-  }
+// 11. inaccessible_paths: a directory (or a missing path) under a mode-0000 read-only tmpfs, a
+// file under the daemon's mode-0000 placeholder file. Looked at on the host, once per service.
+void add_inaccessible(MountPlan& p, const config::SandboxConfig& sb, const Roots& roots) {
   for (const auto& ia : sb.inaccessible_paths) {
     struct stat st {};
     bool is_dir = ::stat(ia.path.c_str(), &st) != 0 || S_ISDIR(st.st_mode);
@@ -249,18 +280,20 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
       ro.optional = ia.optional;
       add(p, ro);
     } else {
-      // A file: cover it with the daemon's mode-0000 placeholder file.
       MountOp o = mk(Op::bind_self, path);
       o.source = p.keep(join(roots.runtime, "superd/inaccessible"));
       o.optional = ia.optional;
       add(p, o);
     }
   }
+}
 
-  // Boundary: <root>/private becomes an empty read-only tmpfs with only this service's own
-  // directories attached back, so a recycled UID's old files elsewhere stay out of reach.
+// 12. Boundary: <root>/private becomes an empty read-only tmpfs with only this service's own
+// directories attached back, so a recycled UID's old files elsewhere stay out of reach.
+void add_boundary(MountPlan& p, const config::SandboxConfig& sb, const Roots& roots,
+                  const std::vector<int>& dir_slots) {
   size_t di = 0;
-  for (const RootDirs& rd : boundary) {
+  for (const RootDirs& rd : boundary_roots(sb, roots)) {
     if (rd.dirs->names.empty()) continue;
     std::string priv = join(*rd.root, "private");
     MountOp t = mk(Op::tmpfs, p.keep(priv));
@@ -278,12 +311,15 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
       m.mode = 0755;
       add(p, m);
       MountOp a = mk(Op::attach_tree, m.path);
-      a.slot = dirs[di++].slot;
+      a.slot = dir_slots[di++];
       add(p, a);
     }
     add(p, mk(Op::set_ro, p.keep(priv)));
   }
+}
 
+// 13. bind_paths and bind_read_only_paths attached at their targets (the latter read-only).
+void add_binds(MountPlan& p, const std::vector<Attach>& binds) {
   for (const Attach& b : binds) {
     MountOp a = mk(Op::attach_tree, p.keep(b.target));
     a.slot = b.slot;
@@ -296,23 +332,67 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
       add(p, ro);
     }
   }
+}
 
+// 14. The private /dev read-only, now that its nodes and /dev/shm are in place.
+void seal_private_dev(MountPlan& p, const config::SandboxConfig& sb) {
   if (sb.private_devices) add(p, mk(Op::set_ro, "/dev"));
-  // superd's own runtime directory (lease table, control socket) is none of an instance's business.
-  {
-    MountOp o = mk(Op::tmpfs, p.keep(join(roots.runtime, "superd")));
-    o.source = "mode=0000,size=4k,nr_inodes=4";
-    o.optional = true;
-    add(p, o);
-    MountOp ro = mk(Op::set_ro, o.path);
-    ro.optional = true;
-    add(p, ro);
-  }
-  if (sb.private_network) {
-    MountOp lo = mk(Op::loopback_up, nullptr);
-    lo.per_instance = true;
-    add(p, lo);
-  }
+}
+
+// 15. superd's own runtime directory (lease table, control socket) is none of an instance's business.
+void add_hidden_runtime(MountPlan& p, const Roots& roots) {
+  MountOp o = mk(Op::tmpfs, p.keep(join(roots.runtime, "superd")));
+  o.source = "mode=0000,size=4k,nr_inodes=4";
+  o.optional = true;
+  add(p, o);
+  MountOp ro = mk(Op::set_ro, o.path);
+  ro.optional = true;
+  add(p, ro);
+}
+
+// 16. private_network: "lo" up in the fresh network namespace (not a mount, but the child's
+// mount step is where the namespace is set up).
+void add_loopback(MountPlan& p, const config::SandboxConfig& sb) {
+  if (!sb.private_network) return;
+  MountOp lo = mk(Op::loopback_up, nullptr);
+  lo.per_instance = true;
+  add(p, lo);
+}
+
+}  // namespace
+
+std::string MountPlan::describe(size_t i) const {
+  if (i >= ops.size()) return "?";
+  static const char* kNames[] = {"make-private", "bind", "read-only", "read-write", "tmpfs", "proc", "mqueue",
+                                 "open_tree", "move_mount", "mkdir", "mknod", "symlink", "loopback-up",
+                                 "bind", "chown"};
+  const MountOp& o = ops[i];
+  std::string s = kNames[static_cast<int>(o.op)];
+  if (o.source && (o.op == Op::clone_tree || o.op == Op::bind_self || o.op == Op::bind)) s += std::string(" ") + o.source;
+  if (o.path) s += std::string(" ") + o.path;
+  return s;
+}
+
+// The checklist; the order is the security argument (see the header), one step per line.
+MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
+  MountPlan p;
+  const std::vector<config::Path> read_only = read_only_dirs(sb);
+  add_make_private(p);                                   // 1.
+  const Sources sources = clone_sources(p, sb, roots);   // 2.
+  add_own_mounts(p, read_only, sb.read_write_paths);     // 3.
+  add_read_only_os(p, sb, read_only);                    // 4.
+  add_read_write(p, sb.read_write_paths);                // 5.
+  add_proc(p);                                           // 6.
+  add_private_dev(p, sb);                                // 7.
+  add_private_mqueue(p, sb);                             // 8.
+  add_instance_tmpfs(p, sb, roots);                      // 9.
+  add_protect_home(p, sb);                               // 10.
+  add_inaccessible(p, sb, roots);                        // 11.
+  add_boundary(p, sb, roots, sources.dir_slots);         // 12.
+  add_binds(p, sources.binds);                           // 13.
+  seal_private_dev(p, sb);                               // 14.
+  add_hidden_runtime(p, roots);                          // 15.
+  add_loopback(p, sb);                                   // 16.
   return p;
 }
 

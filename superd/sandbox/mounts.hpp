@@ -3,13 +3,14 @@
 // walks the list without allocating; strings live in the plan. A failed operation is reported
 // by its index, so the parent can name the path.
 //
-// Order (see build()): make / private (nothing propagates to the host) -> clone the sources of
-// state/cache/logs and bind paths (before anything covers them) -> bind writable/read-only paths
-// onto themselves -> make the OS read-only -> re-open the writable paths and /dev -> fresh /proc,
-// private /dev, /dev/mqueue -> the instance tmpfs (/tmp, /var/tmp, /dev/shm and the runtime
-// directories: one tmpfs, one size budget, see add_instance_tmpfs) -> protect /home -> boundary
-// tmpfs over <root>/private with the service's own directories attached -> binds -> superd's
-// own runtime directory hidden.
+// Order (build() in mounts.cpp calls one named step per line): make / private (nothing
+// propagates to the host) -> clone the sources of state/cache/logs and bind paths (before
+// anything covers them) -> bind writable/read-only paths onto themselves -> make the OS
+// read-only -> re-open the writable paths and /dev -> fresh /proc, private /dev, /dev/mqueue ->
+// the instance tmpfs (/tmp, /var/tmp, /dev/shm and the runtime directories: one tmpfs, one size
+// budget, see add_instance_tmpfs) -> protect /home -> inaccessible paths -> boundary tmpfs over
+// <root>/private with the service's own directories attached -> binds -> private /dev sealed
+// read-only -> superd's own runtime directory hidden -> "lo" up (private_network).
 #pragma once
 
 #include <sys/types.h>

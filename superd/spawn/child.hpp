@@ -5,6 +5,12 @@
 
 namespace superd::spawn::detail {
 
+// The stack a child runs on (spawn.cpp's one reused stack; a zygote's for its instances).
+constexpr size_t kStackSize = 64 * 1024;
+// open_tree() slots of a mount plan the scratch arrays hold: the state/cache/logs directories
+// and bind paths of one service.
+constexpr int kMaxSlots = 256;
+
 struct ChildArgs {
   const InstancePlan* plan;
   ChildError* err;  // in the parent's memory (CLONE_VM): written only on failure

@@ -67,9 +67,6 @@ std::string join_dirs(const std::string& root, const std::vector<std::string>& n
   return v;
 }
 
-rlimit g_original_nofile{0, 0};
-bool g_nofile_raised = false;
-
 }  // namespace
 
 bool drop_bounding_set(const ServicePlan& plan) noexcept {
@@ -78,26 +75,29 @@ bool drop_bounding_set(const ServicePlan& plan) noexcept {
   return true;
 }
 
-void raise_nofile_limit() noexcept {
-  if (g_nofile_raised || ::getrlimit(RLIMIT_NOFILE, &g_original_nofile) != 0) return;
+HostLimits raise_nofile_limit() noexcept {
+  HostLimits host;
+  rlimit original{};
+  if (::getrlimit(RLIMIT_NOFILE, &original) != 0) return host;
   // As root, go up to 512Ki (systemd's choice for its manager) even past the hard limit.
-  rlim_t target = std::max<rlim_t>(g_original_nofile.rlim_max, 524288);
+  rlim_t target = std::max<rlim_t>(original.rlim_max, 524288);
   if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "re")) {
     unsigned long nr_open = 0;
     if (std::fscanf(f, "%lu", &nr_open) == 1 && nr_open < target) target = nr_open;
     std::fclose(f);
   }
   rlimit raised{target, target};
-  if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
-    g_nofile_raised = true;
-  } else {
-    raised = {g_original_nofile.rlim_max, g_original_nofile.rlim_max};
-    g_nofile_raised = ::setrlimit(RLIMIT_NOFILE, &raised) == 0;
+  bool ok = ::setrlimit(RLIMIT_NOFILE, &raised) == 0;
+  if (!ok) {
+    raised = {original.rlim_max, original.rlim_max};
+    ok = ::setrlimit(RLIMIT_NOFILE, &raised) == 0;
   }
+  if (ok) host.original_nofile = original;
+  return host;
 }
 
 ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
-                              bool use_zygote) {
+                              const HostLimits& host, std::optional<gid_t> shared_group, bool use_zygote) {
   ServicePlan p;
   const auto& s = svc.service;
   const auto& sb = s.sandbox;
@@ -134,9 +134,9 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
   // one instance, where superd's own limit (inherited otherwise) is above pid_max. A static
   // user's limit would count all of that user's processes, so it gets none by default.
   if (!nproc_set && s.dynamic_user) p.limits.push_back({RLIMIT_NPROC, config::kDefaultNproc});
-  if (g_nofile_raised && !nofile_set) {
+  if (host.original_nofile && !nofile_set) {
     p.reset_nofile = true;
-    p.nofile = g_original_nofile;
+    p.nofile = *host.original_nofile;
   }
   p.stdio = s.stdio;
   p.umask = s.umask;
@@ -152,6 +152,12 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
     p.user_name = s.user;
     p.home = s.home;
     p.groups = s.supplementary_groups;
+  }
+  // Every instance carries the service's group, so files one instance writes in the shared
+  // directories (mode 2770) the next can write too.
+  if (shared_group) {
+    p.groups = {*shared_group};
+    if (!s.umask_set) p.umask = 0007;
   }
   for (size_t i = 0; i < svc.socket.listen.size(); ++i) p.listen_fdnames += (i ? ":" : "") + svc.name;
   for (const std::string& a : p.argv) p.per_connection_specifier |= a.find("%c") != std::string::npos;

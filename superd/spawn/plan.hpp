@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,16 +98,27 @@ struct ServicePlan {
   std::string user_name, home = "/";
   std::string listen_fdnames;          // wait mode, listen-fds: the service name once per socket
 };
+// What superd changed in its own process at start that a service must not inherit.
+struct HostLimits {
+  // RLIMIT_NOFILE as superd started with it, when superd raised its own (see
+  // ServicePlan::nofile); empty when it did not.
+  std::optional<rlimit> original_nofile;
+};
+
 // Throws std::runtime_error on a sandbox that cannot be prepared (bad syscall filter).
+// `host`: from raise_nofile_limit(). `shared_group`: the service's shared-directory group
+// (sandbox/dirs.hpp), leased by the daemon: the instances' supplementary group, and umask 0007
+// unless the service sets its own. `use_zygote`: the daemon may spawn this service through zygotes.
 ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
+                              const HostLimits& host, std::optional<gid_t> shared_group = std::nullopt,
                               bool use_zygote = false);
 // Drops every capability the plan does not keep from this process's bounding set; false with
 // errno set on failure. Allocation-free: the child checklist and the zygote both call it.
 bool drop_bounding_set(const ServicePlan& plan) noexcept;
 
-// Raises this process's RLIMIT_NOFILE soft limit to its hard limit, remembering the original
-// for services (see ServicePlan::nofile). Called once at daemon start.
-void raise_nofile_limit() noexcept;
+// Raises this process's RLIMIT_NOFILE soft limit to its hard limit (as root, to 512Ki); returns
+// the original for services (see ServicePlan::nofile). Called once, at daemon start.
+HostLimits raise_nofile_limit() noexcept;
 
 // Facts about one connection that end up in the child's environment.
 struct Peer {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <iterator>
 #include <memory>
 
 #include <fmt/format.h>
@@ -17,22 +18,14 @@
 namespace superd::spawn {
 namespace {
 
+using detail::kMaxSlots;
+using detail::kStackSize;
+
 // One stack, reused: the parent is single-threaded and CLONE_VFORK suspends it until the child
 // has exec'd or exited, so at most one child runs on it at any time.
-constexpr size_t kStackSize = 64 * 1024;
 alignas(64) char g_stack[kStackSize];
 
-constexpr int kMaxSlots = 256;  // state/cache/logs directories and bind paths per service
-
-int g_caught[16];
-size_t g_n_caught = 0;
-
 }  // namespace
-
-void set_caught_signals(const int* sigs, size_t n) noexcept {
-  g_n_caught = n < 16 ? n : 16;
-  for (size_t i = 0; i < g_n_caught; ++i) g_caught[i] = sigs[i];
-}
 
 Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noexcept {
   Child c;
@@ -45,7 +38,7 @@ Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noex
     return c;
   }
   for (int i = 0; i < n_slots; ++i) slots[i] = -1;
-  detail::ChildArgs args{&plan, &err, g_caught, g_n_caught, slots};
+  detail::ChildArgs args{&plan, &err, kCaughtSignals, std::size(kCaughtSignals), slots};
   // Block every signal across the clone, so no handler of the daemon runs on the child's side
   // before it has reset them; the child unblocks after resetting.
   sigset_t all, old;

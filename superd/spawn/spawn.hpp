@@ -8,6 +8,7 @@
 // read the prepared plan and write its {step, errno} record, like glibc's posix_spawn does.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <system_error>
@@ -22,8 +23,10 @@ struct Child {
   UniqueFd pidfd;
 };
 
-// Signals the daemon catches; the child resets them to SIG_DFL before unblocking.
-void set_caught_signals(const int* sigs, size_t n) noexcept;
+// The signals the daemon catches (its signal_set) or ignores (SIGPIPE). A child resets them to
+// SIG_DFL before it unblocks signals (a zygote once, for all its instances): the daemon's
+// handlers must not run there, and SIG_IGN would survive exec.
+inline constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
 
 // Starts the instance. On a clone failure returns an error code; on a failure inside the child
 // (before or at exec) returns the child (already exited, still to be reaped) and fills `err`.

@@ -38,8 +38,8 @@ struct Reply {
   int32_t detail;
 };
 
-constexpr size_t kStackSize = 64 * 1024;
-constexpr int kMaxSlots = 256;
+using detail::kMaxSlots;
+using detail::kStackSize;
 
 struct SetupReply {
   int32_t step;
@@ -60,7 +60,7 @@ struct SetupReply {
   // The daemon's signal handlers and mask do not apply here.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
+  for (int sig : kCaughtSignals) ::sigaction(sig, &dfl, nullptr);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);

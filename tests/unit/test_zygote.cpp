@@ -69,7 +69,7 @@ spawn::ServicePlan plan_for(const Scratch& s, const std::string& service_keys) {
   for (const auto& x : p.list()) problems += x.to_string() + "\n";
   INFO(problems);
   REQUIRE(svc);
-  auto plan = spawn::make_service_plan(*svc, s.roots, nullptr, true);
+  auto plan = spawn::make_service_plan(*svc, s.roots, nullptr, {}, std::nullopt, true);
   REQUIRE(plan.use_zygote);
   return plan;
 }
