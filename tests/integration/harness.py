@@ -4,6 +4,7 @@ its instance. Every test gets its own UID range, ports and scratch directory (me
 in parallel), and ends with a leak check: no process, IPC object, /dev/shm or /dev/mqueue file
 owned by a UID of its range, and an empty lease table."""
 
+import json
 import os
 import shutil
 import signal
@@ -191,11 +192,8 @@ logs_root = "{self.root}/log"
             return ""
 
     def wait_log(self, needle, count=1, timeout=15):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.log().count(needle) >= count:
-                return True
-            time.sleep(0.02)
+        if poll_until(lambda: self.log().count(needle) >= count, timeout, interval=0.02):
+            return True
         raise Failure(f"log never showed {count}x {needle!r}:\n{self.log()[-4000:]}")
 
     def stop(self, sig=signal.SIGTERM, timeout=40):
@@ -208,9 +206,41 @@ logs_root = "{self.root}/log"
             self.proc.kill()
             self.proc.wait()
             raise Failure("superd did not stop within the deadline")
+        self._forget()
+        return rc
+
+    def stop_clean(self):
+        """The usual end of a test: SIGTERM, exit status 0, and nothing of the UID range left
+        (assert_clean)."""
+        rc = self.stop()
+        check(rc == 0, f"superd must exit 0 on SIGTERM: exit {rc}")
+        self.assert_clean()
+
+    def kill(self):
+        """SIGKILL, as a crash would end superd: it cleans nothing up, and its instances run on."""
+        self.proc.kill()
+        self.proc.wait()
+        self._forget()
+
+    def wait_exit(self, timeout):
+        """Waits for a superd that ends by itself (a refused start); returns its exit status."""
+        rc = self.proc.wait(timeout=timeout)
+        self._forget()
+        return rc
+
+    def _forget(self):
+        """The process has been waited for: the next start() gets a fresh one."""
         self.proc = None
         self.logf.close()
-        return rc
+
+    def cli(self, verb, *args):
+        """`superd VERB -c CONFIG ARGS...` against this test's configuration."""
+        return self.run_cli(verb, "-c", self.config, *args)
+
+    def zygotes(self):
+        """The PIDs of superd's children: its zygotes, and nothing else while no instance lives."""
+        with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+            return [int(x) for x in f.read().split()]
 
     def lease_records(self):
         path = os.path.join(self.root, "run", "superd", "dynamic-uid", "leases")
@@ -242,7 +272,9 @@ logs_root = "{self.root}/log"
     def close(self):
         """After a failed test too: SIGTERM first, so superd ends its instances and removes their
         IPC objects (a SIGKILL would leave them to a superd with the same scratch root, which
-        never comes); SIGKILL only if it does not stop in time."""
+        never comes); SIGKILL only if it does not stop in time. Then any program started from
+        this scratch root that is still there (a static user's instance, outside the UID range
+        superd sweeps, or an orphan of a killed superd) is killed, by PID."""
         if self.proc:
             self.proc.terminate()
             try:
@@ -250,18 +282,65 @@ logs_root = "{self.root}/log"
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            self.logf.close()
+            self.proc = None
+        for pid in processes_mentioning(self.root + "/"):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def __enter__(self):
+        return self
 
-def service(port, *args, extra=""):
-    """A service file running the probe with `args` on 127.0.0.1:port; `extra` [service] lines."""
-    argv = ", ".join(f'"{a}"' for a in args)
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-[service]
-exec = ["@PROBE@", {argv}]
-{extra}
-"""
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+# How many zygotes superd starts for a service that spawns through them: one per CPU, at most 4.
+ZYGOTES_PER_SERVICE = min(max(os.cpu_count() or 1, 1), 4)
+
+
+def toml_list(values):
+    """A TOML array of strings (a JSON string is a TOML basic string)."""
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def addresses(listen):
+    """A port number (127.0.0.1:PORT), an address or path as it is, or a list of them."""
+    if isinstance(listen, (int, str)):
+        listen = [listen]
+    return [f"127.0.0.1:{a}" if isinstance(a, int) else a for a in listen]
+
+
+def service_file(socket_lines, service_lines, extra=""):
+    """A service file: [socket] with `socket_lines`, then [service] with `service_lines` and
+    `extra` (so service() with one listen line and no socket_extra puts `extra` on line 5)."""
+    return f"[socket]\n{socket_lines}\n[service]\n{service_lines}\n{extra}\n"
+
+
+def service(listen, *args, extra="", socket_extra="", program="@PROBE@"):
+    """A service file running `program` (the probe unless told) with `args`, listening on
+    `listen` (see addresses); `socket_extra` and `extra`: more [socket] and [service] lines."""
+    socket_lines = f"listen = {toml_list(addresses(listen))}"
+    if socket_extra:
+        socket_lines += "\n" + socket_extra.rstrip("\n")
+    return service_file(socket_lines, f"exec = {toml_list([program, *args])}", extra)
+
+
+def internal_service(name, listen=None, datagram=None, socket_extra=""):
+    """A service file for one of superd's internal services (echo, discard, daytime, chargen,
+    time) on the stream addresses `listen` and the datagram addresses `datagram`."""
+    lines = []
+    if listen is not None:
+        lines.append(f"listen = {toml_list(addresses(listen))}")
+    if datagram is not None:
+        lines.append(f"listen_datagram = {toml_list(addresses(datagram))}")
+    if socket_extra:
+        lines.append(socket_extra.rstrip("\n"))
+    return service_file("\n".join(lines), f'internal = "{name}"')
 
 
 def xinetd_stream(name, port, lines):
@@ -280,10 +359,14 @@ def xinetd_stream(name, port, lines):
 """
 
 
-def talk_tcp(port, send=b"", host="127.0.0.1", timeout=10, shutdown=True):
+def talk_tcp(port, send=b"", host="127.0.0.1", timeout=10, shutdown=True, source=None):
+    """Connects (from the address `source`, if given), sends `send`, half-closes unless told not
+    to, and returns everything received until the peer closes or `timeout` passes."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(fam, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
+        if source:
+            s.bind((source, 0))
         s.connect((host, port))
         if send:
             s.sendall(send)
@@ -302,13 +385,15 @@ def talk_unix(path, send=b"", timeout=10):
         return read_all(s)
 
 
-def talk_udp(port, send, host="127.0.0.1", timeout=5, replies=1):
-    """Sends one datagram from a fresh socket; returns up to `replies` datagrams received (fewer
-    if the timeout passes first)."""
+def talk_udp(port, send, host="127.0.0.1", timeout=5, replies=1, source=None):
+    """Sends one datagram from a fresh socket (bound to the address `source`, if given); returns
+    up to `replies` datagrams received (fewer if the timeout passes first)."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     got = []
     with socket.socket(fam, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
+        if source:
+            s.bind((source, 0))
         s.sendto(send, (host, port))
         while len(got) < replies:
             try:
@@ -347,6 +432,41 @@ def processes_mentioning(text):
         if text in cmd and state != "Z":
             out.append(int(pid))
     return out
+
+
+def fields(text):
+    """The probe's "KEY=VALUE KEY=VALUE..." report (its id line) as a dict."""
+    return dict(kv.split("=", 1) for kv in text.split())
+
+
+def poll_until(cond, timeout, interval=0.05):
+    """Calls cond() until it returns something true or `timeout` seconds have passed; returns
+    its last value (a check on it then says what never happened)."""
+    deadline = time.time() + timeout
+    while True:
+        value = cond()
+        if value or time.time() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def wait_until(cond, timeout, what):
+    check(poll_until(cond, timeout), f"timed out after {timeout}s waiting for {what}")
+
+
+def read_bytes(path):
+    """A file's bytes, or b"" while it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def wait_bytes(path, needle, timeout=15):
+    """The file's bytes once they hold `needle`, or as they are when `timeout` passes."""
+    poll_until(lambda: needle in read_bytes(path), timeout)
+    return read_bytes(path)
 
 
 def read_all(s):

@@ -32,10 +32,8 @@ def host_v2_controllers():
 
 
 def test_start_up_says_whether_cgroup_bounds_apply():
-    d = Superd("cgroup", {"plain": svc(PORT, "id"),
-                          "bounded": svc(PORT + 1, "id", extra='memory_max = "64M"\ntasks_max = 32\ncpu_weight = 50')},
-               (LO, HI))
-    try:
+    bounded = svc(PORT + 1, "id", extra='memory_max = "64M"\ntasks_max = 32\ncpu_weight = 50')
+    with Superd("cgroup", {"plain": svc(PORT, "id"), "bounded": bounded}, (LO, HI)) as d:
         d.start()
         check(talk_tcp(PORT + 1).decode().startswith("uid="), "a service with cgroup keys still serves")
         log = d.log()
@@ -47,10 +45,7 @@ def test_start_up_says_whether_cgroup_bounds_apply():
             check(f"hierarchy at {mount} offers" in log and "[" + " ".join(controllers) + "]" in log, log)
         check("memory_max, tasks_max and cpu_weight of bounded have no effect" in log, log)
         check("limits.nproc defaults to 512" in log, log)
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
     if mount is None or not {"memory", "pids"} <= set(controllers):
         print(f"SKIP (part): memory_max/tasks_max enforcement: this host's cgroup2 "
               f"({mount or 'not mounted'}) offers [{' '.join(controllers or [])}], not memory and pids")

@@ -2,14 +2,14 @@
 naming the key, a non-zero exit, and a daemon that refuses to start (and leaves nothing)."""
 import os
 import re
-from harness import Superd, check, main
+from harness import Superd, check, main, service
 
 LO, HI = 74000, 74099
 PORT = 24000
 
 
 def test_check_reports_every_problem_with_position_and_key():
-    d = Superd("badcfg", {
+    with Superd("badcfg", {
         "typo": f"""[socket]
 listen = ["127.0.0.1:{PORT}"]
 max_conections = 5
@@ -30,9 +30,8 @@ exec = ["@PROBE@"]
         "syntax": """[socket
 listen = 1
 """,
-    }, (LO, HI))
-    try:
-        r = d.run_cli("check", "-c", d.config)
+    }, (LO, HI)) as d:
+        r = d.cli("check")
         check(r.returncode == 2, f"exit {r.returncode}")
         err = r.stderr
         conf = os.path.join(d.root, "conf.d")
@@ -45,52 +44,36 @@ listen = 1
         for e in expect:
             check(re.search(e, err), f"missing {e!r} in:\n{err}")
         # typo.toml was rejected, so dup's port does not overlap anything parsed; fix typo and re-check.
-        d.write_service("typo", f"""[socket]
-listen = ["127.0.0.1:{PORT}"]
-[service]
-exec = ["@PROBE@"]
-""")
+        d.write_service("typo", service(PORT))
         os.remove(os.path.join(conf, "types.toml"))
         os.remove(os.path.join(conf, "syntax.toml"))
-        r = d.run_cli("check", "-c", d.config)
+        r = d.cli("check")
         check(r.returncode == 2, f"exit {r.returncode}: {r.stderr}")
         check(re.search(rf"{conf}/(dup|typo).toml:2:11: socket.listen: \".*{PORT}\" overlaps \".*{PORT}\" of service",
                         r.stderr), r.stderr)
         # serve refuses to start on the same config and binds nothing.
-        r = d.run_cli("serve", "-c", d.config)
+        r = d.cli("serve")
         check(r.returncode == 2 and "overlaps" in r.stderr, f"serve: {r.returncode} {r.stderr}")
         os.remove(os.path.join(conf, "dup.toml"))
-        r = d.run_cli("check", "-c", d.config)
+        r = d.cli("check")
         check(r.returncode == 0 and "OK, 1 service" in r.stdout, f"{r.returncode} {r.stdout} {r.stderr}")
-    finally:
-        d.close()
 
 
 def test_range_over_system_users_and_unknown_main_keys():
-    d = Superd("badrange", {}, (1, 1000), global_extra='colour = "blue"')
-    try:
-        r = d.run_cli("check", "-c", d.config)
+    with Superd("badrange", {}, (1, 1000), global_extra='colour = "blue"') as d:
+        r = d.cli("check")
         check(r.returncode == 2, f"exit {r.returncode}")
         check(re.search(rf"{d.config}:2:21: superd.dynamic_uid_range: \[1, 1000\] overlaps the system database: "
                         r"(user|group) \w+", r.stderr), r.stderr)
         check(f"{d.config}:7:1: superd.colour: unknown key" in r.stderr, r.stderr)
-    finally:
-        d.close()
 
 
 def test_a_missing_config_file_and_a_non_executable_program():
-    d = Superd("noexec", {"p": f"""[socket]
-listen = ["127.0.0.1:{PORT + 2}"]
-[service]
-exec = ["@ROOT@/superd.toml"]
-"""}, (LO, HI))
-    try:
-        r = d.run_cli("check", "-c", d.config)
+    with Superd("noexec", {"p": service(PORT + 2, program="@ROOT@/superd.toml")}, (LO, HI)) as d:
+        r = d.cli("check")
         check(r.returncode == 2 and "service.exec[0]" in r.stderr and "not an executable file" in r.stderr, r.stderr)
         r = d.run_cli("check", "-c", d.config + ".missing")
         check(r.returncode == 2 and "cannot read" in r.stderr, r.stderr)
-    finally:
-        d.close()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ import re
 import socket
 import subprocess
 import threading
-import time
-from harness import service as svc, Superd, check, main, talk_tcp, uids_of_processes
+from harness import ZYGOTES_PER_SERVICE, Superd, check, main, service as svc, talk_tcp, uids_of_processes
 
 LO, HI = 86000, 86079      # the dynamic range
 STATIC_UID = 86090         # a static user of this file's range, outside the dynamic one
@@ -30,11 +29,6 @@ def landlock_abi():
     return v if v > 0 else 0
 
 
-def zygotes_of(d):
-    with open(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children") as f:
-        return [int(x) for x in f.read().split()]
-
-
 def status_field(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -44,12 +38,11 @@ def status_field(pid, key):
 
 
 def test_default_deny_additions_and_address_families():
-    d = Superd("conf", {
+    with Superd("conf", {
         "dflt": svc(PORT, "confine"),
         "allow": svc(PORT + 1, "confine", extra='system_call_filter = ["@system-service"]'),
         "fams": svc(PORT + 2, "confine", extra='restrict_address_families = ["~AF_PACKET"]'),
-    }, (LO, HI))
-    try:
+    }, (LO, HI)) as d:
         d.start()
         for port in (PORT, PORT + 1):
             r = lines(talk_tcp(port))
@@ -63,21 +56,17 @@ def test_default_deny_additions_and_address_families():
         r = lines(talk_tcp(PORT + 2))
         check(r.get("af_netlink") == "ok" and r.get("af_vsock") == "ok", f"restrict_address_families wins: {r}")
         check(r.get("kcmp") == "EPERM", f"the deny list is untouched by the families key: {r}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_allow_lists_spawn_through_the_zygote():
-    d = Superd("allow", {
+    with Superd("allow", {
         "ss": svc(PORT + 10, "confine", extra='system_call_filter = ["@system-service"]'),
         "ssk": svc(PORT + 11, "id", extra='system_call_filter = ["@system-service"]\nsystem_call_error_number = "kill"'),
         "narrow": svc(PORT + 12, "narrow", extra=f"system_call_filter = {NARROW}"),
         # Killed at the first refused call: the zygote and the instance set-up must never make one.
         "narrowk": svc(PORT + 13, "id", extra=f'system_call_filter = {NARROW}\nsystem_call_error_number = "kill"'),
-    }, (LO, HI))
-    try:
+    }, (LO, HI)) as d:
         d.start()
         r = lines(talk_tcp(PORT + 10))
         check(r.get("mincore") == "EPERM", f"a call outside @system-service is refused: {r}")
@@ -98,17 +87,14 @@ def test_allow_lists_spawn_through_the_zygote():
         check("signal=SIGSYS" not in d.log(), f"nothing was killed by the filter:\n{d.log()[-3000:]}")
         # From the outside: one zygote per CPU (at most 4) for each of the four services, each
         # root, each under the base and the gate.
-        per = min(max(os.cpu_count() or 1, 1), 4)
-        kids = zygotes_of(d)
+        per = ZYGOTES_PER_SERVICE
+        kids = d.zygotes()
         check(len(kids) == 4 * per, f"{4 * per} zygotes for four allow-list services, no live instance: {kids}")
         for k in kids:
             check(status_field(k, "Seccomp") == "2" and status_field(k, "Seccomp_filters") == "2",
                   f"zygote {k}: {status_field(k, 'Seccomp')} {status_field(k, 'Seccomp_filters')}")
             check(status_field(k, "Uid").split()[0] == "0", f"zygote {k} runs as root")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_abstract_sockets_stay_inside_each_instance():
@@ -118,13 +104,12 @@ def test_abstract_sockets_stay_inside_each_instance():
     host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     host.bind("\0" + host_name)
     host.listen(8)
-    d = Superd("abstract", {
+    with Superd("abstract", {
         "out": svc(PORT + 20, "abstract", host_name, "connect"),
         "outopen": svc(PORT + 21, "abstract", host_name, "connect", extra="restrict_abstract_sockets = false"),
         "pair": svc(PORT + 22, "abstract", pair_name),
         "pairopen": svc(PORT + 23, "abstract", open_name, extra="restrict_abstract_sockets = false"),
-    }, (LO, HI))
-    try:
+    }, (LO, HI)) as d, host:
         d.start()
         # (a) instance -> host: refused by the scope; without it, the instance gets through.
         check(talk_tcp(PORT + 20) == b"connect EPERM\n", "an instance must not reach root's abstract socket")
@@ -157,11 +142,7 @@ def test_abstract_sockets_stay_inside_each_instance():
         check(accepted == 1, f"the host's connection reached instance A: {accepted}")
         b_out, accepted = pair(PORT + 23, open_name)
         check(b_out == "connect ok\n", f"without the scope, instance B reaches A: {b_out!r}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        host.close()
-        d.close()
+        d.stop_clean()
 
 
 def test_signals_cannot_leave_an_instance():
@@ -211,8 +192,7 @@ def test_signals_cannot_leave_an_instance():
         stop.set()
         t.join(15)
         os.close(pidfd)
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
+        d.stop_clean()
         left = [p for p in uids_of_processes(STATIC_UID, STATIC_UID) if p != sleeper.pid]
         check(not left, f"processes of uid {STATIC_UID} survive: {left}")
     finally:

@@ -8,7 +8,7 @@ import pwd
 import re
 import socket
 import time
-from harness import Superd, check, main, parallel, talk_tcp
+from harness import Superd, check, main, parallel, service, talk_tcp, wait_bytes
 
 LO, HI = 83000, 83099
 PORT = 17000  # below the ephemeral range (32768-60999) and the bench's 19001-19005
@@ -28,15 +28,10 @@ s.detach()
 
 
 def pysvc(listen, extra_socket="", argv0=None):
-    code = SOCKOPTS.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    exec_line = (f'exec = ["@/usr/bin/python3", "{argv0}", "-c", "{code}"]' if argv0
-                 else f'exec = ["/usr/bin/python3", "-c", "{code}"]')
-    return f"""[socket]
-listen = [{listen}]
-{extra_socket}
-[service]
-{exec_line}
-"""
+    """SOCKOPTS on `listen`; with `argv0`, through the "@" form of exec."""
+    if argv0:
+        return service(listen, argv0, "-c", SOCKOPTS, program="@/usr/bin/python3", socket_extra=extra_socket)
+    return service(listen, "-c", SOCKOPTS, program="/usr/bin/python3", socket_extra=extra_socket)
 
 
 def parse(out):
@@ -59,12 +54,11 @@ def connect_refused(host, port):
 def test_socket_flags_and_nameinargs():
     if not os.access("/usr/bin/python3", os.X_OK):
         check(False, "/usr/bin/python3 missing")
-    d = Superd("flags", {
-        "flagged": pysvc(f'"[::]:{PORT}"', 'bind_ipv6_only = "both"\nno_delay = true\nkeep_alive = true',
+    with Superd("flags", {
+        "flagged": pysvc(f"[::]:{PORT}", 'bind_ipv6_only = "both"\nno_delay = true\nkeep_alive = true',
                          argv0="in.flagged"),
-        "plain": pysvc(f'"[::]:{PORT + 1}"'),
-    }, (LO, HI))
-    try:
+        "plain": pysvc(f"[::]:{PORT + 1}"),
+    }, (LO, HI)) as d:
         d.start()
         argv0, nd, ka = parse(talk_tcp(PORT, host="127.0.0.1"))
         check(argv0 == "in.flagged", f"exec = [\"@PROG\", \"in.flagged\", ...] sets argv[0]: {argv0}")
@@ -77,10 +71,7 @@ def test_socket_flags_and_nameinargs():
         check(connect_refused("127.0.0.1", PORT + 1), "\"[::]:P\" stays v6-only by default")
         d.wait_log("EXIT flagged ", 2)
         d.wait_log("EXIT plain ", 1)
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_log_target_file_fields_and_access_times():
@@ -88,32 +79,14 @@ def test_log_target_file_fields_and_access_times():
     hh = time.localtime().tm_hour
     # An interval that excludes the present hour (it wraps over midnight when needed).
     away = f"{(hh + 2) % 24:02d}:00-{(hh + 3) % 24:02d}:00"
-    d = Superd("logs", {
-        "tofile": f"""[socket]
-listen = ["127.0.0.1:{port}"]
-[service]
-exec = ["@PROBE@", "id"]
-log_target = "file:@ROOT@/log/tofile.log"
-log_on_success = ["HOST", "DURATION"]
-""",
-        "quiet": f"""[socket]
-listen = ["127.0.0.1:{port + 1}"]
-deny = ["127.0.0.0/8"]
-[service]
-exec = ["@PROBE@", "id"]
-log_target = "file:@ROOT@/log/quiet.log"
-log_on_failure = []
-""",
-        "closed": f"""[socket]
-listen = ["127.0.0.1:{port + 2}"]
-access_times = ["{away}"]
-[service]
-exec = ["@PROBE@", "id"]
-log_target = "file:@ROOT@/log/closed.log"
-log_on_failure = ["HOST", "ATTEMPT"]
-""",
-    }, (LO, HI))
-    try:
+    with Superd("logs", {
+        "tofile": service(port, "id", extra='log_target = "file:@ROOT@/log/tofile.log"\n'
+                                             'log_on_success = ["HOST", "DURATION"]'),
+        "quiet": service(port + 1, "id", socket_extra='deny = ["127.0.0.0/8"]',
+                         extra='log_target = "file:@ROOT@/log/quiet.log"\nlog_on_failure = []'),
+        "closed": service(port + 2, "id", socket_extra=f'access_times = ["{away}"]',
+                          extra='log_target = "file:@ROOT@/log/closed.log"\nlog_on_failure = ["HOST", "ATTEMPT"]'),
+    }, (LO, HI)) as d:
         os.makedirs(os.path.join(d.root, "log"), exist_ok=True)
         d.start()
         out = talk_tcp(port).decode()
@@ -121,11 +94,7 @@ log_on_failure = ["HOST", "ATTEMPT"]
         check(talk_tcp(port + 1) == b"", "quiet refuses 127.0.0.1 (deny)")
         check(talk_tcp(port + 2) == b"", f"closed refuses outside {away}")
         path = os.path.join(d.root, "log", "tofile.log")
-        deadline = time.time() + 10
-        text = ""
-        while time.time() < deadline and "EXIT tofile" not in text:
-            time.sleep(0.05)
-            text = open(path).read() if os.path.exists(path) else ""
+        text = wait_bytes(path, b"EXIT tofile", timeout=10).decode()
         start = [line for line in text.splitlines() if "START tofile" in line]
         exit_ = [line for line in text.splitlines() if "EXIT tofile" in line]
         check(len(start) == 1 and len(exit_) == 1, f"one START and one EXIT in the file:\n{text}")
@@ -139,42 +108,24 @@ log_on_failure = ["HOST", "ATTEMPT"]
         time.sleep(0.3)
         quiet = open(os.path.join(d.root, "log", "quiet.log")).read()
         check("REFUSE" not in quiet and "REFUSE quiet" not in d.log(), f"log_on_failure = [] logs no refusal: {quiet!r}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_bad_log_target_names_the_service():
-    d = Superd("badlog", {"nolog": f"""[socket]
-listen = ["127.0.0.1:{PORT + 20}"]
-[service]
-exec = ["@PROBE@", "id"]
-log_target = "file:@ROOT@/no/such/dir/x.log"
-"""}, (LO, HI))
-    try:
+    with Superd("badlog", {"nolog": service(PORT + 20, "id", extra='log_target = "file:@ROOT@/no/such/dir/x.log"')},
+                (LO, HI)) as d:
         d.start(expect_ready=False)
-        rc = d.proc.wait(timeout=20)
-        d.proc = None
-        d.logf.close()
+        rc = d.wait_exit(timeout=20)
         check(rc == 1, f"superd refuses to start: rc={rc}")
         check(re.search(r"service nolog: log_target \"file:.*/no/such/dir/x.log\": No such file", d.log()), d.log())
         d.assert_clean()
-    finally:
-        d.close()
 
 
 def test_a_static_user_owns_its_state_directory():
     port = PORT + 30
-    d = Superd("staticdir", {"keeper": f"""[socket]
-listen = ["127.0.0.1:{port}"]
-[service]
-exec = ["/bin/sh", "-c", "echo kept > $STATE_DIRECTORY/f && echo ok $(id -u)"]
-dynamic_user = false
-user = "nobody"
-state_directory = "keeper"
-"""}, (LO, HI))
-    try:
+    keeper = service(port, "-c", "echo kept > $STATE_DIRECTORY/f && echo ok $(id -u)", program="/bin/sh",
+                     extra='dynamic_user = false\nuser = "nobody"\nstate_directory = "keeper"')
+    with Superd("staticdir", {"keeper": keeper}, (LO, HI)) as d:
         d.start()
         out = talk_tcp(port).decode()
         check(out == f"ok {pwd.getpwnam('nobody').pw_uid}\n", f"nobody writes its state directory: {out!r}\n{d.log()}")
@@ -182,23 +133,15 @@ state_directory = "keeper"
         check(open(path).read() == "kept\n", "the file is there on the host")
         check(os.stat(os.path.dirname(path)).st_uid == pwd.getpwnam("nobody").pw_uid, "owned by the user")
         d.wait_log("EXIT keeper ")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_clients_queued_while_paused_are_served_without_a_newcomer():
     """At max_connections superd stops polling; the clients that queue meanwhile must be taken
     when an instance ends, even if nobody else connects (Asio's wait sees new readiness only)."""
     port = PORT + 40
-    d = Superd("queued", {"slow": f"""[socket]
-listen = ["127.0.0.1:{port}"]
-max_connections = 1
-[service]
-exec = ["/bin/sh", "-c", "sleep 0.3; echo served"]
-"""}, (LO, HI))
-    try:
+    slow = service(port, "-c", "sleep 0.3; echo served", program="/bin/sh", socket_extra="max_connections = 1")
+    with Superd("queued", {"slow": slow}, (LO, HI)) as d:
         d.start()
         t0 = time.time()
         outs = parallel(lambda i: talk_tcp(port, timeout=8), 3)
@@ -206,10 +149,7 @@ exec = ["/bin/sh", "-c", "sleep 0.3; echo served"]
         check(outs == [b"served\n"] * 3, f"all three served: {outs}\n{d.log()[-2000:]}")
         check(took < 5, f"one after the other, no stall waiting for a fourth client: {took:.2f}s")
         d.wait_log("EXIT slow ", 3)
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":

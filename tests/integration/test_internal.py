@@ -2,26 +2,19 @@
 863, 867, 864, 868) over TCP and UDP, declared in TOML (service.internal) and in xinetd files
 (type = INTERNAL); redirect (a TCP relay inside superd, whose EXIT line counts the bytes); and
 banners (banner, banner_success before the service's output, banner_fail to a refused client)."""
+import contextlib
 import os
 import re
 import socket
 import struct
 import threading
 import time
-from harness import Superd, check, main, read_all, talk_tcp, talk_udp, xinetd_stream
+from harness import (Superd, check, internal_service, main, read_all, service, service_file, talk_tcp, talk_udp,
+                     xinetd_stream)
 
 LO, HI = 79000, 79099
 PORT = 29000
 RFC868_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
-
-
-def internal(port, name, udp=True):
-    dgram = f'listen_datagram = ["127.0.0.1:{port}"]\n' if udp else ""
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-{dgram}[service]
-internal = "{name}"
-"""
 
 
 def check_daytime(text, what):
@@ -125,15 +118,12 @@ NAMES = ["echo", "discard", "daytime", "chargen", "time"]
 
 def test_internal_services_from_toml():
     ports = {n: PORT + k for k, n in enumerate(NAMES)}
-    d = Superd("internal", {n: internal(ports[n], n) for n in NAMES}, (LO, HI))
-    d.echo_name, d.discard_name, d.chargen_name = "echo", "discard", "chargen"
-    try:
+    with Superd("internal", {n: internal_service(n, listen=ports[n], datagram=ports[n]) for n in NAMES},
+                (LO, HI)) as d:
+        d.echo_name, d.discard_name, d.chargen_name = "echo", "discard", "chargen"
         d.start()
         exercise(d, ports, {n: True for n in NAMES})
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def xinetd_internal(name, port, kind):
@@ -158,15 +148,11 @@ def test_internal_services_from_xinetd():
     text = "defaults\n{\n        instances = 50\n}\n\n"
     text += "".join(xinetd_internal(n, ports[n], "stream") for n in NAMES)
     text += "".join(xinetd_internal(n, ports[n], "dgram") for n in NAMES if udp[n])
-    d = Superd("xinternal", {}, (LO, HI), xinetd=text)
-    d.echo_name, d.discard_name, d.chargen_name = "echo-stream", "discard-stream", "chargen-stream"
-    try:
+    with Superd("xinternal", {}, (LO, HI), xinetd=text) as d:
+        d.echo_name, d.discard_name, d.chargen_name = "echo-stream", "discard-stream", "chargen-stream"
         d.start()
         exercise(d, ports, udp)
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 class Backend:
@@ -212,14 +198,8 @@ class Backend:
 
 def test_redirect_relays_and_counts_bytes():
     port, backend_port = PORT + 20, PORT + 21
-    d = Superd("redirect", {"redir": f"""[socket]
-listen = ["127.0.0.1:{port}"]
-[service]
-redirect = "127.0.0.1:{backend_port}"
-"""}, (LO, HI))
-    b = None
-    try:
-        b = Backend(backend_port)
+    redir = service_file(f'listen = ["127.0.0.1:{port}"]', f'redirect = "127.0.0.1:{backend_port}"')
+    with Superd("redirect", {"redir": redir}, (LO, HI)) as d, contextlib.closing(Backend(backend_port)) as b:
         d.start()
         sent = []
         for size in (10, 70000):
@@ -233,32 +213,19 @@ redirect = "127.0.0.1:{backend_port}"
             check((size, size + 5) in counts, f"EXIT redir bytes_in/bytes_out {counts}; expected ({size}, {size + 5})")
         check(b.served == 2, f"backend served {b.served}")
         check(re.search(r"EXIT redir serial=\d+ peer=127\.0\.0\.1:\d+ ", d.log()), d.log()[-2000:])
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        if b:
-            b.close()
-        d.close()
+        d.stop_clean()
 
 
 def test_redirect_from_xinetd():
     port, backend_port = PORT + 22, PORT + 23
-    d = Superd("xredirect", {}, (LO, HI),
-               xinetd=xinetd_stream("relay", port, f"        redirect        = 127.0.0.1 {backend_port}\n"))
-    b = None
-    try:
-        b = Backend(backend_port)
+    relay = xinetd_stream("relay", port, f"        redirect        = 127.0.0.1 {backend_port}\n")
+    with Superd("xredirect", {}, (LO, HI), xinetd=relay) as d, contextlib.closing(Backend(backend_port)):
         d.start()
         got = talk_tcp(port, send=b"through xinetd's redirect")
         check(got == b"ECHO:through xinetd's redirect", f"relayed: {got!r}\n{d.log()[-2000:]}")
         d.wait_log("EXIT relay ")
         check((25, 30) in exit_counts(d.log(), "relay"), f"counts {exit_counts(d.log(), 'relay')}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        if b:
-            b.close()
-        d.close()
+        d.stop_clean()
 
 
 def write(path, text):
@@ -269,8 +236,7 @@ def write(path, text):
 
 def test_banners():
     port = PORT + 30
-    d = Superd("banners", {}, (LO, HI))
-    try:
+    with Superd("banners", {}, (LO, HI)) as d:
         write(os.path.join(d.root, "banner.txt"), "Welcome to superd's test host\r\n")
         write(os.path.join(d.root, "ok.txt"), "You are admitted.\r\n")
         write(os.path.join(d.root, "no.txt"), "Go away.\r\n")
@@ -278,38 +244,19 @@ def test_banners():
 banner_success = "@ROOT@/ok.txt"
 banner_fail = "@ROOT@/no.txt"
 '''
-        d.write_service("greet", f"""[socket]
-listen = ["127.0.0.1:{port}"]
-{banners}[service]
-exec = ["@PROBE@", "id"]
-""")
-        d.write_service("shut", f"""[socket]
-listen = ["127.0.0.1:{port + 1}"]
-deny = ["127.0.0.1/32"]
-{banners}[service]
-exec = ["@PROBE@", "id"]
-""")
+        d.write_service("greet", service(port, "id", socket_extra=banners))
+        d.write_service("shut", service(port + 1, "id", socket_extra='deny = ["127.0.0.1/32"]\n' + banners))
         # Outside every access_times interval: a window that ends before now or starts after it.
         lt = time.localtime()
         window = "00:00-00:01" if lt.tm_hour >= 2 else "22:00-23:00"
-        d.write_service("closed", f"""[socket]
-listen = ["127.0.0.1:{port + 2}"]
-access_times = ["{window}"]
-{banners}[service]
-exec = ["@PROBE@", "id"]
-""")
+        d.write_service("closed", service(port + 2, "id", socket_extra=f'access_times = ["{window}"]\n' + banners))
         # A window around now (skipped at the very ends of the day) admits.
         now_min = lt.tm_hour * 60 + lt.tm_min
         open_window = None
         if 5 <= now_min <= 24 * 60 - 6:
             a, b = now_min - 5, now_min + 5
             open_window = f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}"
-            d.write_service("open", f"""[socket]
-listen = ["127.0.0.1:{port + 3}"]
-access_times = ["{open_window}"]
-[service]
-exec = ["@PROBE@", "id"]
-""")
+            d.write_service("open", service(port + 3, "id", socket_extra=f'access_times = ["{open_window}"]'))
         d.start()
         out = talk_tcp(port).decode(errors="replace")
         check(re.match(r"Welcome to superd's test host\r\nYou are admitted\.\r\nuid=\d+", out),
@@ -327,10 +274,7 @@ exec = ["@PROBE@", "id"]
         if open_window:
             out = talk_tcp(port + 3).decode(errors="replace")
             check(out.startswith("uid="), f"inside access_times {open_window}: served: {out!r}\n{d.log()[-2000:]}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":

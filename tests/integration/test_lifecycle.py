@@ -4,62 +4,48 @@ import os
 import re
 import socket
 import time
-from harness import service as svc, Superd, check, ipc_owned, main, mqueues, talk_tcp, uids_of_processes
+from harness import (ZYGOTES_PER_SERVICE, Superd, check, fields, ipc_owned, main, mqueues, poll_until,
+                     service as svc, talk_tcp, uids_of_processes)
 
 LO, HI = 72000, 72099
 PORT = 22000
 
 
-
-
 def test_a_daemonised_child_does_not_outlive_its_instance():
-    d = Superd("daemon", {"probe": svc(PORT, "daemon")}, (LO, HI))
-    try:
+    with Superd("daemon", {"probe": svc(PORT, "daemon")}, (LO, HI)) as d:
         d.start()
         out = talk_tcp(PORT).decode()
         uid = int(re.search(r"uid=(\d+)", out).group(1))
         d.wait_log("EXIT probe")
         # The grandchild called setsid() and never exits by itself: it must be gone now.
-        deadline = time.time() + 5
-        while uid in uids_of_processes(uid, uid).values() and time.time() < deadline:
-            time.sleep(0.05)
-        check(not uids_of_processes(uid, uid), f"a process of uid {uid} survived: {uids_of_processes(uid, uid)}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        check(poll_until(lambda: not uids_of_processes(uid, uid), 5),
+              f"a process of uid {uid} survived: {uids_of_processes(uid, uid)}")
+        d.stop_clean()
 
 
 def test_ipc_objects_are_removed_from_the_host():
-    d = Superd("ipc", {"probe": svc(PORT + 1, "ipc")}, (LO, HI))
-    try:
+    with Superd("ipc", {"probe": svc(PORT + 1, "ipc")}, (LO, HI)) as d:
         d.start()
         out = talk_tcp(PORT + 1).decode()
-        f = dict(kv.split("=", 1) for kv in out.split())
+        f = fields(out)
         check(int(f["shm"]) >= 0 and int(f["sem"]) >= 0 and int(f["msg"]) >= 0, f"probe could not create IPC: {out}")
         check("failed" not in out, out)
         uid = int(f["uid"])
         d.wait_log("EXIT probe")
-        deadline = time.time() + 5
-        while ipc_owned(uid, uid) and time.time() < deadline:
-            time.sleep(0.05)
-        check(not ipc_owned(uid, uid), f"IPC objects of uid {uid} survive: {ipc_owned(uid, uid)}")
+        check(poll_until(lambda: not ipc_owned(uid, uid), 5),
+              f"IPC objects of uid {uid} survive: {ipc_owned(uid, uid)}")
         check(not os.path.exists(f"/dev/shm/{f['posix']}"), "POSIX shm file survives")
         check(f["mq"] and "(failed)" not in f["mq"], f"probe could not create a message queue: {out}")
         check(f["mq"] not in [name for name, _, _ in mqueues()], f"mqueue {f['mq']} survives its instance")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_misbehaving_services_are_reaped_and_logged():
-    d = Superd("misbehave", {
+    with Superd("misbehave", {
         "quick": svc(PORT + 2, "exit", "3"),
         "segv": svc(PORT + 3, "segv"),
         "noread": svc(PORT + 4, "noread", extra='runtime_max = "1s"\ntimeout_stop = "500ms"'),
-    }, (LO, HI))
-    try:
+    }, (LO, HI)) as d:
         d.start()
         check(talk_tcp(PORT + 2) == b"", "exit-at-once service sends nothing")
         d.wait_log("EXIT quick")
@@ -80,15 +66,11 @@ def test_misbehaving_services_are_reaped_and_logged():
             s.close()
         d.wait_log("EXIT quick", 6)
         check(d.proc.poll() is None, "superd must still run")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_an_exec_that_disappears_after_start_is_reported_and_the_uid_released():
-    d = Superd("vanish", {"probe": svc(PORT + 5, "id")}, (LO, LO + 1))
-    try:
+    with Superd("vanish", {"probe": svc(PORT + 5, "id")}, (LO, LO + 1)) as d:
         d.start()
         os.rename(d.probe, d.probe + ".away")
         for _ in range(4):  # more attempts than UIDs: each failure must return its UID
@@ -100,21 +82,16 @@ def test_an_exec_that_disappears_after_start_is_reported_and_the_uid_released():
         out = talk_tcp(PORT + 5).decode()
         check(out.startswith("uid="), f"service works again: {out!r}\n{d.log()}")
         check("pool exhausted" not in d.log(), "the failed spawns leaked UIDs")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_a_killed_zygote_is_replaced():
-    d = Superd("zygote", {"probe": svc(PORT + 6, "id")}, (LO, HI))
-    try:
+    with Superd("zygote", {"probe": svc(PORT + 6, "id")}, (LO, HI)) as d:
         d.start()
         check(talk_tcp(PORT + 6).decode().startswith("uid="), "serves before")
         d.wait_log("EXIT probe")
-        with open(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children") as f:
-            kids = [int(x) for x in f.read().split()]
-        zygotes = min(max(os.cpu_count() or 1, 1), 4)
+        kids = d.zygotes()
+        zygotes = ZYGOTES_PER_SERVICE
         check(len(kids) == zygotes, f"{zygotes} zygotes (one per CPU, at most 4), no live instance: {kids}")
         for k in kids:
             os.kill(k, 9)
@@ -124,10 +101,7 @@ def test_a_killed_zygote_is_replaced():
             check(out.startswith("uid="), f"still serving after its zygotes were killed: {out!r}\n{d.log()}")
         check("zygote" in d.log() and "starting a new one" in d.log(), d.log())
         check("(pid -1)" not in d.log(), f"a zygote's death is logged with its real pid:\n{d.log()}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """Admission under load: max_connections defers (never disables), per-source limits, allow and
 deny lists, and an exhausted UID pool that refuses with a log line and recovers."""
 import re
-import socket
-from harness import Superd, check, main, parallel, read_all, talk_tcp
+from harness import Superd, check, main, parallel, service, talk_tcp
 
 LO, HI = 73000, 73999
 PORT = 23000
@@ -19,24 +18,13 @@ def max_live(log, service):
     return peak
 
 
-def talk_from(src, port, timeout=30):
-    with socket.socket() as s:
-        s.settimeout(timeout)
-        s.bind((src, 0))
-        s.connect(("127.0.0.1", port))
-        s.shutdown(socket.SHUT_WR)
-        return read_all(s)
+def talk_from(src, port):
+    return talk_tcp(port, source=src, timeout=30)
 
 
 def test_500_connections_at_once_against_max_connections_16():
-    d = Superd("max16", {"probe": f"""[socket]
-listen = ["127.0.0.1:{PORT}"]
-max_connections = 16
-backlog = 1024
-[service]
-exec = ["@PROBE@", "nap", "30"]
-"""}, (LO, HI))
-    try:
+    with Superd("max16", {"probe": service(PORT, "nap", "30", socket_extra="max_connections = 16\nbacklog = 1024")},
+                (LO, HI)) as d:
         d.start()
         outs = parallel(lambda i: talk_tcp(PORT, timeout=60), 500)
         served = sum(1 for o in outs if o.startswith(b"uid="))
@@ -47,19 +35,11 @@ exec = ["@PROBE@", "nap", "30"]
         check(peak >= 8, f"the limit was never approached (peak {peak}); the test proves nothing")
         check("max_connections=16 reached, deferring" in d.log(), "deferral not logged")
         check("REFUSE" not in d.log(), "deferred connections must not be refused")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_pool_of_4_uids_with_10_concurrent_clients():
-    d = Superd("pool4", {"probe": f"""[socket]
-listen = ["127.0.0.1:{PORT + 1}"]
-[service]
-exec = ["@PROBE@", "nap", "1500"]
-"""}, (LO, LO + 3))
-    try:
+    with Superd("pool4", {"probe": service(PORT + 1, "nap", "1500")}, (LO, LO + 3)) as d:
         d.start()
         outs = parallel(lambda i: talk_tcp(PORT + 1, timeout=30), 10)
         served = [o for o in outs if o.startswith(b"uid=")]
@@ -71,22 +51,12 @@ exec = ["@PROBE@", "nap", "1500"]
         uids = sorted(int(re.search(rb"uid=(\d+)", o).group(1)) for o in outs)
         check(uids == [LO, LO + 1, LO + 2, LO + 3], f"UIDs after exhaustion: {uids}")
         check(d.proc.poll() is None, "superd must survive exhaustion")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_allow_deny_and_per_source():
-    d = Superd("access", {"probe": f"""[socket]
-listen = ["127.0.0.1:{PORT + 2}"]
-allow = ["127.0.0.0/29"]
-deny = ["127.0.0.3"]
-max_connections_per_source = 2
-[service]
-exec = ["@PROBE@", "nap", "1000"]
-"""}, (LO, HI))
-    try:
+    access = 'allow = ["127.0.0.0/29"]\ndeny = ["127.0.0.3"]\nmax_connections_per_source = 2'
+    with Superd("access", {"probe": service(PORT + 2, "nap", "1000", socket_extra=access)}, (LO, HI)) as d:
         d.start()
         check(talk_from("127.0.0.9", PORT + 2) == b"", "127.0.0.9 is outside the allow list")
         check(talk_from("127.0.0.3", PORT + 2) == b"", "127.0.0.3 is denied")
@@ -99,10 +69,7 @@ exec = ["@PROBE@", "nap", "1000"]
         check(outs[3].startswith(b"uid="), "another source is not limited")
         check(re.search(r"REFUSE probe peer=127\.0\.0\.1:\d+ reason=\"max_connections_per_source reached\"", d.log()),
               d.log())
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":

@@ -3,34 +3,27 @@ parent directory of a listen path in a world-writable directory: superd (root) t
 root's own socket in a 0700 directory with its 0666 socket, and unlinked it when the service went.
 superd must resolve listen paths without following symlinks, refuse parents others can tamper
 with, and remove at shutdown only the socket file it created itself."""
+import contextlib
 import os
 import pwd
 import signal
 import socket
 import stat
-import time
-from harness import Superd, check, main, talk_unix
+from harness import Superd, check, internal_service, main, talk_unix
 
 LO, HI = 87050, 87099
 NOBODY = pwd.getpwnam("nobody").pw_uid
 
 
 def echo_on(path, extra=""):
-    return f"""[socket]
-listen = ["{path}"]
-{extra}
-[service]
-internal = "echo"
-"""
+    return internal_service("echo", listen=path, socket_extra=extra)
 
 
 def start_fails(d, needle):
     """superd must refuse to start, saying `needle`."""
     data = d.start(expect_ready=False)
     check(data != b"READY\n", f"superd started:\n{d.log()[-2000:]}")
-    rc = d.proc.wait(timeout=30)
-    d.proc = None
-    d.logf.close()
+    rc = d.wait_exit(timeout=30)
     check(rc != 0, f"exit status {rc}")
     check(needle in d.log(), f"the log does not say {needle!r}:\n{d.log()[-2000:]}")
 
@@ -44,16 +37,14 @@ def root_socket(path):
 
 
 def test_symlinked_parent_is_refused_and_roots_socket_kept():
-    d = Superd("lpsym", {}, (LO, HI))
-    theirs = None
-    try:
+    with Superd("lpsym", {}, (LO, HI)) as d, contextlib.ExitStack() as at_end:
         world = os.path.join(d.root, "world")
         secret = os.path.join(d.root, "secret")
         os.mkdir(world)
         os.chmod(world, 0o1777)
         os.mkdir(secret)
         os.chmod(secret, 0o700)
-        theirs = root_socket(os.path.join(secret, "s.sock"))
+        at_end.enter_context(root_socket(os.path.join(secret, "s.sock")))
         os.chmod(os.path.join(secret, "s.sock"), 0o600)
         before = os.lstat(os.path.join(secret, "s.sock"))
         link = os.path.join(world, "link")
@@ -66,15 +57,10 @@ def test_symlinked_parent_is_refused_and_roots_socket_kept():
               f"root's socket was replaced: inode {before.st_ino} -> {after.st_ino}, mode {oct(after.st_mode)}")
         check(os.listdir(secret) == ["s.sock"], f"secret holds {os.listdir(secret)}")
         d.assert_clean()
-    finally:
-        if theirs:
-            theirs.close()
-        d.close()
 
 
 def test_parents_others_can_write_or_own_are_refused():
-    d = Superd("lpperm", {}, (LO, HI))
-    try:
+    with Superd("lpperm", {}, (LO, HI)) as d:
         open777 = os.path.join(d.root, "open777")
         os.mkdir(open777)
         os.chmod(open777, 0o777)
@@ -118,32 +104,23 @@ def test_parents_others_can_write_or_own_are_refused():
         check(d.stop() == 0, "exit 0")
         check(not os.path.exists(os.path.join(world, "ok.sock")), "superd removes the socket it bound")
         d.assert_clean()
-    finally:
-        d.close()
 
 
 def test_a_socket_superd_did_not_create_is_not_unlinked():
-    d = Superd("lpkeep", {"echo": echo_on("@ROOT@/run2/s.sock")}, (LO, HI))
-    theirs = None
-    try:
+    with Superd("lpkeep", {"echo": echo_on("@ROOT@/run2/s.sock")}, (LO, HI)) as d, contextlib.ExitStack() as at_end:
         path = os.path.join(d.root, "run2", "s.sock")
         d.start()
         check(talk_unix(path, b"a") == b"a", "superd's socket answers")
         os.unlink(path)
-        theirs = root_socket(path)  # somebody else's socket at the same path now
+        at_end.enter_context(root_socket(path))  # somebody else's socket at the same path now
         ino = os.lstat(path).st_ino
         check(d.stop() == 0, "exit 0")
         check(os.path.exists(path) and os.lstat(path).st_ino == ino, "superd removed a socket it did not create")
         d.assert_clean()
-    finally:
-        if theirs:
-            theirs.close()
-        d.close()
 
 
 def test_reload_that_reopens_a_path_keeps_the_new_socket():
-    d = Superd("lpreload", {"echo": echo_on("@ROOT@/run3/s.sock")}, (LO, HI))
-    try:
+    with Superd("lpreload", {"echo": echo_on("@ROOT@/run3/s.sock")}, (LO, HI)) as d:
         path = os.path.join(d.root, "run3", "s.sock")
         d.start()
         old = os.lstat(path).st_ino
@@ -156,8 +133,6 @@ def test_reload_that_reopens_a_path_keeps_the_new_socket():
         check(d.stop() == 0, "exit 0")
         check(not os.path.exists(path), "superd removes its socket at shutdown")
         d.assert_clean()
-    finally:
-        d.close()
 
 
 if __name__ == "__main__":

@@ -5,30 +5,12 @@ read as bytes and split at CR as well as LF, as a terminal would show it: no pie
 the forged START. Also: `superd check` refuses a runtime_max that would overflow the timers."""
 import os
 import re
-import time
-from harness import Superd, check, main, service, talk_tcp
+from harness import Superd, check, main, read_bytes, service, talk_tcp, wait_bytes
 
 LO, HI = 85000, 85099
 PORT = 14000
 
 FORGED_ESCAPED = rb"ok\rSTART forged serial=1 uid=0\x1b[2K"
-
-
-def read_bytes(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
-def wait_bytes(path, needle, timeout=15):
-    deadline = time.time() + timeout
-    data = read_bytes(path)
-    while time.time() < deadline and needle not in data:
-        time.sleep(0.05)
-        data = read_bytes(path)
-    return data
 
 
 def check_not_forged(data, what):
@@ -44,23 +26,18 @@ def check_not_forged(data, what):
 
 
 def test_forged_stderr_line_default_sink():
-    d = Superd("forge", {"forge": service(PORT, "forge")}, (LO, HI))
-    try:
+    with Superd("forge", {"forge": service(PORT, "forge")}, (LO, HI)) as d:
         d.start()
         check(talk_tcp(PORT) == b"ok\n", "the forge probe answers")
         d.wait_log("EXIT forge ")
         data = wait_bytes(d.log_path, FORGED_ESCAPED)
         check_not_forged(data, "stderr sink")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_forged_stderr_line_file_sink():
-    d = Superd("forgefile", {"forge": service(PORT + 1, "forge", extra='log_target = "file:@ROOT@/log/forge.log"')},
-               (LO, HI))
-    try:
+    with Superd("forgefile", {"forge": service(PORT + 1, "forge", extra='log_target = "file:@ROOT@/log/forge.log"')},
+                (LO, HI)) as d:
         os.makedirs(os.path.join(d.root, "log"), exist_ok=True)
         d.start()
         check(talk_tcp(PORT + 1) == b"ok\n", "the forge probe answers")
@@ -70,29 +47,23 @@ def test_forged_stderr_line_file_sink():
         check_not_forged(data, "file sink")
         check(b"START forge serial=1" in data, f"the real START is in the file: {data!r}")
         check(b"forged" not in read_bytes(d.log_path), "the service's lines went to the file only")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_check_refuses_a_duration_that_overflows():
-    d = Superd("longdur", {
+    with Superd("longdur", {
         "overflow": service(PORT + 2, "id", extra='runtime_max = "106751991167d"'),
         "atbound": service(PORT + 3, "id", extra='runtime_max = "36500d"\ntimeout_stop = 3153600000'),
-    }, (LO, HI))
-    try:
-        r = d.run_cli("check", "-c", d.config)
+    }, (LO, HI)) as d:
+        r = d.cli("check")
         check(r.returncode == 2, f"superd check fails: exit {r.returncode}\n{r.stderr}")
         conf = os.path.join(d.root, "conf.d")
         check(re.search(re.escape(conf) + r'/overflow\.toml:5:15: service\.runtime_max: duration "106751991167d" '
                         r'is too long \(at most 36500d\)', r.stderr), r.stderr)
         check("atbound" not in r.stderr, f"the bound itself is accepted: {r.stderr}")
         d.write_service("overflow", service(PORT + 2, "id"))
-        r = d.run_cli("check", "-c", d.config)
+        r = d.cli("check")
         check(r.returncode == 0, f"fixed: exit {r.returncode}\n{r.stderr}")
-    finally:
-        d.close()
 
 
 if __name__ == "__main__":

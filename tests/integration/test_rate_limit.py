@@ -5,38 +5,29 @@ does: a DoS lever). Datagram internal services count datagrams."""
 import re
 import socket
 import time
-from harness import Superd, check, main, parallel, read_all, talk_tcp
+from harness import Superd, check, internal_service, main, parallel, service, talk_tcp, talk_udp
 
 LO, HI = 82000, 82099
 PORT = 32000
 
 
-def limited(port, rate, action, interval="1s"):
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-backlog = 256
-max_connection_rate = {rate}
-connection_rate_interval = "{interval}"
-connection_rate_action = "{action}"
-[service]
-exec = ["@PROBE@", "id"]
-"""
+def rate_keys(rate, action):
+    """[socket] lines: at most `rate` new connections a second, then `action`."""
+    return f'max_connection_rate = {rate}\nconnection_rate_interval = "1s"\nconnection_rate_action = "{action}"'
+
+
+def limited(port, rate, action):
+    return service(port, "id", socket_extra="backlog = 256\n" + rate_keys(rate, action))
 
 
 def timed_client(port, timeout):
     """(answer, time it arrived)."""
-    with socket.socket() as s:
-        s.settimeout(timeout)
-        s.connect(("127.0.0.1", port))
-        s.shutdown(socket.SHUT_WR)
-        out = read_all(s)
-    return out, time.time()
+    return talk_tcp(port, timeout=timeout), time.time()
 
 
 def test_refuse_past_the_rate():
     port = PORT
-    d = Superd("raterefuse", {"rl": limited(port, 5, "refuse")}, (LO, HI))
-    try:
+    with Superd("raterefuse", {"rl": limited(port, 5, "refuse")}, (LO, HI)) as d:
         d.start()
         n = 40
         t0 = time.time()
@@ -61,16 +52,12 @@ def test_refuse_past_the_rate():
             out = talk_tcp(port).decode()
             check(out.startswith("uid="), f"the service answers after the flood: {out!r}\n{d.log()[-2000:]}")
         check(d.proc.poll() is None, "superd runs")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_defer_serves_the_excess_later():
     port = PORT + 1
-    d = Superd("ratedefer", {"rl": limited(port, 5, "defer")}, (LO, HI))
-    try:
+    with Superd("ratedefer", {"rl": limited(port, 5, "defer")}, (LO, HI)) as d:
         d.start()
         n = 20
         t0 = time.time()
@@ -90,23 +77,13 @@ def test_defer_serves_the_excess_later():
         d.wait_log("EXIT rl ", n)
         out = talk_tcp(port).decode()
         check(out.startswith("uid="), "still serving")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_datagram_rate_of_an_internal_service():
     port = PORT + 2
-    d = Superd("rateudp", {"echo": f"""[socket]
-listen_datagram = ["127.0.0.1:{port}"]
-max_connection_rate = 5
-connection_rate_interval = "1s"
-connection_rate_action = "refuse"
-[service]
-internal = "echo"
-"""}, (LO, HI))
-    try:
+    echo = internal_service("echo", datagram=port, socket_extra=rate_keys(5, "refuse"))
+    with Superd("rateudp", {"echo": echo}, (LO, HI)) as d:
         d.start()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.5)
@@ -124,14 +101,8 @@ internal = "echo"
         check(1 <= len(replies) <= 5 * (int(sent_in) + 2), f"{len(replies)} of 30 datagrams echoed at 5 per 1s")
         check(len(replies) < 30, "the rate limit dropped nothing")
         time.sleep(1.2)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(3)
-            s.sendto(b"after", ("127.0.0.1", port))
-            check(s.recv(100) == b"after", "echoes again after the window")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        check(talk_udp(port, b"after", timeout=3) == [b"after"], "echoes again after the window")
+        d.stop_clean()
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ PORT = 27000
 
 
 def test_reload_keeps_sockets_and_instances():
-    d = Superd("reload", {"a": service(PORT, "id"),
-                          "b": service(PORT + 1, "sleep", "3600", extra='state_directory = "b"')}, (LO, HI))
-    try:
+    with Superd("reload", {"a": service(PORT, "id"),
+                           "b": service(PORT + 1, "sleep", "3600", extra='state_directory = "b"')}, (LO, HI)) as d:
         d.start()
         inode_a, inode_b = listen_inode(PORT), listen_inode(PORT + 1)
         live = socket.create_connection(("127.0.0.1", PORT + 1), timeout=10)
@@ -31,11 +30,11 @@ def test_reload_keeps_sockets_and_instances():
         check(live_uid <= set(uids_of_processes(LO, HI).values()), "the live instance was not touched")
         # A bad file: `superd reload` names the problem and the running configuration stays.
         d.write_service("c", '[socket]\nlisten = ["127.0.0.1:99999"]\n[service]\nexec = ["@PROBE@"]\n')
-        r = d.run_cli("reload", "-c", d.config)
+        r = d.cli("reload")
         check(r.returncode == 2 and "c.toml:2:11: socket.listen: bad port" in r.stderr, f"{r.returncode} {r.stderr}")
         check(talk_tcp(PORT + 2).decode().startswith("uid="), "the running configuration stays")
         os.remove(os.path.join(d.root, "conf.d", "c.toml"))
-        r = d.run_cli("reload", "-c", d.config)
+        r = d.cli("reload")
         check(r.returncode == 0, r.stderr)
         time.sleep(0.2)
         try:
@@ -45,10 +44,7 @@ def test_reload_keeps_sockets_and_instances():
             pass
         live.close()
         d.wait_log("EXIT b")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":

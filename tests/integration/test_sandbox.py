@@ -6,12 +6,10 @@ import re
 import shutil
 import stat
 import subprocess
-from harness import service as svc, Superd, check, main, parallel, talk_tcp
+from harness import service as svc, Superd, check, fields, main, parallel, talk_tcp
 
 LO, HI = 76000, 76199
 PORT = 26000
-
-
 
 
 def lines(b):
@@ -19,10 +17,9 @@ def lines(b):
 
 
 def test_os_and_home_are_read_only_and_tmp_is_private():
-    d = Superd("ro", {"w": svc(PORT, "write", "/etc", "/usr", "/home", "/root", "/tmp", "/var/tmp", "/dev/shm",
-                               "/srv"),
-                      "tmp": svc(PORT + 1, "tmp", "700")}, (LO, HI))
-    try:
+    with Superd("ro", {"w": svc(PORT, "write", "/etc", "/usr", "/home", "/root", "/tmp", "/var/tmp", "/dev/shm",
+                                "/srv"),
+                       "tmp": svc(PORT + 1, "tmp", "700")}, (LO, HI)) as d:
         d.start()
         r = lines(talk_tcp(PORT))
         for p in ("/etc", "/usr", "/home", "/root", "/srv"):
@@ -37,16 +34,13 @@ def test_os_and_home_are_read_only_and_tmp_is_private():
             check(len(marks) == 1 and len(vmarks) == 1, f"each instance sees only its own /tmp: {o}")
         check(not any(n.startswith("mark-") for n in os.listdir("/tmp")), "an instance's /tmp leaked to the host")
         check(not any(n.startswith("mark-") for n in os.listdir("/var/tmp")), "/var/tmp leaked to the host")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_no_capabilities_no_new_privs_seccomp_and_blocked_syscalls():
-    d = Superd("priv", {"st": svc(PORT + 2, "status"),
-                        "sys": svc(PORT + 3, "syscalls", extra='system_call_error_number = "EACCES"')}, (LO, HI))
-    try:
+    with Superd("priv", {"st": svc(PORT + 2, "status"),
+                         "sys": svc(PORT + 3, "syscalls", extra='system_call_error_number = "EACCES"')},
+                (LO, HI)) as d:
         d.start()
         st = talk_tcp(PORT + 2).decode()
         f = dict(re.split(r":\s*", l, 1) for l in st.splitlines())
@@ -59,38 +53,30 @@ def test_no_capabilities_no_new_privs_seccomp_and_blocked_syscalls():
         check(r["getpid"] == "ok" and r["socket_inet"] == "ok", f"ordinary calls must work: {r}")
         check(r["mount_magic"] in ("EPERM", "EACCES"), f"mount() in the zygote's own form still fails: {r}")
         check(r["chmod_suid"] in ("EACCES", "EPERM"), f"setting a setuid bit must fail: {r}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_a_setuid_root_binary_gains_nothing():
-    d = Superd("suid", {}, (LO, HI))
-    try:
+    with Superd("suid", {}, (LO, HI)) as d:
         suid = os.path.join(d.root, "bin", "probe-suid")
         shutil.copy(d.probe, suid)
         os.chown(suid, 0, 0)
         os.chmod(suid, 0o4755)
-        d.write_service("s", svc(PORT + 4, "id").replace("@PROBE@", suid))
+        d.write_service("s", svc(PORT + 4, "id", program=suid))
         d.start()
         out = talk_tcp(PORT + 4).decode()
-        f = dict(kv.split("=", 1) for kv in out.split())
+        f = fields(out)
         check("0" not in f["uid"].split(","), f"a setuid-root binary must not give euid 0: {out}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_state_directory_persists_is_shared_and_walled_off():
-    d = Superd("state", {
+    with Superd("state", {
         "shared": svc(PORT + 5, "append", "400", extra='state_directory = "shared"'),
         "other": svc(PORT + 6, "cat", "@ROOT@/lib/shared/shared.log", "@ROOT@/lib/private/shared/shared.log",
-                     extra='state_directory = "other"'),
+                      extra='state_directory = "other"'),
         "rt": svc(PORT + 7, "runtime", extra='runtime_directory = "rt"'),
-    }, (LO, HI))
-    try:
+    }, (LO, HI)) as d:
         d.start()
         outs = parallel(lambda i: talk_tcp(PORT + 5).decode(), 10)
         final = talk_tcp(PORT + 5).decode()
@@ -114,57 +100,44 @@ def test_state_directory_persists_is_shared_and_walled_off():
         d.start()
         again = talk_tcp(PORT + 5).decode()
         check(len(re.findall(r"uid (\d+)", again)) == 12, f"data persists across restarts: {again}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_private_network_shows_only_lo():
-    d = Superd("net", {"n": svc(PORT + 8, "netdev", extra="private_network = true")}, (LO, HI))
-    try:
+    with Superd("net", {"n": svc(PORT + 8, "netdev", extra="private_network = true")}, (LO, HI)) as d:
         d.start()
         out = talk_tcp(PORT + 8).decode()
         check(out.split() == ["if", "lo"], f"only lo: {out}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_superd_run_pipeline_exit_status_and_unit():
-    d = Superd("run", {}, (LO, HI))
-    try:
+    with Superd("run", {}, (LO, HI)) as d:
         d.start()
-        cfg = ["-c", d.config]
-        p = subprocess.run(f"printf 'b\\na\\nb\\n' | {os.environ['SUPERD']} run {' '.join(cfg)} -- sort -u | tr a-z A-Z",
+        p = subprocess.run(f"printf 'b\\na\\nb\\n' | {os.environ['SUPERD']} run -c {d.config} -- sort -u | tr a-z A-Z",
                            shell=True, capture_output=True, text=True, timeout=30)
         check(p.returncode == 0 and p.stdout == "A\nB\n", f"pipeline: {p.returncode} {p.stdout!r} {p.stderr}")
-        r = d.run_cli("run", *cfg, "--", "sh", "-c", "exit 7")
+        r = d.cli("run", "--", "sh", "-c", "exit 7")
         check(r.returncode == 7, f"exit status passed back: {r.returncode} {r.stderr}")
-        r = d.run_cli("run", *cfg, "--", d.probe, "segv")
+        r = d.cli("run", "--", d.probe, "segv")
         check(r.returncode == 128 + 11, f"death by signal gives 128+N: {r.returncode} {r.stderr}")
-        r1 = d.run_cli("run", *cfg, "--unit", "wuff", "-p", "state_directory=wuff", "--", "sh", "-c",
+        r1 = d.cli("run", "--unit", "wuff", "-p", "state_directory=wuff", "--", "sh", "-c",
                        'id -u; echo data > "$STATE_DIRECTORY/keep"')
-        r2 = d.run_cli("run", *cfg, "--unit", "wuff", "-p", "state_directory=wuff", "--", "sh", "-c",
+        r2 = d.cli("run", "--unit", "wuff", "-p", "state_directory=wuff", "--", "sh", "-c",
                        'id -u; cat "$STATE_DIRECTORY/keep"')
         check(r1.returncode == 0 and r2.returncode == 0, f"{r1.stderr} {r2.stderr}")
         u1, u2 = r1.stdout.split()[0], r2.stdout.split()[0]
         check(u1 == u2 and LO <= int(u1) <= HI, f"--unit keeps its UID: {u1} {u2}")
         check(r2.stdout.split()[1] == "data", f"--unit keeps its data: {r2.stdout}")
-        r = d.run_cli("run", *cfg, "--", "sh", "-c", "touch /etc/x")
+        r = d.cli("run", "--", "sh", "-c", "touch /etc/x")
         check(r.returncode != 0, "superd run is sandboxed too")
-        r = d.run_cli("run", *cfg, "-p", "state_directory=../x", "--", "true")
+        r = d.cli("run", "-p", "state_directory=../x", "--", "true")
         check(r.returncode == 125 and "state_directory" in r.stderr, f"bad property named: {r.stderr}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_paths_devices_home_and_ambient_capabilities():
-    d = Superd("paths", {}, (LO, HI))
-    try:
+    with Superd("paths", {}, (LO, HI)) as d:
         for sub in ("rw", "ro-src", "hidden", "bind-src"):
             os.makedirs(os.path.join(d.root, "data", sub))
             os.chmod(os.path.join(d.root, "data", sub), 0o777)
@@ -197,10 +170,7 @@ ambient_capabilities = ["CAP_NET_BIND_SERVICE"]"""))
               f"private /dev: {devs}")
         check(talk_tcp(PORT + 11) == b"bind ok\n", "ambient CAP_NET_BIND_SERVICE allows port 81")
         check(talk_tcp(PORT + 12) == b"bind EACCES\n", "without it, port 82 is refused")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ holder of a recycled UID, a pool locked by IPC objects handed to its UIDs, a SIG
 runtime filesystem, unbounded tmpfs and process counts, a wait-mode respawn loop and a listener
 an instance shut down, a lease table every instance could read, a slow orphan sweep, and idle
 control connections. Each test fails on the code before the fix."""
+import contextlib
 import json
 import os
 import re
@@ -12,20 +13,10 @@ import stat
 import subprocess
 import time
 
-from harness import (PROBE, Failure, Superd, check, ipc_owned, main, mqueues, read_all, service as svc, talk_tcp,
-                     uids_of_processes)
+from harness import Superd, check, main, mqueues, service as svc, talk_tcp, uids_of_processes, wait_until
 
 PORT = 12000
 NOBODY = 65534
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise Failure(f"timed out after {timeout}s waiting for {what}")
 
 
 def sysv_msg_ids_in(lo, hi):
@@ -45,8 +36,38 @@ def remove_msgs(lo, hi):
         subprocess.run(["ipcrm", "-q", str(i)], capture_output=True)
 
 
+@contextlib.contextmanager
+def msgs_removed_at_end(lo, hi):
+    """The queues of [lo, hi] that a test planted are removed when it ends, failed or not."""
+    try:
+        yield
+    finally:
+        remove_msgs(lo, hi)
+
+
+@contextlib.contextmanager
+def closed_at_end(conns):
+    """Every socket in `conns` (the list it yields) is closed when the test ends, failed or not."""
+    try:
+        yield conns
+    finally:
+        for c in conns:
+            c.close()
+
+
+@contextlib.contextmanager
+def uids_killed_at_end(lo, hi):
+    """Processes of [lo, hi] still there when the test ends (orphans it made, if it failed before
+    the sweep) are killed, by PID."""
+    try:
+        yield
+    finally:
+        for pid in uids_of_processes(lo, hi):
+            os.kill(pid, signal.SIGKILL)
+
+
 def status_json(d):
-    r = d.run_cli("status", "--json", "-c", d.config)
+    r = d.cli("status", "--json")
     check(r.returncode == 0, f"superd status: {r.stderr}")
     return json.loads(r.stdout)
 
@@ -54,9 +75,8 @@ def status_json(d):
 def test_a_message_queue_does_not_reach_the_next_holder_of_the_uid():
     """One UID in the pool: the second connection gets the UID the first one had."""
     lo = hi = 88000
-    d = Superd("sec-mq", {"put": svc(PORT, "mq-put", "/secret-q"), "get": svc(PORT + 1, "mq-get", "/secret-q")},
-               (lo, hi))
-    try:
+    with Superd("sec-mq", {"put": svc(PORT, "mq-put", "/secret-q"), "get": svc(PORT + 1, "mq-get", "/secret-q")},
+                (lo, hi)) as d:
         d.start()
         out = talk_tcp(PORT).decode()
         check(out == f"mq-put ok uid={lo}\n", f"the first instance left a message: {out!r}")
@@ -66,18 +86,14 @@ def test_a_message_queue_does_not_reach_the_next_holder_of_the_uid():
         check(f"uid={lo}" in out, f"the second connection has the recycled UID: {out!r}")
         check(out == f"mq-get ENOENT uid={lo}\n", f"the queue reached the next holder of the UID: {out!r}")
         check(not [q for q in mqueues() if q[1] == lo], f"a queue of uid {lo} survives: {mqueues()}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_ipc_objects_handed_to_pool_uids_are_removed_not_blocking():
     """As nobody: a message queue handed (IPC_SET) to every UID of the pool. The census removes
     them, names the creator once, and connections are served."""
     lo, hi = 88100, 88119
-    d = Superd("sec-lock", {"id": svc(PORT + 2, "id")}, (lo, hi))
-    try:
+    with Superd("sec-lock", {"id": svc(PORT + 2, "id")}, (lo, hi)) as d, msgs_removed_at_end(lo, hi):
         d.start()
         r = subprocess.run([d.probe, "give-msg", str(lo), str(hi - lo + 1)], user=NOBODY, group=NOBODY,
                            capture_output=True, text=True, timeout=10)
@@ -90,17 +106,12 @@ def test_ipc_objects_handed_to_pool_uids_are_removed_not_blocking():
         check("pool exhausted" not in d.log(), d.log()[-2000:])
         check(not sysv_msg_ids_in(lo, hi), "the handed-over queues are removed")
         check(d.log().count(f"census: uid {NOBODY} gave") == 1, "the creator is named once")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        remove_msgs(lo, hi)
-        d.close()
+        d.stop_clean()
 
 
 def test_status_reports_blocked_uids_and_why():
     lo, hi = 88200, 88209
-    d = Superd("sec-blocked", {"id": svc(PORT + 3, "id")}, (lo, hi))
-    try:
+    with Superd("sec-blocked", {"id": svc(PORT + 3, "id")}, (lo, hi)) as d, msgs_removed_at_end(lo, hi):
         # An object a pool UID created itself (not handed over): that UID is blocked, not cleaned.
         r = subprocess.run([d.probe, "give-msg", str(lo), "1"], user=lo, group=lo, capture_output=True, text=True,
                            timeout=10)
@@ -110,14 +121,10 @@ def test_status_reports_blocked_uids_and_why():
         check(pool.get("blocked") == 1 and pool.get("free") == hi - lo, f"one UID blocked, the rest free: {pool}")
         check(pool.get("blocked_by") == {"foreign-ipc": 1}, f"why: {pool}")
         check(pool.get("blocked_sample") == [{"uid": lo, "why": ["foreign-ipc"]}], f"which: {pool}")
-        text = d.run_cli("status", "-c", d.config).stdout
+        text = d.cli("status").stdout
         check(re.search(r"1 blocked \(foreign-ipc 1\)", text), f"status text names the blocked UIDs: {text}")
         remove_msgs(lo, hi)
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        remove_msgs(lo, hi)
-        d.close()
+        d.stop_clean()
 
 
 class Tmpfs:
@@ -144,89 +151,59 @@ class Tmpfs:
 
 def test_a_runtime_filesystem_too_small_for_the_lease_table_refuses_start():
     lo, hi = 1_000_000, 1_099_999  # a 6.4 MB table and a 4.8 MB names file, on a 1 MB tmpfs
-    d = Superd("sec-small", {"id": svc(PORT + 4, "id")}, (lo, hi))
-    fs = Tmpfs(os.path.join(d.root, "run"), "1m")
-    try:
+    with (Superd("sec-small", {"id": svc(PORT + 4, "id")}, (lo, hi)) as d,
+          contextlib.closing(Tmpfs(os.path.join(d.root, "run"), "1m"))):
         data = d.start(expect_ready=False)
         check(data != b"READY\n", "superd started on a filesystem that cannot hold its lease table")
-        rc = d.proc.wait(timeout=10)
-        d.proc = None
-        d.logf.close()
+        rc = d.wait_exit(timeout=10)
         check(rc != 0, f"exit status {rc}")
         check(re.search(r"cannot allocate the lease table for 100000 UIDs in .*: No space left on device", d.log()),
               d.log())
-    finally:
-        fs.close()
-        d.close()
 
 
 def test_a_full_runtime_filesystem_does_not_crash_superd():
     """The attack: the filesystem fills up while superd runs; the 63rd lease's record fell on a
     page the filesystem could not back, and the store raised SIGBUS."""
     lo, hi = 88300, 88399
-    d = Superd("sec-full", {"id": svc(PORT + 5, "id")}, (lo, hi))
-    fs = Tmpfs(os.path.join(d.root, "run"), "2m")
-    try:
+    with (Superd("sec-full", {"id": svc(PORT + 5, "id")}, (lo, hi)) as d,
+          contextlib.closing(Tmpfs(os.path.join(d.root, "run"), "2m")) as fs):
         d.start()
         fs.fill()
         for i in range(80):  # leases go out in ascending UID order: past the table's first page
             out = talk_tcp(PORT + 5).decode()
             check(out.startswith("uid="), f"connection {i} on a full runtime filesystem: {out!r}")
             check(d.proc.poll() is None, f"superd died: exit {d.proc.returncode}\n{d.log()[-2000:]}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        fs.close()
-        d.close()
+        d.stop_clean()
 
 
 def test_private_tmpfs_mounts_share_one_budget():
-    d = Superd("sec-budget", {
+    with Superd("sec-budget", {
         "small": svc(PORT + 6, "fill", "400", "/tmp", "/var/tmp", "/dev/shm", extra='private_tmp_size = "1M"'),
-    }, (88400, 88449))
-    try:
+    }, (88400, 88449)) as d:
         d.start()
         out = talk_tcp(PORT + 6).decode()
         check(out == "/tmp ok\n/var/tmp ok\n/dev/shm ENOSPC\n",
               f"/tmp, /var/tmp and /dev/shm share one 1M budget: {out!r}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_an_instance_is_bounded_by_default():
-    d = Superd("sec-bounds", {
+    with Superd("sec-bounds", {
         "big": svc(PORT + 7, "fill", "70000", "/tmp"),
         "limits": svc(PORT + 8, "rlimits"),
         "own": svc(PORT + 9, "rlimits", extra="limits = { nproc = 77 }"),
-    }, (88450, 88499))
-    try:
+    }, (88450, 88499)) as d:
         d.start()
         out = talk_tcp(PORT + 7, timeout=30).decode()
         check(out == "/tmp ENOSPC\n", f"the default budget (64M) stops a 70M file: {out!r}")
         check(talk_tcp(PORT + 8).decode() == "nproc 512 512\n", "limits.nproc defaults to 512")
         check(talk_tcp(PORT + 9).decode() == "nproc 77 77\n", "a configured limits.nproc wins")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
-
-
-def wait_service(port, args, extra_service=""):
-    argv = ", ".join(f'"{a}"' for a in args)
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-accept = false
-[service]
-exec = [{argv}]
-{extra_service}
-"""
+        d.stop_clean()
 
 
 def test_a_wait_mode_service_that_exits_at_once_backs_off():
-    d = Superd("sec-respawn", {"truth": wait_service(PORT + 10, ["/bin/true"])}, (88500, 88509))
-    try:
+    truth = svc(PORT + 10, program="/bin/true", socket_extra="accept = false")
+    with Superd("sec-respawn", {"truth": truth}, (88500, 88509)) as d:
         d.start()
         pending = socket.create_connection(("127.0.0.1", PORT + 10))  # never taken: /bin/true ignores it
         time.sleep(3)
@@ -234,15 +211,12 @@ def test_a_wait_mode_service_that_exits_at_once_backs_off():
         check(1 <= starts <= 6, f"{starts} starts in 3 s for an instance that exits at once")
         check("in a row" in d.log(), d.log()[-1500:])
         pending.close()
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_a_listener_an_instance_shut_down_is_replaced():
-    d = Superd("sec-shut", {"shut": wait_service(PORT + 11, ["@PROBE@", "shut-listener"])}, (88510, 88519))
-    try:
+    shut = svc(PORT + 11, "shut-listener", socket_extra="accept = false")
+    with Superd("sec-shut", {"shut": shut}, (88510, 88519)) as d:
         d.start()
         try:
             talk_tcp(PORT + 11, timeout=5)
@@ -259,20 +233,16 @@ def test_a_listener_an_instance_shut_down_is_replaced():
         wait_until(connects, 5, f"port {PORT + 11} to listen again after the instance shut its listener down")
         d.wait_log("START shut", 2)
         check("listening again on a fresh socket" in d.log(), d.log()[-1500:])
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_the_lease_table_is_root_only_and_hidden_from_instances():
     lo, hi = 88520, 88529
-    d = Superd("sec-table", {
+    with Superd("sec-table", {
         "secretsvc": svc(PORT + 12, "sleep", "30"),
         "look": svc(PORT + 13, "ls", "@ROOT@/run/superd"),
         "read": svc(PORT + 14, "cat", "@ROOT@/run/superd/dynamic-uid/leases", "@ROOT@/run/superd/names"),
-    }, (lo, hi))
-    try:
+    }, (lo, hi)) as d:
         d.start()
         hold = socket.create_connection(("127.0.0.1", PORT + 12))
         d.wait_log("START secretsvc")
@@ -290,28 +260,22 @@ def test_the_lease_table_is_root_only_and_hidden_from_instances():
         out = talk_tcp(PORT + 14).decode()
         check("secretsvc" not in out and out.count("EACCES") == 2, f"an instance reads the lease table: {out!r}")
         hold.close()
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_orphans_of_a_killed_superd_are_swept_while_it_serves():
     lo, hi = 88600, 88999
     n = 300
-    hold = svc(PORT + 15, "sleep", "3600").replace("[service]", f"max_connections = {n}\n[service]")
-    d = Superd("sec-orphans", {"hold": hold, "id": svc(PORT + 16, "id")}, (lo, hi))
-    conns = []
-    try:
+    hold = svc(PORT + 15, "sleep", "3600", socket_extra=f"max_connections = {n}")
+    with (uids_killed_at_end(lo, hi),
+          Superd("sec-orphans", {"hold": hold, "id": svc(PORT + 16, "id")}, (lo, hi)) as d,
+          closed_at_end([]) as conns):
         d.start()
         for _ in range(n):
             conns.append(socket.create_connection(("127.0.0.1", PORT + 15)))
         d.wait_log("START hold", n, timeout=60)
         wait_until(lambda: len(set(uids_of_processes(lo, hi).values())) == n, 30, f"{n} live instances")
-        d.proc.send_signal(signal.SIGKILL)
-        d.proc.wait()
-        d.proc = None
-        d.logf.close()
+        d.kill()
         t0 = time.time()
         d.start()
         ready = time.time() - t0
@@ -322,20 +286,11 @@ def test_orphans_of_a_killed_superd_are_swept_while_it_serves():
         check(d.log().count(": swept") == n, f"every orphan swept:\n{d.log()[-1500:]}")
         for c in conns:
             c.close()
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        for c in conns:
-            c.close()
-        d.close()
-        for pid in uids_of_processes(lo, hi):  # orphans this test made, if it failed before the sweep
-            os.kill(pid, signal.SIGKILL)
+        d.stop_clean()
 
 
 def test_idle_control_connections_are_capped_and_timed_out():
-    d = Superd("sec-control", {"id": svc(PORT + 17, "id")}, (88530, 88539))
-    conns = []
-    try:
+    with Superd("sec-control", {"id": svc(PORT + 17, "id")}, (88530, 88539)) as d, closed_at_end([]) as conns:
         d.start()
         path = os.path.join(d.root, "run", "superd", "control")
         for _ in range(100):
@@ -356,12 +311,7 @@ def test_idle_control_connections_are_capped_and_timed_out():
         check(early >= 30, f"{early} of 100 idle control connections closed past the cap")
         check(status_json(d)["pool"]["size"] == 10, "status still answers")
         wait_until(lambda: all(closed(s) for s in conns), 10, "idle control connections to time out")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        for s in conns:
-            s.close()
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":

@@ -8,20 +8,11 @@ import os
 import socket
 import struct
 import time
-from harness import Superd, check, main, skip, talk_udp
+from harness import Superd, check, internal_service, main, skip, talk_udp
 
 LO, HI = 87000, 87049
 PORT = 16000  # 16000-16049: this file's ports (test_listen_path has the rest of the range)
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def internal_udp(port, name, extra=""):
-    return f"""[socket]
-listen_datagram = ["127.0.0.1:{port}"]
-{extra}
-[service]
-internal = "{name}"
-"""
 
 
 def ip_checksum(data):
@@ -71,34 +62,27 @@ def measure_quiet(d, what):
 
 def test_forged_datagram_from_itself_gets_no_reply():
     port = PORT
-    d = Superd("udpself", {"echo": internal_udp(port, "echo")}, (LO, HI))
-    try:
+    with Superd("udpself", {"echo": internal_service("echo", datagram=port)}, (LO, HI)) as d:
         d.start()
         check(talk_udp(port, b"hello") == [b"hello"], "a real client is echoed")
         forge_udp("127.0.0.1", port, "127.0.0.1", port, b"loop")
         measure_quiet(d, "echo answering itself")
         d.wait_log("loop guard")
         check(talk_udp(port, b"still") == [b"still"], "a real client is still echoed")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_forged_datagram_between_echo_and_chargen_stops():
     echo, chargen = PORT + 1, PORT + 2
-    d = Superd("udppair", {"echo": internal_udp(echo, "echo"), "chargen": internal_udp(chargen, "chargen")}, (LO, HI))
-    try:
+    with Superd("udppair", {"echo": internal_service("echo", datagram=echo),
+                            "chargen": internal_service("chargen", datagram=chargen)}, (LO, HI)) as d:
         d.start()
         forge_udp("127.0.0.1", echo, "127.0.0.1", chargen, b"x")
         measure_quiet(d, "echo <-> chargen")
         d.wait_log("REFUSE chargen")
         check("loop guard" in d.log(), f"the refusal names the loop guard:\n{d.log()[-2000:]}")
         check(len(talk_udp(chargen, b"?")) == 1, "chargen still answers a real client")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def flood(port, n, source="127.0.0.1", quiet=1.0, limit=8.0):
@@ -126,8 +110,7 @@ def flood(port, n, source="127.0.0.1", quiet=1.0, limit=8.0):
 
 def test_chargen_flood_gets_the_per_source_budget():
     port = PORT + 3
-    d = Superd("udpflood", {"chargen": internal_udp(port, "chargen")}, (LO, HI))
-    try:
+    with Superd("udpflood", {"chargen": internal_service("chargen", datagram=port)}, (LO, HI)) as d:
         d.start()
         replies, sent_in = flood(port, 1000)
         # The defaults: 20 per 2s per source, a burst of 20, then 10 a second.
@@ -136,26 +119,19 @@ def test_chargen_flood_gets_the_per_source_budget():
               f"the per-source budget is {budget}")
         check(replies >= 10, f"the first requests are answered: {replies}")
         d.wait_log("datagram_reply_rate_per_source=20 per 2000ms")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # another source address
-            s.bind(("127.0.0.2", 0))
-            s.settimeout(3)
-            s.sendto(b"?", ("127.0.0.1", port))
-            got = s.recv(65536)
-        check(len(got) <= 512, f"a second source is answered: {got!r}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        got = talk_udp(port, b"?", source="127.0.0.2", timeout=3)  # another source address
+        check(len(got) == 1 and len(got[0]) <= 512, f"a second source is answered: {got!r}")
+        d.stop_clean()
 
 
 def test_reply_limits_are_configurable():
     port = PORT + 4
-    d = Superd("udpkeys", {"echo": internal_udp(port, "echo", extra="""datagram_reply_rate = 7
+    keys = """datagram_reply_rate = 7
 datagram_reply_interval = "20s"
 datagram_reply_rate_per_source = 5
 datagram_reply_interval_per_source = "20s"
-""")}, (LO, HI))
-    try:
+"""
+    with Superd("udpkeys", {"echo": internal_service("echo", datagram=port, socket_extra=keys)}, (LO, HI)) as d:
         d.start()
         first, _ = flood(port, 100, source="127.0.0.1", quiet=0.5)
         check(first == 5, f"one source: 5 per 20s, got {first}")
@@ -163,10 +139,7 @@ datagram_reply_interval_per_source = "20s"
         second, _ = flood(port, 100, source="127.0.0.3", quiet=0.5)
         check(second == 2, f"a second source: what is left of 7 per 20s for all, got {second}")
         d.wait_log("datagram_reply_rate=7 per 20000ms (all sources)")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":

@@ -3,26 +3,20 @@ accepts connections itself; superd stops polling until it exits, then polls agai
 UID is a named lease hashed from "wait:NAME", so every instance of the service gets the same
 one. And static identities (dynamic_user = false): user, group, supplementary_groups."""
 import grp
-import os
 import pwd
 import re
 import time
-from harness import Superd, check, main, parallel, processes_mentioning, talk_tcp
+from harness import Superd, check, main, parallel, processes_mentioning, service, talk_tcp
 
 LO, HI = 80000, 80099
 PORT = 30000
 
 
-def waiter(port, n, idle_ms, extra_socket="", extra_service="", fd=None):
-    args = f'"@PROBE@", "accept", "{n}", "{idle_ms}"' + (f', "{fd}"' if fd is not None else "")
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-accept = false
-{extra_socket}
-[service]
-exec = [{args}]
-{extra_service}
-"""
+def waiter(port, n, idle_ms, extra_service="", fd=None):
+    """A wait-mode probe that accepts `n` connections (on fd `fd`, if given) and exits after
+    `idle_ms` without one."""
+    fd_arg = [str(fd)] if fd is not None else []
+    return service(port, "accept", str(n), str(idle_ms), *fd_arg, socket_extra="accept = false", extra=extra_service)
 
 
 def report(out):
@@ -44,8 +38,7 @@ def starts(d, svc):
 
 def test_one_instance_serves_several_connections_then_superd_polls_again():
     port = PORT
-    d = Superd("wait", {"waiter": waiter(port, 3, 5000)}, (LO, HI))
-    try:
+    with Superd("wait", {"waiter": waiter(port, 3, 5000)}, (LO, HI)) as d:
         d.start()
         first = [report(talk_tcp(port)) for _ in range(3)]
         insts = {r["inst"] for r in first}
@@ -70,16 +63,12 @@ def test_one_instance_serves_several_connections_then_superd_polls_again():
         check(len({o["inst"] for o in outs} | {again["inst"]}) == 1, f"the live instance takes them: {outs} {again}")
         d.wait_log("EXIT waiter ", 2)
         check(starts(d, "waiter") == 2, f"two instances for six connections:\n{d.log()[-2000:]}")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_an_idle_instance_exits_and_the_next_connection_starts_another():
     port = PORT + 1
-    d = Superd("waitidle", {"idler": waiter(port, 100, 700)}, (LO, HI))
-    try:
+    with Superd("waitidle", {"idler": waiter(port, 100, 700)}, (LO, HI)) as d:
         d.start()
         a = report(talk_tcp(port))
         t0 = time.time()
@@ -95,25 +84,18 @@ def test_an_idle_instance_exits_and_the_next_connection_starts_another():
         d.wait_log("EXIT idler ", 3, timeout=10)
         check(starts(d, "idler") == 3, d.log()[-2000:])
         check(d.proc.poll() is None, "superd runs")
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_listen_fds_in_wait_mode():
     port = PORT + 2
-    d = Superd("waitfds", {"fds": waiter(port, 1, 2000, extra_service='stdio = "listen-fds"', fd=3)}, (LO, HI))
-    try:
+    with Superd("waitfds", {"fds": waiter(port, 1, 2000, extra_service='stdio = "listen-fds"', fd=3)}, (LO, HI)) as d:
         d.start()
         r = report(talk_tcp(port))
         check(r["listen_fds"] == "1", f"the listening socket is fd 3, LISTEN_FDS=1: {r}")
         d.wait_log("EXIT fds ")
         check(re.search(r"EXIT fds .*status=0", d.log()), d.log()[-2000:])
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 def test_stop_while_wait_mode_instances_run():
@@ -151,20 +133,13 @@ def test_static_identity_user_group_and_supplementary_groups():
     except KeyError as e:
         check(False, f"this host lacks a standard user or group: {e}")
     port = PORT + 3
-    d = Superd("static", {
+    with Superd("static", {
         "asnobody": waiter(port, 1, 2000, extra_service='dynamic_user = false\nuser = "nobody"\n'
                                                           'supplementary_groups = ["adm", 100]'),
         "withgroup": waiter(port + 1, 1, 2000, extra_service=f'dynamic_user = false\nuser = {nobody.pw_uid}\n'
                                                               'group = "users"'),
-        "accepting": f"""[socket]
-listen = ["127.0.0.1:{port + 2}"]
-[service]
-exec = ["@PROBE@", "id"]
-dynamic_user = false
-user = "nobody"
-""",
-    }, (LO, HI))
-    try:
+        "accepting": service(port + 2, "id", extra='dynamic_user = false\nuser = "nobody"'),
+    }, (LO, HI)) as d:
         d.start()
         r = report(talk_tcp(port))
         check(r["uid"] == [nobody.pw_uid] * 3, f"user = nobody: {r['uid']}")
@@ -185,8 +160,6 @@ user = "nobody"
         check(d.stop() == 0, "exit 0")
         check(not processes_mentioning(d.root), f"probes survive: {processes_mentioning(d.root)}")
         d.assert_clean()
-    finally:
-        d.close()
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ def line_of(text, needle):
 
 
 def test_import_a_tree_then_check_and_serve_it():
-    d = Superd("ximport", {}, (LO, HI), global_extra='include = ["imported/*.toml"]')
-    try:
+    with Superd("ximport", {}, (LO, HI), global_extra='include = ["imported/*.toml"]') as d:
         sub = os.path.join(d.root, "xinetd.d")
         os.makedirs(sub)
         main_file = os.path.join(d.root, "xinetd.conf")
@@ -70,7 +69,7 @@ includedir {sub}
         heads = re.findall(r"^# ---- (\S+)$", r2.stdout, re.M)
         check(sorted(heads) == files, f"stdout headers {heads}")
         # The converted tree checks and serves: alpha answers as nobody, beta is not bound.
-        r3 = d.run_cli("check", "-c", d.config)
+        r3 = d.cli("check")
         check(r3.returncode == 0, f"superd check of the imported tree: {r3.returncode}\n{r3.stdout}{r3.stderr}")
         d.start()
         out = talk_tcp(PORT).decode()
@@ -85,13 +84,10 @@ includedir {sub}
         check(d.stop() == 0, "exit 0")
         check(not processes_mentioning(d.root), f"probes survive: {processes_mentioning(d.root)}")
         d.assert_clean()
-    finally:
-        d.close()
 
 
 def test_a_missing_file_exits_2_and_is_named():
-    d = Superd("ximportmissing", {}, (LO, HI))
-    try:
+    with Superd("ximportmissing", {}, (LO, HI)) as d:
         missing = os.path.join(d.root, "no-such-xinetd.conf")
         r = d.run_cli("import-xinetd", missing, "-o", os.path.join(d.root, "out"))
         check(r.returncode == 2, f"exit {r.returncode}, expected 2: {r.stderr}")
@@ -101,8 +97,6 @@ def test_a_missing_file_exits_2_and_is_named():
         write(main_file, f"includedir {d.root}/no-such-dir\n")
         r = d.run_cli("import-xinetd", main_file, "-o", os.path.join(d.root, "out2"))
         check(f"{d.root}/no-such-dir" in r.stderr, f"stderr names the missing includedir: {r.stderr!r}")
-    finally:
-        d.close()
 
 
 if __name__ == "__main__":

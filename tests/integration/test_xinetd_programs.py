@@ -6,8 +6,7 @@ are compared. Served both ways: `superd serve --xinetd FILE` (conversion in memo
 import os
 import re
 import subprocess
-import time
-from harness import Superd, check, main, processes_mentioning, require_root, skip
+from harness import Superd, check, main, poll_until, processes_mentioning, require_root, skip
 
 LO, HI = 78000, 78099
 PORT = 28000
@@ -33,13 +32,12 @@ def run(argv, timeout=30, **kw):
         raise AssertionError(f"{argv[0]} did not finish in {timeout}s: {e.stdout!r} {e.stderr!r}")
 
 
-def no_leftovers(d):
-    """The daemon is stopped: no program started from this test's scratch root survives (they run
-    as static users, outside the dynamic range that assert_clean watches)."""
-    deadline = time.time() + 10
-    while processes_mentioning(d.root) and time.time() < deadline:
-        time.sleep(0.05)
-    check(not processes_mentioning(d.root), f"programs survive superd: {processes_mentioning(d.root)}")
+def stop_without_leftovers(d):
+    """superd exits 0 on SIGTERM, and no program started from this test's scratch root survives
+    (they run as static users, outside the dynamic range that assert_clean watches)."""
+    check(d.stop() == 0, "exit 0")
+    check(poll_until(lambda: not processes_mentioning(d.root), 10),
+          f"programs survive superd: {processes_mentioning(d.root)}")
     d.assert_clean()
 
 
@@ -67,7 +65,7 @@ def make_bare_repo(base, content):
 def test_git_daemon_from_an_xinetd_file():
     need(GIT_DAEMON, "/usr/bin/git")
     port = PORT
-    d = Superd("xgit", {}, (LO, HI), xinetd=f"""# as Debian's git-daemon-run would have it for xinetd
+    with Superd("xgit", {}, (LO, HI), xinetd=f"""# as Debian's git-daemon-run would have it for xinetd
 service git
 {{
         type            = UNLISTED
@@ -82,8 +80,7 @@ service git
         server_args     = --inetd --export-all --base-path=@ROOT@/git/export @ROOT@/git/export
         log_on_failure  += USERID
 }}
-""")
-    try:
+""") as d:
         content = f"hello from git, test pid {os.getpid()}\n"
         make_bare_repo(os.path.join(d.root, "git"), content)
         d.start()
@@ -98,10 +95,7 @@ service git
         check(re.search(r"START git serial=\d+ peer=127\.0\.0\.1:\d+ uid=65534 pid=\d+", d.log()),
               f"git-daemon runs as nobody:\n{d.log()[-3000:]}")
         check(re.search(r"EXIT git serial=\d+ .*status=0", d.log()), f"git-daemon exits 0:\n{d.log()[-3000:]}")
-        check(d.stop() == 0, "exit 0")
-        no_leftovers(d)
-    finally:
-        d.close()
+        stop_without_leftovers(d)
 
 
 RSYNC_XINETD = """service rsync
@@ -123,8 +117,7 @@ RSYNC_XINETD = """service rsync
 def test_rsync_imported_then_served():
     need(RSYNC)
     port = PORT + 1
-    d = Superd("xrsync", {}, (LO, HI))
-    try:
+    with Superd("xrsync", {}, (LO, HI)) as d:
         mod = os.path.join(d.root, "mod")
         os.makedirs(mod)
         os.chmod(mod, 0o755)
@@ -143,7 +136,7 @@ def test_rsync_imported_then_served():
         r = d.run_cli("import-xinetd", xinetd, "-o", conf_d)
         check(r.returncode == 0, f"import-xinetd exit {r.returncode}: {r.stderr}")
         check(os.path.exists(os.path.join(conf_d, "rsync.toml")), f"no rsync.toml in {os.listdir(conf_d)}")
-        r = d.run_cli("check", "-c", d.config)
+        r = d.cli("check")
         check(r.returncode == 0, f"the imported file does not check: {r.stdout}{r.stderr}")
         d.start()
         r = run([RSYNC, f"rsync://127.0.0.1:{port}/"])
@@ -158,10 +151,7 @@ def test_rsync_imported_then_served():
         d.wait_log("EXIT rsync", 2)
         check(len(re.findall(r"START rsync serial=\d+ peer=127\.0\.0\.1:\d+ uid=65534 ", d.log())) == 2,
               f"two instances as nobody:\n{d.log()[-3000:]}")
-        check(d.stop() == 0, "exit 0")
-        no_leftovers(d)
-    finally:
-        d.close()
+        stop_without_leftovers(d)
 
 
 def tftp_get(port, name, dest):
@@ -178,7 +168,7 @@ def tftp_get(port, name, dest):
 def test_tftp_as_a_udp_wait_mode_service():
     need(IN_TFTPD, TFTP)
     port = PORT + 2
-    d = Superd("xtftp", {}, (LO, HI), xinetd=f"""defaults
+    with Superd("xtftp", {}, (LO, HI), xinetd=f"""defaults
 {{
         instances       = 60
         umask           = 022
@@ -199,8 +189,7 @@ service tftp
         cps             = 100 2
         flags           = IPv4
 }}
-""")
-    try:
+""") as d:
         boot = os.path.join(d.root, "tftpboot")
         os.makedirs(boot)
         os.chmod(boot, 0o755)
@@ -226,10 +215,7 @@ service tftp
         got, r = tftp_get(port, "nope.bin", os.path.join(d.root, "got3"))
         check(not got, f"a missing file yields nothing: {got!r}")
         d.wait_log("EXIT tftp", 3, timeout=15)  # stopping with a live instance: test_wait_mode
-        check(d.stop() == 0, "exit 0")
-        no_leftovers(d)
-    finally:
-        d.close()
+        stop_without_leftovers(d)
 
 
 if __name__ == "__main__":

@@ -2,24 +2,13 @@
 that did not change stay the same sockets, a live wait-mode instance is left alone (and keeps
 its socket), new services start, and a broken file is refused with its xinetd file and line
 while the running configuration stays."""
-import os
 import re
 import signal
 import time
-from harness import Superd, check, listen_inode, main, processes_mentioning, talk_tcp
+from harness import Superd, check, listen_inode, main, poll_until, processes_mentioning, talk_tcp
 
 LO, HI = 84000, 84099
 PORT = 18000  # below the ephemeral range (32768-60999)
-
-
-def kill_leftover_waiters(d):
-    """A static user's instance would outlive a superd that close() killed if PR_SET_PDEATHSIG
-    failed; end ours, by PID, so a failing test leaves nothing behind."""
-    for pid in processes_mentioning(d.probe + " accept 50 20000"):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 def xinetd(extra="", env="A=1"):
@@ -59,8 +48,7 @@ service waiter
 
 
 def test_reload_from_xinetd_keeps_sockets_and_instances():
-    d = Superd("xreload", {}, (LO, HI), xinetd=xinetd())
-    try:
+    with Superd("xreload", {}, (LO, HI), xinetd=xinetd()) as d:
         d.start()
         check("A=1" in talk_tcp(PORT).decode(), "idsvc serves with env A=1")
         first = talk_tcp(PORT + 1).decode()
@@ -97,51 +85,35 @@ service added
         # A broken file: the problem names the xinetd file and line; the running config stays.
         with open(d.xinetd_path, "w") as f:
             f.write(xinetd(new_service.replace("@PROBE@", "/nonexistent/probe")).replace("@PROBE@", d.probe))
-        r = d.run_cli("reload", "-c", d.config)
+        r = d.cli("reload")
         check(r.returncode == 2, f"reload refused: {r.returncode} {r.stdout} {r.stderr}")
         check(re.search(r"xinetd\.conf:\d+:\d+: service\.exec\[0\]: \"/nonexistent/probe\"", r.stderr),
               f"the problem names the xinetd file: {r.stderr}")
         time.sleep(0.2)
         check(talk_tcp(PORT + 2).decode().startswith("uid="), "the running configuration stays")
-        d.proc.send_signal(signal.SIGTERM)
-        rc = d.proc.wait(timeout=40)
-        d.proc = None
-        d.logf.close()
+        rc = d.stop()
         check(rc == 0, f"exit 0: {rc}")
         check(not processes_mentioning(d.root), "no probe survives")
         d.assert_clean()
-    finally:
-        d.close()
-        kill_leftover_waiters(d)
 
 
 def test_a_static_users_instance_dies_with_a_killed_superd():
     """A killed superd cannot sweep a static UID on restart (it is not in the pool), so such an
     instance carries PR_SET_PDEATHSIG: it ends with superd instead of running on unowned."""
-    d = Superd("xpdeath", {}, (LO, HI), xinetd=xinetd())
-    try:
+    with Superd("xpdeath", {}, (LO, HI), xinetd=xinetd()) as d:
         d.start()
         check(re.search(r"conn=1 ", talk_tcp(PORT + 1).decode()), "the wait-mode instance answers")
         check(len(processes_mentioning(d.probe + " accept 50 20000")) == 1, "it lives")
-        d.proc.kill()
-        d.proc.wait()
-        d.proc = None
-        d.logf.close()
-        deadline = time.time() + 5
-        while processes_mentioning(d.probe + " accept 50 20000") and time.time() < deadline:
-            time.sleep(0.02)
-        check(not processes_mentioning(d.probe + " accept 50 20000"), "the instance died with superd")
-    finally:
-        d.close()
-        kill_leftover_waiters(d)
+        d.kill()
+        check(poll_until(lambda: not processes_mentioning(d.probe + " accept 50 20000"), 5, interval=0.02),
+              "the instance died with superd")
 
 
 def test_dynamic_user_yes_in_defaults_gives_each_connection_its_own_uid():
     """superd's one extension to the xinetd format: `dynamic_user = yes` (xinetd ignores it as an
     unknown attribute), here in defaults{}, turns user = nobody into a fresh UID per connection."""
     text = xinetd().replace("defaults\n{{\n".replace("{{", "{"), "defaults\n{\n\tdynamic_user = yes\n")
-    d = Superd("xdyn", {}, (LO, HI), xinetd=text)
-    try:
+    with Superd("xdyn", {}, (LO, HI), xinetd=text) as d:
         d.start()
         uids = set()
         for _ in range(3):
@@ -151,10 +123,7 @@ def test_dynamic_user_yes_in_defaults_gives_each_connection_its_own_uid():
             uids.add(int(m.group(1)))
         check(len(uids) == 3 and all(LO <= u <= HI for u in uids), f"three connections, three UIDs: {uids}")
         d.wait_log("EXIT idsvc ", 3)
-        check(d.stop() == 0, "exit 0")
-        d.assert_clean()
-    finally:
-        d.close()
+        d.stop_clean()
 
 
 if __name__ == "__main__":
