@@ -83,6 +83,14 @@ void* allocate_and_map(int fd, size_t len, std::error_code& ec) {
     ec = last_error();
     return nullptr;
   }
+  // Not into children (zygotes, the sweeper, instances before exec): a mapping holds the file,
+  // and with it the flock, so a child that outlives a killed daemon for a moment would keep a
+  // restarted one from opening the table ("leases is locked"). No child needs the table.
+  if (::madvise(m, len, MADV_DONTFORK) != 0) {
+    ec = last_error();
+    ::munmap(m, len);
+    return nullptr;
+  }
   return m;
 }
 }  // namespace

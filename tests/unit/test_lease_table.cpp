@@ -7,7 +7,10 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -198,6 +201,32 @@ TEST_CASE("a second open of the same directory is refused and leaves the first o
   CHECK_FALSE(ec);
   CHECK(third.valid());
   CHECK(third.take_orphans().size() == 1);
+}
+
+TEST_CASE("a child of the daemon does not keep the table locked after the daemon lets go", "[lease_table]") {
+  // A zygote or the sweeper is forked from the daemon; a mapping of the table holds its file and
+  // so its flock. A child that outlives a killed daemon for a moment must not keep a restarted
+  // daemon out ("leases is locked"): the mappings are not inherited.
+  Scratch s;
+  pid_t child;
+  {
+    auto t = open_ok(s);
+    t.record(89006, 66, 1, 0, "held");
+    child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      ::syscall(SYS_close_range, 3, ~0U, 0);  // as the zygote: no fd of the table left, only maps
+      ::pause();
+      _exit(0);
+    }
+  }  // the daemon's table is gone; the child lives on
+  std::error_code ec;
+  auto again = uid_pool::LeaseTable::open(s.dir.string(), kFirst, kLast, ec);
+  ::kill(child, SIGKILL);  // ours, forked above
+  int st;
+  ::waitpid(child, &st, 0);
+  CHECK_FALSE(ec);
+  CHECK(again.valid());
 }
 
 TEST_CASE("the table is 0600 and the names file 0644, whatever they were; symlinks are refused", "[lease_table]") {
