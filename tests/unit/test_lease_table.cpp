@@ -208,6 +208,9 @@ TEST_CASE("a child of the daemon does not keep the table locked after the daemon
   // so its flock. A child that outlives a killed daemon for a moment must not keep a restarted
   // daemon out ("leases is locked"): the mappings are not inherited.
   Scratch s;
+  int ready[2];
+  REQUIRE(::pipe2(ready, O_CLOEXEC) == 0);
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]);
   pid_t child;
   {
     auto t = open_ok(s);
@@ -215,11 +218,19 @@ TEST_CASE("a child of the daemon does not keep the table locked after the daemon
     child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-      ::syscall(SYS_close_range, 3, ~0U, 0);  // as the zygote: no fd of the table left, only maps
+      // As the zygote: no fd of the table left (only what was mapped), then say so.
+      int w = ready_w.get();
+      ::syscall(SYS_close_range, 3, w - 1, 0);
+      ::syscall(SYS_close_range, w + 1, ~0U, 0);
+      (void)!::write(w, "x", 1);
+      ::close(w);
       ::pause();
       _exit(0);
     }
   }  // the daemon's table is gone; the child lives on
+  ready_w.reset();
+  char c;
+  REQUIRE(::read(ready_r.get(), &c, 1) == 1);
   std::error_code ec;
   auto again = uid_pool::LeaseTable::open(s.dir.string(), kFirst, kLast, ec);
   ::kill(child, SIGKILL);  // ours, forked above
