@@ -95,6 +95,7 @@ class TableReader {
   }
   std::string name(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
   Location where(const toml::node& n) const { return loc(file_, n.source()); }
+  Location where_table() const { return loc(file_, t_.source()); }
   void bad(const toml::node& n, const std::string& key, std::string msg) { p_.add(where(n), name(key), std::move(msg)); }
   void wrong_type(const toml::node& n, const std::string& key, const char* want) {
     bad(n, key, std::string("expected ") + want + ", got " + type_name(n));
@@ -227,10 +228,10 @@ void read_socket(TableReader& r, SocketConfig& s) {
     else r.bad(*node, "listen_datagram", why);
   }
   r.read_bool("accept", s.accept);
-  r.read_int("max_connections", s.max_connections, 1, kMaxConnectionsCap);
-  r.read_int("max_connections_per_source", s.max_connections_per_source, 0, kMaxConnectionsCap);
+  r.read_int("max_connections", s.limits.max_connections, 1, kMaxConnectionsCap);
+  r.read_int("max_connections_per_source", s.limits.max_per_source, 0, kMaxConnectionsCap);
   for (const char* key : {"allow", "deny"}) {
-    auto& list = std::string(key) == "allow" ? s.allow : s.deny;
+    auto& list = std::string(key) == "allow" ? s.limits.allow : s.limits.deny;
     for (auto& [text, node] : r.read_strings(key, false)) {
       std::string why;
       if (auto c = net::parse_cidr(text, why)) list.push_back(*c);
@@ -283,7 +284,7 @@ void read_socket(TableReader& r, SocketConfig& s) {
   for (auto& [text, node] : r.read_strings("access_times", true)) times.push_back(text);
   if (auto* n = r.get("access_times")) {
     std::string why;
-    if (admission::AccessTimes::parse(times, why)) s.access_times = times;
+    if (auto at = admission::AccessTimes::parse(times, why)) s.access_times = std::move(*at);
     else r.bad(*n, "access_times", why);
   }
   for (auto [key, banner] : {std::pair{"banner", &s.banner}, std::pair{"banner_success", &s.banner_success},
@@ -452,9 +453,9 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
     sb.private_tmp = false;
     sb.private_ipc = false;
     sb.no_new_privileges = false;
-    sb.restrict_suid_sgid = false;
-    sb.default_syscall_deny_list = false;
-    sb.restrict_address_families.clear();
+    sb.seccomp.restrict_suid_sgid = false;
+    sb.seccomp.default_deny_list = false;
+    sb.seccomp.restrict_address_families.clear();
     sb.restrict_abstract_sockets = false;
     sb.restrict_signals = false;
   }
@@ -512,47 +513,55 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
         cap_free(cn);
       }
   }
-  r.read_bool("restrict_suid_sgid", sb.restrict_suid_sgid);
-  for (auto& [v, node] : r.read_strings("system_call_filter", true)) sb.system_call_filter.push_back(v);
+  seccomp::Settings& sc = sb.seccomp;
+  r.read_bool("restrict_suid_sgid", sc.restrict_suid_sgid);
+  for (auto& [v, node] : r.read_strings("system_call_filter", true)) sc.system_call_filter.push_back(v);
   if (auto* n = r.get("system_call_error_number")) {
-    if (n->is_integer()) sb.system_call_error_number = std::to_string(*n->value<int64_t>());
-    else if (n->is_string()) sb.system_call_error_number = *n->value<std::string>();
+    if (n->is_integer()) sc.system_call_error_number = std::to_string(*n->value<int64_t>());
+    else if (n->is_string()) sc.system_call_error_number = *n->value<std::string>();
     else r.wrong_type(*n, "system_call_error_number", "an errno name such as \"EPERM\" or a number");
   }
-  for (auto& [v, node] : r.read_strings("system_call_architectures", true)) sb.system_call_architectures.push_back(v);
+  std::vector<std::string> architectures;
+  for (auto& [v, node] : r.read_strings("system_call_architectures", true)) architectures.push_back(v);
+  if (!architectures.empty()) sc.system_call_architectures = architectures;  // else the default, native
   if (r.get("restrict_address_families")) {
-    sb.restrict_address_families.clear();  // the key replaces the default
-    for (auto& [v, node] : r.read_strings("restrict_address_families", true)) sb.restrict_address_families.push_back(v);
-  } else if (!sb.restrict_address_families.empty()) {
+    sc.restrict_address_families.clear();  // the key replaces the default
+    for (auto& [v, node] : r.read_strings("restrict_address_families", true)) sc.restrict_address_families.push_back(v);
+  } else if (!sc.restrict_address_families.empty()) {
     // The default cannot hold where socketcall() hides the family (system_call_architectures
     // with "x86"): there it is dropped, as an explicit setting would be refused.
-    seccomp::Settings st;
-    if (!sb.system_call_architectures.empty()) st.system_call_architectures = sb.system_call_architectures;
-    st.restrict_address_families = sb.restrict_address_families;
+    seccomp::Settings probe;
+    probe.system_call_architectures = sc.system_call_architectures;
+    probe.restrict_address_families = sc.restrict_address_families;
     std::string why;
-    if (!seccomp::validate(st, why)) sb.restrict_address_families.clear();
+    if (!seccomp::validate(probe, why)) sc.restrict_address_families.clear();
   }
   r.read_bool("restrict_abstract_sockets", sb.restrict_abstract_sockets);
   r.read_bool("restrict_signals", sb.restrict_signals);
-  // Names are checked now, so a typo is a config error naming its key, not a start-up failure.
+  // Names are checked now, so a typo is a config error naming its key, not a start-up failure:
+  // each key alone, as validate() stops at the first bad entry.
   struct Check {
     const char* key;
     seccomp::Settings st;
   };
   std::vector<Check> checks;
   checks.push_back({"system_call_filter", {}});
-  checks.back().st.system_call_filter = sb.system_call_filter;
+  checks.back().st.system_call_filter = sc.system_call_filter;
   checks.push_back({"system_call_error_number", {}});
-  checks.back().st.system_call_error_number = sb.system_call_error_number;
+  checks.back().st.system_call_error_number = sc.system_call_error_number;
   checks.push_back({"system_call_architectures", {}});
-  if (!sb.system_call_architectures.empty()) checks.back().st.system_call_architectures = sb.system_call_architectures;
+  checks.back().st.system_call_architectures = sc.system_call_architectures;
   checks.push_back({"restrict_address_families", {}});
-  checks.back().st.restrict_address_families = sb.restrict_address_families;
+  checks.back().st.restrict_address_families = sc.restrict_address_families;
   for (Check& c : checks) {
     std::string why;
     const toml::node* at = r.get(c.key);
     if (!seccomp::validate(c.st, why)) at ? r.bad(*at, c.key, why) : r.problems().add({r.file(), 1, 1}, r.name(c.key), why);
   }
+  // No filter at all only when nothing asks for one (a static user, or sandbox = false, with
+  // none of the keys above).
+  sb.filter_syscalls = sc.default_deny_list || !sc.system_call_filter.empty() ||
+                       !sc.restrict_address_families.empty() || sc.restrict_suid_sgid || !architectures.empty();
 }
 
 bool valid_env_name(std::string_view k) {
@@ -661,6 +670,15 @@ void read_cgroup_bounds(TableReader& r, ServiceConfig& s) {
   }
 }
 
+// "echo, discard, daytime, chargen or time", from inloop's one list.
+std::string internal_names() {
+  std::string out;
+  for (size_t i = 0; i < inloop::kInternalNames.size(); ++i)
+    out += std::string(i == 0 ? "" : i + 1 == inloop::kInternalNames.size() ? " or " : ", ") +
+           inloop::kInternalNames[i].second;
+  return out;
+}
+
 void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
   read_cgroup_bounds(r, s);
   auto exec = r.read_strings("exec", false);
@@ -673,11 +691,11 @@ void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
   } else if (!s.exec.empty()) {
     s.exec_path = s.exec.front();
   }
-  if (r.read_string("internal", s.internal)) {
-    static const std::set<std::string> kInternal{"echo", "discard", "daytime", "chargen", "time"};
-    if (!kInternal.count(s.internal))
-      r.bad(*r.get("internal"), "internal", "expected echo, discard, daytime, chargen or time, got \"" + s.internal + "\"");
-  }
+  std::string internal;
+  if (r.read_string("internal", internal) && !(s.internal = inloop::parse_internal(internal)))
+    r.bad(*r.get("internal"), "internal", "expected " + internal_names() + ", got \"" + internal + "\"");
+  // For the checks below a bad name counts as set, and "" as unset, as the text always did.
+  const bool has_internal = !internal.empty();
   std::string redirect;
   if (r.read_string("redirect", redirect)) {
     std::string why;
@@ -687,7 +705,7 @@ void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
     else
       s.redirect = spec;
   }
-  int what = !s.exec.empty() + !s.internal.empty() + static_cast<int>(s.redirect.has_value());
+  int what = !s.exec.empty() + has_internal + static_cast<int>(s.redirect.has_value());
   if (what > 1)
     for (const char* key : {"internal", "redirect"})
       if (auto* n = r.get(key)) r.bad(*n, key, "exec, internal and redirect exclude each other");
@@ -696,7 +714,8 @@ void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
   read_identity(r, s);
   if (r.read_string("log_target", s.log_target)) {
     std::string why;
-    if (!log::Sink::parse(s.log_target, why)) r.bad(*r.get("log_target"), "log_target", why);
+    if (auto spec = log::SinkSpec::parse(s.log_target, why)) s.log_sink = std::move(*spec);
+    else r.bad(*r.get("log_target"), "log_target", why);
   }
   s.log_on_success = read_log_fields(r, "log_on_success",
                                      kLogPid | kLogHost | kLogUserid | kLogExit | kLogDuration | kLogTraffic, kLogAll);
@@ -750,6 +769,9 @@ void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
   }
   read_sandbox(r, s, name);
   r.finish();
+  // After the unknown keys, as before: "internal" counts as set even when its name was bad.
+  if (s.exec.empty() && !has_internal && !s.redirect)
+    r.problems().add(r.where_table(), r.name("exec"), "missing or empty (or set internal or redirect)");
 }
 
 bool valid_service_name(std::string_view n) {
@@ -882,7 +904,7 @@ void check_modes(const Service& svc, Problems& p) {
   };
   if (se.redirect && datagrams) p.add(first_datagram(), "socket.listen_datagram", "redirect relays TCP only");
   if (se.redirect && !so.accept) p.add(svc.where, "socket.accept", "redirect needs accept = true");
-  if (!se.internal.empty() || se.redirect) return;
+  if (se.internal || se.redirect) return;
   if (datagrams && so.accept)
     p.add(first_datagram(), "socket.listen_datagram",
           "a datagram socket is served in wait mode: set accept = false (xinetd's wait = yes)");
@@ -916,8 +938,6 @@ std::optional<Service> parse_service_impl(std::string_view text, const std::stri
   if (auto* t = sub_table(top, "service")) {
     TableReader r(*t, "service", file, p);
     read_service(r, svc.service, svc.name);
-    if (svc.service.exec.empty() && svc.service.internal.empty() && !svc.service.redirect)
-      p.add(loc(file, t->source()), "service.exec", "missing or empty (or set internal or redirect)");
   } else {
     p.add(svc.where, "service", "missing [service] table");
   }

@@ -163,7 +163,7 @@ struct ZygoteSlot {
 
 struct Service {
   Service(std::shared_ptr<const config::Service> c, spawn::ServicePlan p)
-      : cfg(c.get()), plan(std::move(p)), gate(admission::limits_from(c->socket)), owned_cfg(std::move(c)) {}
+      : cfg(c.get()), plan(std::move(p)), gate(c->socket.limits), owned_cfg(std::move(c)) {}
   const config::Service* cfg;
   spawn::ServicePlan plan;
   std::optional<uint32_t> group;  // the shared-directory GID, leased for the daemon's lifetime
@@ -543,24 +543,19 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   const auto& so = sc->socket;
   svc->wait_mode = wait_mode;
   svc->rate = admission::RateLimit(so.max_connection_rate, so.connection_rate_interval);
-  std::string why;
-  if (!so.access_times.empty()) {
-    auto at = admission::AccessTimes::parse(so.access_times, why);
-    if (at) svc->access = std::move(*at);  // checked at load already
-  }
-  if (!sc->service.internal.empty()) {
-    svc->internal = inloop::parse_internal(sc->service.internal);
+  svc->access = so.access_times;
+  if (sc->service.internal) {
+    svc->internal = sc->service.internal;
     svc->datagram_buf.resize(65536);
   }
   if (!sc->service.log_target.empty()) {
-    auto sink = log::Sink::parse(sc->service.log_target, why);
-    std::error_code ec = sink ? sink->open() : std::make_error_code(std::errc::invalid_argument);
-    if (ec) {
+    log::Sink sink(sc->service.log_sink);
+    if (std::error_code ec = sink.open()) {
       log::error("{}: service {}: log_target \"{}\": {}", sc->where.file, sc->name, sc->service.log_target,
-                 sink ? ec.message() : why);
+                 ec.message());
       return nullptr;
     }
-    svc->sink = std::move(*sink);
+    svc->sink = std::move(sink);
   }
   // A reloaded service keeps its shared-directory group: no chown, files stay writable.
   if (previous && previous->group && !sandbox::boundary_dirs(sc->service.sandbox, roots_).empty())
@@ -791,7 +786,7 @@ void Daemon::on_readable(Listener& l) {
       // until an instance ends (tcpserver's behaviour). The service itself stays enabled.
       if (!s.paused && s.gate.full())
         log::info("service {}: max_connections={} reached, deferring new connections", s.cfg->name,
-                  s.cfg->socket.max_connections);
+                  s.cfg->socket.limits.max_connections);
       s.paused = true;
       return;
     }
@@ -1720,9 +1715,9 @@ nlohmann::json Daemon::status_json() const {
     services.push_back({{"name", s->cfg->name},
                         {"listen", listen},
                         {"live", s->gate.live()},
-                        {"max_connections", s->cfg->socket.max_connections},
+                        {"max_connections", s->cfg->socket.limits.max_connections},
                         {"paused", s->paused || s->rate_paused},
-                        {"mode", s->internal                      ? "internal " + s->cfg->service.internal
+                        {"mode", s->internal                      ? std::string("internal ") + inloop::internal_name(*s->internal)
                                  : s->cfg->service.redirect         ? "redirect " + s->cfg->service.redirect->to_string()
                                  : s->wait_mode                     ? std::string("wait")
                                                                     : std::string("accept")},
@@ -1865,7 +1860,7 @@ int Daemon::run() {
   // Two fds per live instance (pidfd, stderr pipe): say so at start rather than fail later.
   rlimit nofile{};
   uint64_t need = 64;
-  for (const auto& sc : cfg_.services) need += 2ULL * sc.socket.max_connections;
+  for (const auto& sc : cfg_.services) need += 2ULL * sc.socket.limits.max_connections;
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < need)
     log::warning("RLIMIT_NOFILE is {} but the services' max_connections need about {} fds; connections past "
                  "that are refused (EMFILE)", nofile.rlim_cur, need);
