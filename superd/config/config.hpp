@@ -1,6 +1,14 @@
 // superd's configuration as plain, validated structs. toml++ stays inside superd/config:
 // nothing after start-up sees a TOML node. Every problem carries file, line, column and the
 // key it is about, and is printed as "FILE:LINE:COL: key: message".
+//
+// Values are stored parsed, so no stage parses a string again: the access times, the internal
+// service, the log target's sink spec, the syscall filter's seccomp::Settings and the admission
+// limits are the types their stages take.
+//
+// The module: reader.{hpp,cpp} (the TOML reader), socket.cpp, service.cpp and sandbox.cpp
+// (the tables of a service file, through tables.hpp), global.cpp (the main file), run.cpp
+// (`superd run`), validate.cpp (checks across files and against the system), load.cpp.
 #pragma once
 
 #include <sys/resource.h>
