@@ -15,10 +15,6 @@ const char* verdict_reason(Verdict v) noexcept {
   return "?";
 }
 
-Limits limits_from(const config::SocketConfig& s) {
-  return {s.allow, s.deny, s.max_connections, s.max_connections_per_source};
-}
-
 Gate::Gate(Limits limits) : limits_(std::move(limits)) {
   per_source_.reserve(std::min<uint32_t>(limits_.max_connections, 4096));
 }

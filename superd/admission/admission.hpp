@@ -1,14 +1,15 @@
 // Admission of one service's connections: allow/deny CIDR lists, the total number of live
 // instances and the number per source (IP address, or peer UID for UNIX sockets). Pure
-// bookkeeping over plain config values; the daemon asks before spawning and reports the end.
+// bookkeeping over plain values (the config module fills a Limits at load); the daemon asks
+// before spawning and reports the end.
 // At the total limit the daemon stops accepting (the backlog holds the rest, as tcpserver does);
 // the service is never disabled.
 #pragma once
 
 #include <cstdint>
 #include <unordered_map>
+#include <vector>
 
-#include "config/config.hpp"
 #include "util/net.hpp"
 
 namespace superd::admission {
@@ -16,12 +17,12 @@ namespace superd::admission {
 enum class Verdict { admit, denied, not_allowed, per_source_limit, total_limit };
 const char* verdict_reason(Verdict v) noexcept;
 
+// A service's [socket] keys allow, deny, max_connections and max_connections_per_source.
 struct Limits {
-  std::vector<net::Cidr> allow, deny;
-  uint32_t max_connections = 64;
-  uint32_t max_per_source = 0;  // 0: no per-source limit
+  std::vector<net::Cidr> allow, deny;  // allow empty: everybody (subject to deny)
+  uint32_t max_connections = 64;       // systemd's MaxConnections= default
+  uint32_t max_per_source = 0;         // 0: only max_connections bounds it
 };
-Limits limits_from(const config::SocketConfig& s);
 
 class Gate {
  public:

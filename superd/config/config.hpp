@@ -1,6 +1,14 @@
 // superd's configuration as plain, validated structs. toml++ stays inside superd/config:
 // nothing after start-up sees a TOML node. Every problem carries file, line, column and the
 // key it is about, and is printed as "FILE:LINE:COL: key: message".
+//
+// Values are stored parsed, so no stage parses a string again: the access times, the internal
+// service, the log target's sink spec, the syscall filter's seccomp::Settings and the admission
+// limits are the types their stages take.
+//
+// The module: reader.{hpp,cpp} (the TOML reader), socket.cpp, service.cpp and sandbox.cpp
+// (the tables of a service file, through tables.hpp), global.cpp (the main file), run.cpp
+// (`superd run`), validate.cpp (checks across files and against the system), load.cpp.
 #pragma once
 
 #include <sys/resource.h>
@@ -13,7 +21,12 @@
 #include <utility>
 #include <vector>
 
+#include "admission/access_times.hpp"
+#include "admission/admission.hpp"
+#include "inloop/internal_service.hpp"
+#include "sandbox/seccomp.hpp"
 #include "util/net.hpp"
+#include "util/sink.hpp"
 
 namespace superd::config {
 
@@ -69,10 +82,8 @@ inline constexpr size_t kMaxBannerBytes = 64 * 1024;
 struct SocketConfig {
   std::vector<Listen> listen;
   bool accept = true;
-  uint32_t max_connections = 64;            // systemd's MaxConnections= default
-  uint32_t max_connections_per_source = 0;  // 0: only max_connections bounds it
-  std::vector<net::Cidr> allow;             // empty: everybody (subject to deny)
-  std::vector<net::Cidr> deny;
+  // allow, deny, max_connections, max_connections_per_source: what admission::Gate enforces.
+  admission::Limits limits;
   int backlog = 256;
   bool reuse_port = false;
   mode_t socket_mode = 0666;
@@ -84,7 +95,7 @@ struct SocketConfig {
   uint32_t max_connection_rate = 0;  // per connection_rate_interval; 0: no limit
   std::chrono::milliseconds connection_rate_interval{1000};
   RateAction connection_rate_action = RateAction::defer;
-  std::vector<std::string> access_times;  // "HH:MM-HH:MM", local time; empty: always
+  admission::AccessTimes access_times;  // parsed "HH:MM-HH:MM" intervals, local time; empty: always
   Banner banner, banner_success, banner_fail;
   // Internal datagram services: replies per interval for all sources together, and per source
   // address (bursts of the max, then max per interval); 0: no limit. See inloop/datagram_guard.hpp.
@@ -120,6 +131,14 @@ struct ExecDirs {
   mode_t mode = 0755;
 };
 
+// A dynamic user's syscall filter before any key: the Settings defaults (the built-in deny list,
+// restrict_suid_sgid, the native ABI) and the address families AF_UNIX, AF_INET, AF_INET6.
+inline seccomp::Settings default_seccomp() {
+  seccomp::Settings s;
+  s.restrict_address_families = {"AF_UNIX", "AF_INET", "AF_INET6"};
+  return s;
+}
+
 // The sandbox as configured. Defaults follow systemd's DynamicUser= implications when
 // dynamic_user is on (resolved after parsing; see resolve_sandbox_defaults()).
 struct SandboxConfig {
@@ -142,15 +161,15 @@ struct SandboxConfig {
   bool no_new_privileges = true;
   std::vector<int> capability_bounding_set;  // capabilities kept; default none
   std::vector<int> ambient_capabilities;
-  bool restrict_suid_sgid = true;
-  // Syscall filter settings, as written; compiled by sandbox::seccomp at start-up.
-  std::vector<std::string> system_call_filter;
-  std::string system_call_error_number;
-  std::vector<std::string> system_call_architectures;
-  // As systemd's RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 by default (netlink, vsock,
+  // The syscall filter (keys system_call_filter, system_call_error_number,
+  // system_call_architectures, restrict_address_families, restrict_suid_sgid and the built-in
+  // deny list), validated at load; spawn/plan compiles it as it is. restrict_address_families is
+  // systemd's RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 by default (netlink, vsock,
   // packet sockets... answer EAFNOSUPPORT); the key, when present, replaces it ([] = none).
-  std::vector<std::string> restrict_address_families{"AF_UNIX", "AF_INET", "AF_INET6"};
-  bool default_syscall_deny_list = true;
+  seccomp::Settings seccomp = default_seccomp();
+  // Whether an instance loads the filter at all: false when no key and no default asks for one
+  // (a static user, or sandbox = false, without any of the keys above).
+  bool filter_syscalls = true;
   // Landlock scopes (sandbox/landlock.hpp): an instance reaches only its own abstract UNIX
   // sockets and signals only its own processes. Not enforced, with a warning, before ABI 6.
   bool restrict_abstract_sockets = true;
@@ -166,7 +185,7 @@ enum LogField : uint32_t {
 struct ServiceConfig {
   std::vector<std::string> exec;  // argv; exec[0] is also the program unless exec_path says otherwise
   std::string exec_path;          // the program: exec[0], or for ["@/path", "argv0", ...] "/path"
-  std::string internal;           // echo, discard, daytime, chargen, time: served by superd itself
+  std::optional<inloop::Internal> internal;  // echo, discard, ...: served by superd itself
   std::optional<net::ListenSpec> redirect;  // relay each connection to this TCP address
   bool disabled = false;          // parsed, not served
   bool dynamic_user = true;
@@ -176,7 +195,10 @@ struct ServiceConfig {
   gid_t gid = 0;
   std::string home = "/";
   std::vector<gid_t> supplementary_groups;
-  std::string log_target;  // "" or "stderr": superd's own log; "file:/path"; "syslog:FACILITY[.LEVEL]"
+  // log_target as written ("" when absent: superd's own log), for messages, and parsed: where
+  // the lines go ("stderr", "file:/path", "syslog:FACILITY[.LEVEL]"). The daemon opens it.
+  std::string log_target;
+  log::SinkSpec log_sink;
   uint32_t log_on_success = kLogAll;
   uint32_t log_on_failure = kLogAll;
   Stdio stdio = Stdio::socket;

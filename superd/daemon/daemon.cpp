@@ -175,7 +175,7 @@ int Daemon::run() {
   // Two fds per live instance (pidfd, stderr pipe): say so at start rather than fail later.
   rlimit nofile{};
   uint64_t need = 64;
-  for (const auto& sc : cfg_.services) need += 2ULL * sc.socket.max_connections;
+  for (const auto& sc : cfg_.services) need += 2ULL * sc.socket.limits.max_connections;
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < need)
     log::warning("RLIMIT_NOFILE is {} but the services' max_connections need about {} fds; connections past "
                  "that are refused (EMFILE)", nofile.rlim_cur, need);

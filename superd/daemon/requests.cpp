@@ -86,10 +86,10 @@ nlohmann::json Daemon::status_json() const {
     services.push_back({{"name", s->cfg->name},
                         {"listen", listen},
                         {"live", s->policy.gate().live()},
-                        {"max_connections", s->cfg->socket.max_connections},
+                        {"max_connections", s->cfg->socket.limits.max_connections},
                         {"paused", s->state == State::full || s->state == State::held},
                         {"state", state_name(s->state)},
-                        {"mode", s->internal                      ? "internal " + s->cfg->service.internal
+                        {"mode", s->internal                      ? std::string("internal ") + inloop::internal_name(*s->internal)
                                  : s->cfg->service.redirect         ? "redirect " + s->cfg->service.redirect->to_string()
                                  : s->wait_mode                     ? std::string("wait")
                                                                     : std::string("accept")},

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 
-#include "admission/access_times.hpp"
 #include "listener/listener.hpp"
 #include "sandbox/landlock.hpp"
 #include "util/log.hpp"
@@ -22,13 +21,7 @@ namespace superd::daemon {
 
 namespace {
 admission::Policy policy_for(const config::SocketConfig& so) {
-  std::string why;
-  admission::AccessTimes access;
-  if (!so.access_times.empty()) {
-    auto at = admission::AccessTimes::parse(so.access_times, why);
-    if (at) access = std::move(*at);  // checked at load already
-  }
-  return admission::Policy(admission::limits_from(so), std::move(access),
+  return admission::Policy(so.limits, so.access_times,
                            {so.max_connection_rate, so.connection_rate_interval,
                             so.connection_rate_action == config::RateAction::defer});
 }
@@ -92,20 +85,18 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   }
   if (auto w = sandbox::landlock::warning_once(svc->plan.landlock_missing)) log::warning("{}", *w);
   svc->wait_mode = wait_mode;
-  if (!sc->service.internal.empty()) {
-    svc->internal = inloop::parse_internal(sc->service.internal);
+  if (sc->service.internal) {
+    svc->internal = sc->service.internal;
     svc->datagrams.buf.resize(65536);
   }
   if (!sc->service.log_target.empty()) {
-    std::string why;
-    auto sink = log::Sink::parse(sc->service.log_target, why);
-    std::error_code ec = sink ? sink->open() : std::make_error_code(std::errc::invalid_argument);
-    if (ec) {
+    log::Sink sink(sc->service.log_sink);
+    if (std::error_code ec = sink.open()) {
       log::error("{}: service {}: log_target \"{}\": {}", sc->where.file, sc->name, sc->service.log_target,
-                 sink ? ec.message() : why);
+                 ec.message());
       return nullptr;
     }
-    svc->sink = std::move(*sink);
+    svc->sink = std::move(sink);
   }
   if (spawns && !prepare_service(*svc)) return nullptr;
   if (svc->plan.use_zygote) {
@@ -281,7 +272,7 @@ void Daemon::to_full(Service& s) {
   if (s.state == State::full) return;
   if (s.policy.gate().full())
     log::info("service {}: max_connections={} reached, deferring new connections", s.cfg->name,
-              s.cfg->socket.max_connections);
+              s.cfg->socket.limits.max_connections);
   set_state(s, State::full);
 }
 

@@ -27,15 +27,10 @@
 #include <system_error>
 
 #include "inloop/datagram_guard.hpp"  // OwnSockets, ReplyLimiter: the stateful datagram guards
+#include "inloop/internal_service.hpp"  // Internal, parse_internal, internal_name
 #include "util/unique_fd.hpp"
 
 namespace superd::inloop {
-
-enum class Internal { echo, discard, daytime, chargen, time };
-
-// "echo", "discard", "daytime", "chargen", "time"; anything else is nullopt.
-std::optional<Internal> parse_internal(std::string_view name);
-const char* internal_name(Internal which);
 
 struct Traffic {
   uint64_t from_client = 0;  // bytes read from the client connection

@@ -225,29 +225,6 @@ bool bogus_v4_source(uint32_t host_order) {
 
 }  // namespace
 
-std::optional<Internal> parse_internal(std::string_view name) {
-  for (Internal w :
-       {Internal::echo, Internal::discard, Internal::daytime, Internal::chargen, Internal::time})
-    if (name == internal_name(w)) return w;
-  return std::nullopt;
-}
-
-const char* internal_name(Internal which) {
-  switch (which) {
-    case Internal::echo:
-      return "echo";
-    case Internal::discard:
-      return "discard";
-    case Internal::daytime:
-      return "daytime";
-    case Internal::chargen:
-      return "chargen";
-    case Internal::time:
-      return "time";
-  }
-  return "?";
-}
-
 std::string daytime_text(time_t now) {
   // ctime's layout with fixed English names: the reply must not depend on the daemon's locale.
   static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};

@@ -181,15 +181,8 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
   p.cap_ambient = cap_mask(sb.ambient_capabilities);
   p.cap_last = read_cap_last();
   p.no_new_privs = sb.no_new_privileges;
-  if (sb.default_syscall_deny_list || !sb.system_call_filter.empty() || !sb.restrict_address_families.empty() ||
-      sb.restrict_suid_sgid || !sb.system_call_architectures.empty()) {
-    seccomp::Settings st;
-    st.system_call_filter = sb.system_call_filter;
-    st.system_call_error_number = sb.system_call_error_number;
-    if (!sb.system_call_architectures.empty()) st.system_call_architectures = sb.system_call_architectures;
-    st.restrict_address_families = sb.restrict_address_families;
-    st.restrict_suid_sgid = sb.restrict_suid_sgid;
-    st.default_deny_list = sb.default_syscall_deny_list;
+  if (sb.filter_syscalls) {
+    seccomp::Settings st = sb.seccomp;  // a copy: the zygote's parts set st.part
     std::string why;
     // Sandboxed dynamic-user services spawn through a zygote that holds the filter's base.
     p.use_zygote = use_zygote && s.dynamic_user && sb.enabled && p.mount_ns && seccomp::zygote_compatible(st);

@@ -70,8 +70,8 @@ void open_syslog_once() {
 
 }  // namespace
 
-std::optional<Sink> Sink::parse(std::string_view target, std::string& why) {
-  Sink s;
+std::optional<SinkSpec> SinkSpec::parse(std::string_view target, std::string& why) {
+  SinkSpec s;
   if (target == "stderr") return s;
 
   if (target.substr(0, 5) == "file:") {
@@ -92,8 +92,8 @@ std::optional<Sink> Sink::parse(std::string_view target, std::string& why) {
       why = "log target: the file path is longer than " + std::to_string(PATH_MAX - 1) + " bytes";
       return std::nullopt;
     }
-    s.kind_ = Kind::file;
-    s.path_ = std::string(path);
+    s.kind = Kind::file;
+    s.path = std::string(path);
     return s;
   }
 
@@ -116,8 +116,8 @@ std::optional<Sink> Sink::parse(std::string_view target, std::string& why) {
             std::string(level) + "\" (" + names(kLevels) + ")";
       return std::nullopt;
     }
-    s.kind_ = Kind::syslog;
-    s.priority_ = f->value | l->value;
+    s.kind = Kind::syslog;
+    s.priority = f->value | l->value;
     return s;
   }
 
@@ -126,15 +126,21 @@ std::optional<Sink> Sink::parse(std::string_view target, std::string& why) {
   return std::nullopt;
 }
 
+std::optional<Sink> Sink::parse(std::string_view target, std::string& why) {
+  auto spec = SinkSpec::parse(target, why);
+  if (!spec) return std::nullopt;
+  return Sink(std::move(*spec));
+}
+
 std::error_code Sink::open() {
-  switch (kind_) {
+  switch (spec_.kind) {
     case Kind::standard_error:
       return {};
     case Kind::syslog:
       open_syslog_once();
       return {};
     case Kind::file: {
-      int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+      int fd = ::open(spec_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
       if (fd < 0) return {errno, std::system_category()};
       fd_.reset(fd);
       return {};
@@ -148,7 +154,7 @@ void Sink::write(std::string_view line) const noexcept {
   // through the escaper log::write uses, so no sink passes on a CR, LF or ESC that forges a line.
   if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
   try {
-    switch (kind_) {
+    switch (spec_.kind) {
       case Kind::standard_error:
         log::write(Level::info, line);
         return;
@@ -156,7 +162,7 @@ void Sink::write(std::string_view line) const noexcept {
         fmt::memory_buffer buf;
         append_escaped(buf, line);
         int n = buf.size() > INT_MAX ? INT_MAX : static_cast<int>(buf.size());
-        ::syslog(priority_, "%.*s", n, buf.data());
+        ::syslog(spec_.priority, "%.*s", n, buf.data());
         return;
       }
       case Kind::file: {
@@ -185,15 +191,15 @@ void Sink::write(std::string_view line) const noexcept {
   }
 }
 
-std::string Sink::to_string() const {
-  switch (kind_) {
+std::string SinkSpec::to_string() const {
+  switch (kind) {
     case Kind::standard_error:
       return "stderr";
     case Kind::file:
-      return "file:" + path_;
+      return "file:" + path;
     case Kind::syslog:
-      return "syslog:" + std::string(name_of(kFacilities, priority_ & LOG_FACMASK)) + "." +
-             std::string(name_of(kLevels, priority_ & LOG_PRIMASK));
+      return "syslog:" + std::string(name_of(kFacilities, priority & LOG_FACMASK)) + "." +
+             std::string(name_of(kLevels, priority & LOG_PRIMASK));
   }
   return "stderr";
 }

@@ -2,8 +2,9 @@
 //   "stderr"                 superd's own log (log::write, info level); the default
 //   "file:/ABS/PATH"         appended, one write(2) per line, "TIMESTAMP superd[PID]: line"
 //   "syslog:FACILITY[.LEVEL]" syslog(3), ident "superd", LOG_PID; LEVEL defaults to info
-// parse() is pure (the config module calls it); open() does the I/O, at load/reload, in the
-// running daemon (errors are values). write() never throws and never logs about itself: a line
+// SinkSpec::parse() is pure: the config module stores the SinkSpec it returns, a copyable value.
+// A Sink is built from a spec; open() does the I/O, at load/reload, in the running daemon
+// (errors are values). write() never throws and never logs about itself: a line
 // that cannot be written is dropped (a full disk must not take the daemon down).
 #pragma once
 
@@ -11,26 +12,43 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "util/unique_fd.hpp"
 
 namespace superd::log {
 
-class Sink {
- public:
+// What a `log_target` names, without any I/O: the config module parses it once at load.
+struct SinkSpec {
   enum class Kind { standard_error, file, syslog };
-
-  // The default sink: superd's stderr log.
-  Sink() noexcept = default;
-  Sink(Sink&&) noexcept = default;
-  Sink& operator=(Sink&&) noexcept = default;
-  Sink(const Sink&) = delete;
-  Sink& operator=(const Sink&) = delete;
+  Kind kind = Kind::standard_error;
+  std::string path;  // file sinks only
+  int priority = 0;  // syslog: facility | level
 
   // Parses a `log_target` value; on failure `why` names the bad part. No I/O.
   // Facilities: daemon auth authpriv user mail lpr news uucp ftp cron local0..local7 (xinetd's
   // list plus cron; kern is refused: a user process cannot log as the kernel). Levels: emerg
   // alert crit err warning notice info debug. Names are lower case.
+  static std::optional<SinkSpec> parse(std::string_view target, std::string& why);
+  // The canonical target string: "stderr", "file:/p", "syslog:daemon.info" (level always shown).
+  std::string to_string() const;
+  bool operator==(const SinkSpec&) const = default;
+};
+
+class Sink {
+ public:
+  using Kind = SinkSpec::Kind;
+
+  // The default sink: superd's stderr log.
+  Sink() noexcept = default;
+  // A sink for `spec`, not open yet.
+  explicit Sink(SinkSpec spec) noexcept : spec_(std::move(spec)) {}
+  Sink(Sink&&) noexcept = default;
+  Sink& operator=(Sink&&) noexcept = default;
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  // SinkSpec::parse, then a Sink for it.
   static std::optional<Sink> parse(std::string_view target, std::string& why);
 
   // file: (re)opens the path O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC|O_NOCTTY, mode 0640 (before
@@ -49,23 +67,19 @@ class Sink {
   // stderr: log::write(Level::info, line).
   void write(std::string_view line) const noexcept;
 
-  // The canonical target string: "stderr", "file:/p", "syslog:daemon.info" (level always shown).
-  std::string to_string() const;
+  std::string to_string() const { return spec_.to_string(); }
   // Same destination (reload keeps an open sink whose target did not change).
-  bool same_target(const Sink& o) const noexcept {
-    return kind_ == o.kind_ && path_ == o.path_ && priority_ == o.priority_;
-  }
+  bool same_target(const Sink& o) const noexcept { return spec_ == o.spec_; }
 
-  Kind kind() const noexcept { return kind_; }
-  const std::string& path() const noexcept { return path_; }  // file sinks only
-  int priority() const noexcept { return priority_; }         // syslog: facility | level
-  bool is_open() const noexcept { return kind_ != Kind::file || static_cast<bool>(fd_); }
+  const SinkSpec& spec() const noexcept { return spec_; }
+  Kind kind() const noexcept { return spec_.kind; }
+  const std::string& path() const noexcept { return spec_.path; }  // file sinks only
+  int priority() const noexcept { return spec_.priority; }         // syslog: facility | level
+  bool is_open() const noexcept { return spec_.kind != Kind::file || static_cast<bool>(fd_); }
   int fd() const noexcept { return fd_.get(); }  // borrowed; -1 unless an open file sink
 
  private:
-  Kind kind_ = Kind::standard_error;
-  std::string path_;
-  int priority_ = 0;
+  SinkSpec spec_;
   UniqueFd fd_;
 };
 

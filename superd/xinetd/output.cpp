@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "inloop/internal_service.hpp"
 #include "xinetd/model.hpp"
 
 namespace superd::xinetd {
@@ -18,10 +19,7 @@ std::string Warning::to_string() const {
 
 namespace detail {
 
-bool is_internal_service(const std::string& name) {
-  return name == "echo" || name == "discard" || name == "daytime" || name == "chargen" ||
-         name == "time";
-}
+bool is_internal_service(const std::string& name) { return inloop::parse_internal(name).has_value(); }
 
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });

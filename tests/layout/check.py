@@ -31,7 +31,7 @@ MODULES = {
     "listener": (["listener/"], ["util", "config"]),
     "spawn": (["spawn/"], ["util", "config", "sandbox", "sandbox_filters", "uid_pool"]),
     "control": (["control/"], ["util"]),
-    "xinetd": (["xinetd/"], ["util", "config"]),
+    "xinetd": (["xinetd/"], ["util", "config", "inloop"]),
     "daemon": (["daemon/"], ["*"]),
     "main": (["main.cpp"], ["*"]),
 }

@@ -1,8 +1,15 @@
 // Configuration parsed from strings: values land in the structs, and every problem names the
 // file, line, column and key.
+#include <arpa/inet.h>
+#include <syslog.h>
+
 #include <catch2/catch.hpp>
 
+#include "admission/access_times.hpp"
+#include "admission/admission.hpp"
 #include "config/config.hpp"
+#include "inloop/internal_service.hpp"
+#include "util/sink.hpp"
 
 using namespace superd;
 using Catch::Matchers::Contains;
@@ -46,9 +53,9 @@ nice = 5
   CHECK(p.empty());
   CHECK(svc->name == "hello");
   CHECK(svc->socket.listen.size() == 3);
-  CHECK(svc->socket.max_connections == 1024);
-  CHECK(svc->socket.max_connections_per_source == 32);
-  CHECK(svc->socket.allow.size() == 2);
+  CHECK(svc->socket.limits.max_connections == 1024);
+  CHECK(svc->socket.limits.max_per_source == 32);
+  CHECK(svc->socket.limits.allow.size() == 2);
   CHECK(svc->socket.backlog == 64);
   CHECK(svc->socket.reuse_port);
   CHECK(svc->socket.socket_mode == 0660);
@@ -303,7 +310,7 @@ stdio = "listen-fds")", p);
   CHECK(so.max_connection_rate == 5);
   CHECK(so.connection_rate_interval == std::chrono::seconds(2));
   CHECK(so.connection_rate_action == config::RateAction::refuse);
-  CHECK(so.access_times.size() == 2);
+  CHECK(so.access_times.intervals().size() == 2);
   CHECK(so.banner.path == "/etc/hostname");
   CHECK_FALSE(so.banner.text.empty());
 }
@@ -334,7 +341,7 @@ limits = { rss = "1G" })", p);
 
   auto internal = svc_from(R"(listen_datagram = ["7"])", R"(internal = "echo")", p);
   REQUIRE(internal);
-  CHECK(internal->service.internal == "echo");
+  CHECK(internal->service.internal == inloop::Internal::echo);
   CHECK(internal->service.exec.empty());
   auto relay = svc_from(R"(listen = ["7"])", R"(redirect = "127.0.0.1:8")", p);
   REQUIRE(relay);
@@ -423,4 +430,214 @@ TEST_CASE("in-memory services: disabled ones are set aside, problems point at th
   CHECK(p.list()[0].where.file == "/etc/xinetd.d/bad");
   CHECK(p.list()[0].where.line == 17);
   CHECK_THAT(p.list()[0].message, Contains("(in the converted service bad)"));
+}
+
+// The stages get parsed values from the config module, never strings they parse again
+// (issue 10, "Parse once"): each case checks the stored value itself.
+
+TEST_CASE("config: access_times is parsed once, at load", "[config]") {
+  config::Problems p;
+  auto svc = svc_from(R"(listen = ["7"]
+access_times = ["08:00-12:00", "22:00-06:00"])", R"(exec = ["/bin/true"])", p);
+  INFO(all(p));
+  REQUIRE(svc);
+  const admission::AccessTimes& at = svc->socket.access_times;
+  CHECK(at.to_string() == "08:00-12:00 22:00-06:00");
+  CHECK(at.allows(8 * 60));
+  CHECK(at.allows(12 * 60));  // inclusive, to the minute
+  CHECK_FALSE(at.allows(12 * 60 + 1));
+  CHECK_FALSE(at.allows(7 * 60 + 59));
+  CHECK(at.allows(23 * 60 + 30));  // wraps over midnight
+  CHECK(at.allows(3 * 60));
+  CHECK_FALSE(at.allows(21 * 60 + 59));
+
+  auto always = svc_from(R"(listen = ["7"])", R"(exec = ["/bin/true"])", p);
+  REQUIRE(always);
+  CHECK(always->socket.access_times.empty());
+  CHECK(always->socket.access_times.allows(0));
+
+  config::Problems q;
+  CHECK_FALSE(svc_from(R"(listen = ["7"]
+access_times = ["08:00-12:00", "25:00-26:00"])", R"(exec = ["/bin/true"])", q));
+  REQUIRE(q.list().size() == 1);
+  CHECK(q.list()[0].to_string() ==
+        "x.toml:3:16: socket.access_times: access time \"25:00-26:00\": hour 25 is out of range 0..23");
+}
+
+TEST_CASE("config: internal names the service as a value, from inloop's one list", "[config]") {
+  for (const auto& [which, name] : inloop::kInternalNames) {
+    config::Problems p;
+    auto svc = svc_from(R"(listen = ["7"])", std::string("internal = \"") + name + "\"", p);
+    INFO(name << ": " << all(p));
+    REQUIRE(svc);
+    REQUIRE(svc->service.internal);
+    CHECK(*svc->service.internal == which);
+  }
+  config::Problems p;
+  auto exec = svc_from(R"(listen = ["7"])", R"(exec = ["/bin/true"])", p);
+  REQUIRE(exec);
+  CHECK_FALSE(exec->service.internal);
+
+  config::Problems q;
+  CHECK_FALSE(svc_from(R"(listen = ["7"])", R"(internal = "qotd")", q));
+  REQUIRE(q.list().size() == 1);
+  CHECK(q.list()[0].to_string() ==
+        "x.toml:4:12: service.internal: expected echo, discard, daytime, chargen or time, got \"qotd\"");
+  // A bad name still counts as set: no "missing exec", but "exclude each other" with exec.
+  config::Problems r;
+  CHECK_FALSE(svc_from(R"(listen = ["7"])", R"(exec = ["/bin/true"]
+internal = "qotd")", r));
+  CHECK(all(r) ==
+        "x.toml:5:12: service.internal: expected echo, discard, daytime, chargen or time, got \"qotd\"\n"
+        "x.toml:5:12: service.internal: exec, internal and redirect exclude each other\n");
+  // An empty name is unset: exec is missing too.
+  config::Problems e;
+  CHECK_FALSE(svc_from(R"(listen = ["7"])", R"(internal = "")", e));
+  CHECK(all(e) ==
+        "x.toml:4:12: service.internal: expected echo, discard, daytime, chargen or time, got \"\"\n"
+        "x.toml:3:1: service.exec: missing or empty (or set internal or redirect)\n");
+}
+
+TEST_CASE("config: log_target is parsed into a sink spec; nothing is opened", "[config]") {
+  struct Case {
+    const char* target;
+    log::SinkSpec::Kind kind;
+    const char* path;
+    int priority;
+  };
+  const Case cases[] = {
+      {"stderr", log::SinkSpec::Kind::standard_error, "", 0},
+      {"file:/nonexistent-superd-dir/x.log", log::SinkSpec::Kind::file, "/nonexistent-superd-dir/x.log", 0},
+      {"syslog:authpriv.warning", log::SinkSpec::Kind::syslog, "", LOG_AUTHPRIV | LOG_WARNING},
+      {"syslog:daemon", log::SinkSpec::Kind::syslog, "", LOG_DAEMON | LOG_INFO},
+  };
+  for (const Case& c : cases) {
+    config::Problems p;
+    auto svc = svc_from(R"(listen = ["7"])", std::string("internal = \"echo\"\nlog_target = \"") + c.target + "\"", p);
+    INFO(c.target << ": " << all(p));
+    REQUIRE(svc);
+    CHECK(svc->service.log_target == c.target);  // as written, for messages
+    CHECK(svc->service.log_sink.kind == c.kind);
+    CHECK(svc->service.log_sink.path == c.path);
+    CHECK(svc->service.log_sink.priority == c.priority);
+    log::Sink sink(svc->service.log_sink);
+    CHECK(sink.to_string() == svc->service.log_sink.to_string());
+    CHECK(sink.fd() == -1);  // the daemon opens it, not the config
+  }
+  config::Problems p;
+  auto dflt = svc_from(R"(listen = ["7"])", R"(internal = "echo")", p);
+  REQUIRE(dflt);
+  CHECK(dflt->service.log_target.empty());
+  CHECK(dflt->service.log_sink.kind == log::SinkSpec::Kind::standard_error);
+
+  config::Problems q;
+  CHECK_FALSE(svc_from(R"(listen = ["7"])", R"(internal = "echo"
+log_target = "syslog:nosuch")", q));
+  REQUIRE(q.list().size() == 1);
+  CHECK_THAT(q.list()[0].to_string(),
+             Catch::StartsWith("x.toml:5:14: service.log_target: log target \"syslog:nosuch\": unknown syslog facility "
+                               "\"nosuch\" (daemon auth"));
+}
+
+TEST_CASE("config: one seccomp::Settings, filled from the keys", "[config]") {
+  auto sandbox_of = [](const std::string& service) {
+    config::Problems p;
+    auto svc = config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\n" + service,
+                                     "s.toml", "s", p);
+    INFO(all(p));
+    REQUIRE(svc);
+    return svc->service.sandbox;
+  };
+  using V = std::vector<std::string>;
+  auto set = sandbox_of(R"(system_call_filter = ["~@mount", "ptrace"]
+system_call_error_number = "EACCES"
+system_call_architectures = ["native", "x86"]
+restrict_address_families = ["AF_UNIX"]
+restrict_suid_sgid = false
+)");
+  CHECK(set.filter_syscalls);
+  CHECK(set.seccomp.system_call_filter == V{"~@mount", "ptrace"});
+  CHECK(set.seccomp.system_call_error_number == "EACCES");
+  CHECK(set.seccomp.system_call_architectures == V{"native", "x86"});
+  CHECK(set.seccomp.restrict_address_families == V{"AF_UNIX"});
+  CHECK_FALSE(set.seccomp.restrict_suid_sgid);
+  CHECK(set.seccomp.default_deny_list);
+  CHECK(set.seccomp.part == seccomp::Settings::Part::whole);
+  CHECK(sandbox_of("system_call_error_number = 13\n").seccomp.system_call_error_number == "13");
+
+  // A dynamic user's defaults; the native ABI when the key is absent or empty.
+  auto dflt = sandbox_of("");
+  CHECK(dflt.filter_syscalls);
+  CHECK(dflt.seccomp.system_call_filter.empty());
+  CHECK(dflt.seccomp.system_call_error_number.empty());
+  CHECK(dflt.seccomp.system_call_architectures == V{"native"});
+  CHECK(dflt.seccomp.restrict_suid_sgid);
+  CHECK(dflt.seccomp.default_deny_list);
+  CHECK(sandbox_of("system_call_architectures = []\n").seccomp.system_call_architectures == V{"native"});
+
+  // A static user asks for no filter, unless a key does (even only the native ABI: foreign
+  // ABIs are then killed).
+  auto stat = sandbox_of("dynamic_user = false\nuser = \"nobody\"\n");
+  CHECK_FALSE(stat.filter_syscalls);
+  CHECK_FALSE(stat.seccomp.default_deny_list);
+  CHECK_FALSE(stat.seccomp.restrict_suid_sgid);
+  CHECK(sandbox_of("dynamic_user = false\nuser = \"nobody\"\nsystem_call_architectures = [\"native\"]\n").filter_syscalls);
+  CHECK(sandbox_of("sandbox = false\nrestrict_suid_sgid = true\n").filter_syscalls);
+  CHECK_FALSE(sandbox_of("sandbox = false\nsystem_call_error_number = \"EPERM\"\n").filter_syscalls);
+
+  // Each bad key is reported under its own name, with its position.
+  config::Problems p;
+  CHECK_FALSE(config::parse_service(R"([socket]
+listen = ["1"]
+[service]
+exec = ["/bin/true"]
+system_call_architectures = ["native", "sparc"]
+)", "s.toml", "s", p));
+  REQUIRE(p.list().size() == 1);
+  CHECK_THAT(p.list()[0].to_string(), Catch::StartsWith("s.toml:5:29: service.system_call_architectures: "));
+  CHECK_THAT(p.list()[0].to_string(), Contains("sparc"));
+}
+
+TEST_CASE("config: the admission limits are stored as admission::Limits", "[config]") {
+  config::Problems p;
+  auto svc = svc_from(R"(listen = ["7"]
+allow = ["127.0.0.0/8"]
+deny = ["127.0.0.66"]
+max_connections = 3
+max_connections_per_source = 2)", R"(exec = ["/bin/true"])", p);
+  INFO(all(p));
+  REQUIRE(svc);
+  const admission::Limits& l = svc->socket.limits;
+  CHECK(l.allow.size() == 1);
+  CHECK(l.deny.size() == 1);
+  CHECK(l.max_connections == 3);
+  CHECK(l.max_per_source == 2);
+  // The gate enforces exactly these.
+  auto addr = [](const char* ip) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, ip, &a.sin_addr);
+    return a;
+  };
+  admission::Gate gate(l);
+  sockaddr_in ok = addr("127.0.0.1"), denied = addr("127.0.0.66"), outside = addr("10.0.0.1");
+  const net::SourceKey a = net::source_key(reinterpret_cast<const sockaddr*>(&ok));
+  CHECK(gate.check(reinterpret_cast<const sockaddr*>(&denied), a) == admission::Verdict::denied);
+  CHECK(gate.check(reinterpret_cast<const sockaddr*>(&outside), a) == admission::Verdict::not_allowed);
+  gate.enter(a);
+  gate.enter(a);
+  CHECK(gate.check(reinterpret_cast<const sockaddr*>(&ok), a) == admission::Verdict::per_source_limit);
+
+  auto dflt = svc_from(R"(listen = ["7"])", R"(exec = ["/bin/true"])", p);
+  REQUIRE(dflt);
+  CHECK(dflt->socket.limits.max_connections == 64);
+  CHECK(dflt->socket.limits.max_per_source == 0);
+  CHECK(dflt->socket.limits.allow.empty());
+  CHECK(dflt->socket.limits.deny.empty());
+
+  config::Problems q;
+  CHECK_FALSE(svc_from(R"(listen = ["7"]
+max_connections = 0)", R"(exec = ["/bin/true"])", q));
+  REQUIRE(q.list().size() == 1);
+  CHECK(q.list()[0].to_string() == "x.toml:3:19: socket.max_connections: must be in 1..1048576");
 }

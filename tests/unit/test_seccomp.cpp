@@ -681,17 +681,17 @@ TEST_CASE("config: the default address families and the Landlock keys") {
   };
   using V = std::vector<std::string>;
   auto dflt = sandbox_of("");
-  CHECK(dflt.restrict_address_families == V{"AF_UNIX", "AF_INET", "AF_INET6"});
+  CHECK(dflt.seccomp.restrict_address_families == V{"AF_UNIX", "AF_INET", "AF_INET6"});
   CHECK(dflt.restrict_abstract_sockets);
   CHECK(dflt.restrict_signals);
-  CHECK(sandbox_of("restrict_address_families = []\n").restrict_address_families.empty());
-  CHECK(sandbox_of("restrict_address_families = [\"~AF_PACKET\"]\n").restrict_address_families == V{"~AF_PACKET"});
+  CHECK(sandbox_of("restrict_address_families = []\n").seccomp.restrict_address_families.empty());
+  CHECK(sandbox_of("restrict_address_families = [\"~AF_PACKET\"]\n").seccomp.restrict_address_families == V{"~AF_PACKET"});
   // socketcall() would hide the family: the default gives way instead of failing the service.
-  CHECK(sandbox_of("system_call_architectures = [\"native\", \"x86\"]\n").restrict_address_families.empty());
+  CHECK(sandbox_of("system_call_architectures = [\"native\", \"x86\"]\n").seccomp.restrict_address_families.empty());
   auto off = sandbox_of("restrict_abstract_sockets = false\nrestrict_signals = false\n");
   CHECK_FALSE(off.restrict_abstract_sockets);
   CHECK_FALSE(off.restrict_signals);
   auto stat = sandbox_of("dynamic_user = false\nuser = \"nobody\"\n");
-  CHECK(stat.restrict_address_families.empty());
+  CHECK(stat.seccomp.restrict_address_families.empty());
   CHECK_FALSE(stat.restrict_abstract_sockets);
 }

@@ -1,0 +1,63 @@
+// The main file: the [superd] table (dynamic UID range, includes, log level, the roots of
+// the state/cache/logs/runtime directories).
+#include <set>
+#include <toml++/toml.h>
+
+#include "config/reader.hpp"
+
+namespace superd::config {
+
+using detail::parse_toml;
+using detail::sub_table;
+using detail::TableReader;
+
+Global parse_global(std::string_view text, const std::string& file, Problems& p) {
+  Global g;
+  g.file = file;
+  auto doc = parse_toml(text, file, p);
+  if (!doc) return g;
+  TableReader top(*doc, "", file, p);
+  if (auto* t = sub_table(top, "superd")) {
+    TableReader r(*t, "superd", file, p);
+    if (auto* n = r.get("dynamic_uid_range")) {
+      g.uid_range_where = r.where(*n);
+      auto* a = n->as_array();
+      if (!a || a->size() != 2 || !a->get(0)->is_integer() || !a->get(1)->is_integer()) {
+        r.bad(*n, "dynamic_uid_range", "expected [FIRST, LAST], two integers");
+      } else {
+        int64_t lo = *a->get(0)->value<int64_t>(), hi = *a->get(1)->value<int64_t>();
+        // 0 is root; 65535 and 4294967295 are (uid_t)-1 in 16 and 32 bits and mean "no UID".
+        if (lo < 1 || hi > 4294967294LL || lo > hi) {
+          r.bad(*n, "dynamic_uid_range", "expected 1 <= FIRST <= LAST <= 4294967294");
+        } else if (hi - lo + 1 > kMaxPoolSize) {
+          r.bad(*n, "dynamic_uid_range", "range holds " + std::to_string(hi - lo + 1) + " UIDs; at most " +
+                                             std::to_string(kMaxPoolSize));
+        } else if (lo <= 65535 && hi >= 65535) {
+          r.bad(*n, "dynamic_uid_range", "must not contain 65535 ((uint16_t)-1, \"no user\")");
+        } else {
+          g.uid_min = static_cast<uint32_t>(lo);
+          g.uid_max = static_cast<uint32_t>(hi);
+        }
+      }
+    }
+    auto inc = r.read_strings("include", true);
+    if (r.get("include")) {
+      g.include.clear();
+      for (auto& i : inc) g.include.push_back(i.first);
+    }
+    if (r.read_string("log_level", g.log_level)) {
+      static const std::set<std::string> kLevels{"debug", "info", "warning", "error"};
+      if (!kLevels.count(g.log_level)) r.bad(*r.get("log_level"), "log_level", "expected debug, info, warning or error");
+    }
+    for (auto [key, dst] : {std::pair{"runtime_root", &g.runtime_root}, std::pair{"state_root", &g.state_root},
+                            std::pair{"cache_root", &g.cache_root}, std::pair{"logs_root", &g.logs_root}}) {
+      if (r.read_string(key, *dst) && (dst->empty() || dst->front() != '/' || dst->find("/../") != std::string::npos))
+        r.bad(*r.get(key), key, "must be an absolute path without \"..\"");
+    }
+    r.finish();
+  }
+  top.finish();
+  return g;
+}
+
+}  // namespace superd::config

@@ -1,0 +1,130 @@
+// The [socket] table: listeners, admission limits, access times, rate limits, banners (read
+// from disk here, at load) and the socket's owner and mode.
+#include <grp.h>
+#include <pwd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <toml++/toml.h>
+
+#include "admission/access_times.hpp"
+#include "config/tables.hpp"
+
+namespace superd::config::detail {
+
+std::optional<uid_t> resolve_user(const std::string& s) {
+  if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return static_cast<uid_t>(std::stoul(s));
+  if (passwd* pw = getpwnam(s.c_str())) return pw->pw_uid;
+  return std::nullopt;
+}
+std::optional<gid_t> resolve_group(const std::string& s) {
+  if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return static_cast<gid_t>(std::stoul(s));
+  if (group* gr = getgrnam(s.c_str())) return gr->gr_gid;
+  return std::nullopt;
+}
+
+void read_socket(TableReader& r, SocketConfig& s) {
+  for (auto& [text, node] : r.read_strings("listen", true)) {
+    std::string why;
+    if (auto spec = net::parse_listen(text, why)) s.listen.push_back({*spec, r.where(*node)});
+    else r.bad(*node, "listen", why);
+  }
+  for (auto& [text, node] : r.read_strings("listen_datagram", true)) {
+    std::string why;
+    auto spec = net::parse_listen(text, why);
+    if (spec && spec->is_unix()) r.bad(*node, "listen_datagram", "\"" + text + "\": a datagram listener takes PORT, ADDR:PORT or [V6]:PORT");
+    else if (spec) s.listen.push_back({*spec, r.where(*node), true});
+    else r.bad(*node, "listen_datagram", why);
+  }
+  r.read_bool("accept", s.accept);
+  r.read_int("max_connections", s.limits.max_connections, 1, kMaxConnectionsCap);
+  r.read_int("max_connections_per_source", s.limits.max_per_source, 0, kMaxConnectionsCap);
+  for (const char* key : {"allow", "deny"}) {
+    auto& list = std::string(key) == "allow" ? s.limits.allow : s.limits.deny;
+    for (auto& [text, node] : r.read_strings(key, false)) {
+      std::string why;
+      if (auto c = net::parse_cidr(text, why)) list.push_back(*c);
+      else r.bad(*node, key, why);
+    }
+  }
+  r.read_int("backlog", s.backlog, 1, 65535);
+  r.read_bool("reuse_port", s.reuse_port);
+  if (auto* n = r.get("socket_mode")) {
+    // TOML has no octal-looking strings problem: accept 0o660 (integer) or "0660" (string).
+    if (n->is_integer() && *n->value<int64_t>() >= 0 && *n->value<int64_t>() <= 07777) {
+      s.socket_mode = static_cast<mode_t>(*n->value<int64_t>());
+    } else if (n->is_string()) {
+      const std::string v = *n->value<std::string>();
+      char* end = nullptr;
+      unsigned long m = std::strtoul(v.c_str(), &end, 8);
+      if (v.empty() || *end || m > 07777) r.bad(*n, "socket_mode", "bad mode \"" + v + "\" (octal, e.g. \"0660\")");
+      else s.socket_mode = static_cast<mode_t>(m);
+    } else {
+      r.wrong_type(*n, "socket_mode", "an octal string such as \"0660\"");
+    }
+  }
+  std::string v6;
+  if (r.read_string("bind_ipv6_only", v6)) {
+    if (v6 == "both") s.bind_ipv6_only = BindIpv6Only::both;
+    else if (v6 == "ipv6-only") s.bind_ipv6_only = BindIpv6Only::ipv6_only;
+    else if (v6 == "default") s.bind_ipv6_only = BindIpv6Only::default_;
+    else r.bad(*r.get("bind_ipv6_only"), "bind_ipv6_only", "expected \"both\", \"ipv6-only\" or \"default\"");
+  }
+  r.read_bool("no_delay", s.no_delay);
+  r.read_bool("keep_alive", s.keep_alive);
+  r.read_int("max_connection_rate", s.max_connection_rate, 0, kMaxConnectionsCap);
+  r.read_duration("connection_rate_interval", s.connection_rate_interval);
+  if (auto* n = r.get("connection_rate_interval"); n && s.connection_rate_interval.count() == 0)
+    r.bad(*n, "connection_rate_interval", "must be longer than 0");
+  std::string action;
+  if (r.read_string("connection_rate_action", action)) {
+    if (action == "defer") s.connection_rate_action = RateAction::defer;
+    else if (action == "refuse") s.connection_rate_action = RateAction::refuse;
+    else r.bad(*r.get("connection_rate_action"), "connection_rate_action", "expected \"defer\" or \"refuse\"");
+  }
+  r.read_int("datagram_reply_rate", s.datagram_reply_rate, 0, kMaxConnectionsCap);
+  r.read_int("datagram_reply_rate_per_source", s.datagram_reply_rate_per_source, 0, kMaxConnectionsCap);
+  for (auto [key, interval] : {std::pair{"datagram_reply_interval", &s.datagram_reply_interval},
+                               std::pair{"datagram_reply_interval_per_source", &s.datagram_reply_interval_per_source}}) {
+    r.read_duration(key, *interval);
+    if (auto* n = r.get(key); n && interval->count() == 0) r.bad(*n, key, "must be longer than 0");
+  }
+  std::vector<std::string> times;
+  for (auto& [text, node] : r.read_strings("access_times", true)) times.push_back(text);
+  if (auto* n = r.get("access_times")) {
+    std::string why;
+    if (auto at = admission::AccessTimes::parse(times, why)) s.access_times = std::move(*at);
+    else r.bad(*n, "access_times", why);
+  }
+  for (auto [key, banner] : {std::pair{"banner", &s.banner}, std::pair{"banner_success", &s.banner_success},
+                             std::pair{"banner_fail", &s.banner_fail}}) {
+    if (!r.read_string(key, banner->path)) continue;
+    const toml::node& at = *r.get(key);
+    std::ifstream in(banner->path, std::ios::binary);
+    if (banner->path.empty() || banner->path.front() != '/') {
+      r.bad(at, key, "\"" + banner->path + "\" must be an absolute path");
+    } else if (!in) {
+      r.bad(at, key, "\"" + banner->path + "\": " + std::strerror(errno));
+    } else {
+      std::string text(kMaxBannerBytes + 1, '\0');
+      in.read(text.data(), static_cast<std::streamsize>(text.size()));
+      text.resize(static_cast<size_t>(in.gcount()));
+      if (text.size() > kMaxBannerBytes)
+        r.bad(at, key, "\"" + banner->path + "\" is larger than " + std::to_string(kMaxBannerBytes) + " bytes");
+      banner->text = std::move(text);
+    }
+  }
+  std::string user, group;
+  if (r.read_string("socket_user", user)) {
+    if (!(s.socket_user = resolve_user(user))) r.bad(*r.get("socket_user"), "socket_user", "no such user \"" + user + "\"");
+  }
+  if (r.read_string("socket_group", group)) {
+    if (!(s.socket_group = resolve_group(group)))
+      r.bad(*r.get("socket_group"), "socket_group", "no such group \"" + group + "\"");
+  }
+  r.finish();
+}
+
+}  // namespace superd::config::detail
