@@ -20,7 +20,7 @@
 
 #include "util/unique_fd.hpp"
 
-namespace superd::ipc {
+namespace superd::cleanup::ipc {
 namespace {
 
 // Reads /proc/sysvipc/{shm,sem,msg}. The header names the columns; their order differs per
@@ -166,4 +166,4 @@ std::vector<Failure> remove_owned_by(const std::unordered_set<uint32_t>& ids, co
   return failures;
 }
 
-}  // namespace superd::ipc
+}  // namespace superd::cleanup::ipc

@@ -16,7 +16,7 @@
 #include <unordered_set>
 #include <vector>
 
-namespace superd::ipc {
+namespace superd::cleanup::ipc {
 
 enum class Kind { shm, sem, msg, posix_shm, mqueue };
 
@@ -59,4 +59,9 @@ std::vector<Failure> remove_owned_by(const std::unordered_set<uint32_t>& ids, co
 
 const char* kind_name(Kind k) noexcept;
 
-}  // namespace superd::ipc
+}  // namespace superd::cleanup::ipc
+
+// Called by its short name across superd (ipc::...); it lives in cleanup/.
+namespace superd {
+namespace ipc = cleanup::ipc;
+}  // namespace superd

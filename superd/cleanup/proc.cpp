@@ -13,7 +13,7 @@
 
 #include "util/unique_fd.hpp"
 
-namespace superd::proc {
+namespace superd::cleanup::proc {
 namespace {
 
 // Reads the Uid: line and State: of /proc/PID/status; false if gone.
@@ -91,4 +91,4 @@ std::error_code kill_all_of_uid(uint32_t uid) {
   return std::make_error_code(std::errc::resource_unavailable_try_again);
 }
 
-}  // namespace superd::proc
+}  // namespace superd::cleanup::proc

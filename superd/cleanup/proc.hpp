@@ -7,7 +7,7 @@
 #include <system_error>
 #include <vector>
 
-namespace superd::proc {
+namespace superd::cleanup::proc {
 
 // Every real, effective, saved or filesystem UID in [lo, hi] of a live (non-zombie) process.
 std::vector<uint32_t> uids_in_range(uint32_t lo, uint32_t hi);
@@ -17,4 +17,9 @@ std::vector<uint32_t> uids_in_range(uint32_t lo, uint32_t hi);
 // left. Returns an error if processes remain after the deadline.
 std::error_code kill_all_of_uid(uint32_t uid);
 
-}  // namespace superd::proc
+}  // namespace superd::cleanup::proc
+
+// Called by its short name across superd (proc::...); it lives in cleanup/.
+namespace superd {
+namespace proc = cleanup::proc;
+}  // namespace superd

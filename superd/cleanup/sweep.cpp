@@ -14,7 +14,7 @@
 
 #include "cleanup/proc.hpp"
 
-namespace superd::sweep {
+namespace superd::cleanup::sweep {
 namespace {
 
 constexpr size_t kParallel = 128;            // helpers alive at once
@@ -129,4 +129,4 @@ std::optional<Sweeper> start(const std::vector<uint32_t>& uids, const ipc::Roots
   return s;
 }
 
-}  // namespace superd::sweep
+}  // namespace superd::cleanup::sweep

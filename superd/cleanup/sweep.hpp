@@ -21,7 +21,7 @@
 #include "cleanup/ipc.hpp"
 #include "util/unique_fd.hpp"
 
-namespace superd::sweep {
+namespace superd::cleanup::sweep {
 
 enum class Step : uint32_t { done = 0, processes = 1, ipc = 2 };
 
@@ -40,4 +40,9 @@ struct Sweeper {
 // Forks the sweeper for `uids`. Call from the single-threaded daemon.
 std::optional<Sweeper> start(const std::vector<uint32_t>& uids, const ipc::Roots& roots, std::error_code& ec);
 
-}  // namespace superd::sweep
+}  // namespace superd::cleanup::sweep
+
+// Called by its short name across superd (sweep::...); it lives in cleanup/.
+namespace superd {
+namespace sweep = cleanup::sweep;
+}  // namespace superd

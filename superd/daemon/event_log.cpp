@@ -4,7 +4,7 @@
 
 #include "config/config.hpp"
 
-namespace superd::event_log {
+namespace superd::daemon::event_log {
 namespace {
 
 // "START svc serial=N peer=... uid=U pid=P": the part START and EXIT lines share (the service and
@@ -54,4 +54,4 @@ std::string stderr_line(const Who& who, std::string_view text) {
   return fmt::format("{}[{}] uid={}: {}", who.service, who.serial, who.uid, text);
 }
 
-}  // namespace superd::event_log
+}  // namespace superd::daemon::event_log

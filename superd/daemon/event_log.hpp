@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace superd::event_log {
+namespace superd::daemon::event_log {
 
 constexpr uint32_t kNoUid = UINT32_MAX;  // in-loop sessions: no process, no UID
 
@@ -39,4 +39,4 @@ std::string fail(const Who& who, uint32_t fields, std::string_view why);
 // "svc[serial] uid=U: text" for a line of an instance's stderr.
 std::string stderr_line(const Who& who, std::string_view text);
 
-}  // namespace superd::event_log
+}  // namespace superd::daemon::event_log

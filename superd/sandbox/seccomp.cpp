@@ -44,7 +44,7 @@
 #include "sandbox/seccomp_names.hpp"
 #include "util/unique_fd.hpp"
 
-namespace superd::seccomp {
+namespace superd::sandbox::seccomp {
 namespace {
 
 using std::string_view;
@@ -566,4 +566,4 @@ std::optional<std::string> pseudo_code(const Settings& s, std::string& why) {
   }
 }
 
-}  // namespace superd::seccomp
+}  // namespace superd::sandbox::seccomp

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-namespace superd::seccomp {
+namespace superd::sandbox::seccomp {
 
 struct Settings {  // exactly what the config file says; all optional
   // {"@system-service", "ioctl"}: an allow list (everything else is refused). A leading "~" on
@@ -124,4 +124,9 @@ std::vector<std::string> group_names();
 // this libseccomp does not know are included (they are skipped when compiling).
 std::vector<std::string> group_members(const std::string& group);
 
-}  // namespace superd::seccomp
+}  // namespace superd::sandbox::seccomp
+
+// Called by its short name across superd (seccomp::...); it lives in sandbox/.
+namespace superd {
+namespace seccomp = sandbox::seccomp;
+}  // namespace superd

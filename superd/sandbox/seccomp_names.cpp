@@ -8,7 +8,7 @@
 
 #include "sandbox/seccomp.hpp"
 
-namespace superd::seccomp {
+namespace superd::sandbox::seccomp {
 namespace detail {
 
 using std::string_view;
@@ -292,4 +292,4 @@ std::vector<std::string> group_members(const std::string& group) {
   return {n.begin(), n.end()};
 }
 
-}  // namespace superd::seccomp
+}  // namespace superd::sandbox::seccomp

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-namespace superd::seccomp::detail {
+namespace superd::sandbox::seccomp::detail {
 
 using Names = std::set<std::string, std::less<>>;
 
@@ -46,4 +46,4 @@ struct ParsedList {
 };
 std::optional<ParsedList> parse_list(const std::vector<std::string>& list, const char* what, std::string& why);
 
-}  // namespace superd::seccomp::detail
+}  // namespace superd::sandbox::seccomp::detail

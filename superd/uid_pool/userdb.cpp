@@ -3,7 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 
-namespace superd::userdb {
+namespace superd::uid_pool::userdb {
 namespace {
 
 // Walks passwd and group once; fn(kind, name, id) for entries inside [lo, hi].
@@ -35,4 +35,4 @@ std::vector<std::string> first_clashes(uint32_t lo, uint32_t hi, size_t max) {
   return out;
 }
 
-}  // namespace superd::userdb
+}  // namespace superd::uid_pool::userdb

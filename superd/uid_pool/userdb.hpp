@@ -8,11 +8,16 @@
 #include <string>
 #include <vector>
 
-namespace superd::userdb {
+namespace superd::uid_pool::userdb {
 
 // Every UID of a user and GID of a group within [lo, hi] (may repeat).
 std::vector<uint32_t> ids_in_range(uint32_t lo, uint32_t hi);
 // Up to `max` descriptions like "user nobody (65534)" of entries within [lo, hi].
 std::vector<std::string> first_clashes(uint32_t lo, uint32_t hi, size_t max);
 
-}  // namespace superd::userdb
+}  // namespace superd::uid_pool::userdb
+
+// Called by its short name across superd (userdb::...); it lives in uid_pool/.
+namespace superd {
+namespace userdb = uid_pool::userdb;
+}  // namespace superd

@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace superd::fdpass {
+namespace superd::util::fdpass {
 
 std::error_code send_message(int sock, const std::string& msg, const std::vector<int>& fds) {
   if (msg.size() > kMaxMessage) return std::make_error_code(std::errc::message_size);
@@ -62,4 +62,4 @@ std::error_code recv_message(int sock, std::string& msg, std::vector<UniqueFd>* 
   return {};
 }
 
-}  // namespace superd::fdpass
+}  // namespace superd::util::fdpass

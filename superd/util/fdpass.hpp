@@ -10,7 +10,7 @@
 
 #include "util/unique_fd.hpp"
 
-namespace superd::fdpass {
+namespace superd::util::fdpass {
 
 inline constexpr size_t kMaxMessage = 64 * 1024;
 
@@ -18,4 +18,9 @@ inline constexpr size_t kMaxMessage = 64 * 1024;
 std::error_code send_message(int sock, const std::string& msg, const std::vector<int>& fds = {});
 std::error_code recv_message(int sock, std::string& msg, std::vector<UniqueFd>* fds = nullptr, size_t max_fds = 3);
 
-}  // namespace superd::fdpass
+}  // namespace superd::util::fdpass
+
+// Called by its short name across superd (fdpass::...); it lives in util/.
+namespace superd {
+namespace fdpass = util::fdpass;
+}  // namespace superd

@@ -9,7 +9,7 @@
 
 #include <cerrno>
 
-namespace superd::log {
+namespace superd::util::log {
 namespace {
 Level g_level = Level::info;
 constexpr std::string_view kNames[] = {"debug", "info", "warning", "error"};
@@ -83,4 +83,4 @@ std::string errno_text(int err) {
   return fmt::format("{} ({})", name ? name : "?", std::strerror(err));
 }
 
-}  // namespace superd::log
+}  // namespace superd::util::log

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace superd::log {
+namespace superd::util::log {
 
 enum class Level { debug = 0, info = 1, warning = 2, error = 3 };
 
@@ -48,4 +48,9 @@ void error(fmt::format_string<A...> f, A&&... a) {
   write(Level::error, fmt::format(f, std::forward<A>(a)...));
 }
 
-}  // namespace superd::log
+}  // namespace superd::util::log
+
+// Called by its short name across superd (log::...); it lives in util/.
+namespace superd {
+namespace log = util::log;
+}  // namespace superd

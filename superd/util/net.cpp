@@ -5,7 +5,7 @@
 #include <charconv>
 #include <cstring>
 
-namespace superd::net {
+namespace superd::util::net {
 namespace {
 
 bool parse_port(std::string_view s, uint16_t& port) {
@@ -232,4 +232,4 @@ size_t SourceKeyHash::operator()(const SourceKey& k) const noexcept {
   return static_cast<size_t>(h);
 }
 
-}  // namespace superd::net
+}  // namespace superd::util::net

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace superd::net {
+namespace superd::util::net {
 
 enum class Kind { inet4, inet6, dual, unix_path, unix_abstract };
 
@@ -61,4 +61,9 @@ struct SourceKeyHash {
   size_t operator()(const SourceKey& k) const noexcept;
 };
 
-}  // namespace superd::net
+}  // namespace superd::util::net
+
+// Called by its short name across superd (net::...); it lives in util/.
+namespace superd {
+namespace net = util::net;
+}  // namespace superd

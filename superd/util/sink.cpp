@@ -14,7 +14,7 @@
 
 #include "util/log.hpp"
 
-namespace superd::log {
+namespace superd::util::log {
 namespace {
 
 struct Name {
@@ -204,4 +204,4 @@ std::string SinkSpec::to_string() const {
   return "stderr";
 }
 
-}  // namespace superd::log
+}  // namespace superd::util::log

@@ -16,7 +16,7 @@
 
 #include "util/unique_fd.hpp"
 
-namespace superd::log {
+namespace superd::util::log {
 
 // What a `log_target` names, without any I/O: the config module parses it once at load.
 struct SinkSpec {
@@ -83,4 +83,9 @@ class Sink {
   UniqueFd fd_;
 };
 
-}  // namespace superd::log
+}  // namespace superd::util::log
+
+// Called by its short name across superd (log::...); it lives in util/.
+namespace superd {
+namespace log = util::log;
+}  // namespace superd

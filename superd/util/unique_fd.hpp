@@ -7,7 +7,7 @@
 
 #include <utility>
 
-namespace superd {
+namespace superd::util {
 
 class UniqueFd {
  public:
@@ -35,4 +35,8 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+}  // namespace superd::util
+
+namespace superd {
+using util::UniqueFd;  // the owned fd, everywhere in superd
 }  // namespace superd

@@ -5,7 +5,7 @@
 #include <cctype>
 #include <string>
 
-namespace superd::units {
+namespace superd::util::units {
 namespace {
 
 std::string_view trim(std::string_view s) {
@@ -110,4 +110,4 @@ std::optional<uint64_t> parse_size(std::string_view s, ParseError* error) {
   return n * mult;
 }
 
-}  // namespace superd::units
+}  // namespace superd::util::units

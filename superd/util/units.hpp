@@ -13,7 +13,7 @@
 #include <optional>
 #include <string_view>
 
-namespace superd::units {
+namespace superd::util::units {
 
 inline constexpr uint64_t kInfinity = UINT64_MAX;
 // 36500 days (about 100 years): far below the ~292 years steady_clock can hold, with room for
@@ -30,4 +30,9 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view s, Pars
 // Bytes, kInfinity for "infinity", or nullopt on a malformed string or one past 2^64 - 1 bytes.
 std::optional<uint64_t> parse_size(std::string_view s, ParseError* error = nullptr);
 
-}  // namespace superd::units
+}  // namespace superd::util::units
+
+// Called by its short name across superd (units::...); it lives in util/.
+namespace superd {
+namespace units = util::units;
+}  // namespace superd

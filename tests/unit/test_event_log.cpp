@@ -6,7 +6,7 @@
 #include "daemon/event_log.hpp"
 
 using namespace superd;
-namespace el = superd::event_log;
+namespace el = superd::daemon::event_log;
 using std::chrono::milliseconds;
 
 TEST_CASE("START and EXIT carry the fields log_on_success selects", "[event_log]") {
