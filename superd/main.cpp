@@ -5,8 +5,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
   check->add_option("--xinetd", xinetd_path, "check the services converted from this xinetd.conf too");
 
   std::string import_file = "/etc/xinetd.conf", import_dir;
-  auto* import = app.add_subcommand("import-xinetd", "convert xinetd.conf (+ includes) or inetd.conf lines to superd TOML");
+  auto* import =
+      app.add_subcommand("import-xinetd", "convert xinetd.conf (+ includes) or inetd.conf lines to superd TOML");
   import->add_option("file", import_file, "xinetd.conf or inetd.conf")->capture_default_str();
   import->add_option("-o,--output", import_dir, "write DIR/NAME.toml per service (default: print them all)");
 
@@ -111,9 +112,10 @@ int main(int argc, char** argv) {
     std::string text = superd::control::request(runtime_root_of(), R"({"op":"reload"})", error);
     auto j = nlohmann::json::parse(text, nullptr, false);
     if (text.empty() || j.is_discarded() || j.contains("error")) {
-      std::fprintf(stderr, "superd reload: %s", text.empty() ? (error + "\n").c_str()
-                                                           : j.is_discarded() ? "bad answer\n"
-                                                                              : j["error"].get<std::string>().c_str());
+      std::fprintf(stderr, "superd reload: %s",
+                   text.empty()       ? (error + "\n").c_str()
+                   : j.is_discarded() ? "bad answer\n"
+                                      : j["error"].get<std::string>().c_str());
       return 2;
     }
     std::printf("reloaded\n");

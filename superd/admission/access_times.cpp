@@ -45,8 +45,7 @@ bool read_time(std::string_view s, size_t& pos, int& minute_of_day, std::string&
 
 }  // namespace
 
-std::optional<AccessTimes> AccessTimes::parse(const std::vector<std::string>& intervals,
-                                              std::string& why) {
+std::optional<AccessTimes> AccessTimes::parse(const std::vector<std::string>& intervals, std::string& why) {
   if (intervals.empty()) {
     why = "empty list of access times (leave the key out to allow every time)";
     return std::nullopt;
@@ -91,8 +90,7 @@ std::optional<AccessTimes> AccessTimes::parse(const std::vector<std::string>& in
 bool AccessTimes::allows(int minute) const noexcept {
   if (intervals_.empty()) return true;
   for (const Interval& i : intervals_) {
-    bool inside = i.start <= i.end ? (i.start <= minute && minute <= i.end)
-                                   : (minute >= i.start || minute <= i.end);
+    bool inside = i.start <= i.end ? (i.start <= minute && minute <= i.end) : (minute >= i.start || minute <= i.end);
     if (inside) return true;
   }
   return false;

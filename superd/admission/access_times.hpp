@@ -30,8 +30,7 @@ class AccessTimes {
 
   AccessTimes() = default;  // no restriction
 
-  static std::optional<AccessTimes> parse(const std::vector<std::string>& intervals,
-                                          std::string& why);
+  static std::optional<AccessTimes> parse(const std::vector<std::string>& intervals, std::string& why);
 
   // minute_of_day: 0..1439 (hour * 60 + minute, local time).
   bool allows(int minute_of_day) const noexcept;

@@ -6,11 +6,16 @@ namespace superd::admission {
 
 const char* verdict_reason(Verdict v) noexcept {
   switch (v) {
-    case Verdict::admit: return "admitted";
-    case Verdict::denied: return "denied by deny list";
-    case Verdict::not_allowed: return "not in allow list";
-    case Verdict::per_source_limit: return "max_connections_per_source reached";
-    case Verdict::total_limit: return "max_connections reached";
+    case Verdict::admit:
+      return "admitted";
+    case Verdict::denied:
+      return "denied by deny list";
+    case Verdict::not_allowed:
+      return "not in allow list";
+    case Verdict::per_source_limit:
+      return "max_connections_per_source reached";
+    case Verdict::total_limit:
+      return "max_connections reached";
   }
   return "?";
 }

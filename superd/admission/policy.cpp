@@ -12,7 +12,8 @@ Decision Policy::decide(Path path, const sockaddr* peer, const net::SourceKey& s
   // A datagram is no connection: only allow/deny apply to it, not the connection limits.
   bool counts = path == Path::stream || v == Verdict::denied || v == Verdict::not_allowed;
   if (v != Verdict::admit && counts) return refuse(verdict_reason(v));
-  if (!access_.empty() && !access_.allows(minute_of_day < 0 ? AccessTimes::minute_of_day_now() : minute_of_day)) return refuse("outside access_times " + access_.to_string());
+  if (!access_.empty() && !access_.allows(minute_of_day < 0 ? AccessTimes::minute_of_day_now() : minute_of_day))
+    return refuse("outside access_times " + access_.to_string());
   if (guard.check) {
     if (std::string why = guard.check(guard.ctx, peer); !why.empty()) return refuse(std::move(why));
   }

@@ -24,7 +24,7 @@ enum class Path { stream, datagram };
 struct Decision {
   enum class Kind { admit, refuse, defer };
   Kind kind = Kind::admit;
-  std::string reason;                   // refuse: for the REFUSE line
+  std::string reason;                    // refuse: for the REFUSE line
   RateLimit::Clock::time_point until{};  // defer: when the rate limit has room
   bool admitted() const noexcept { return kind == Kind::admit; }
 };

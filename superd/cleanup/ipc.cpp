@@ -1,11 +1,11 @@
 #include "cleanup/ipc.hpp"
 
 #include <dirent.h>
-#include <sched.h>
-#include <sys/mount.h>
 #include <fcntl.h>
 #include <mqueue.h>
+#include <sched.h>
 #include <sys/ipc.h>
+#include <sys/mount.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
@@ -107,8 +107,10 @@ std::vector<Object> collect(const Roots& roots, Match match) {
     });
   auto files = [&](const std::string& dir, Kind k) {
     each_file(dir, [&](const char* name, uint32_t uid, uint32_t gid) {
-      if (match(uid)) out.push_back({k, -1, name, uid, uid});
-      else if (match(gid)) out.push_back({k, -1, name, gid, gid});
+      if (match(uid))
+        out.push_back({k, -1, name, uid, uid});
+      else if (match(gid))
+        out.push_back({k, -1, name, gid, gid});
     });
   };
   if (!roots.dev_shm.empty()) files(roots.dev_shm, Kind::posix_shm);
@@ -120,11 +122,16 @@ std::vector<Object> collect(const Roots& roots, Match match) {
 
 const char* kind_name(Kind k) noexcept {
   switch (k) {
-    case Kind::shm: return "sysv-shm";
-    case Kind::sem: return "sysv-sem";
-    case Kind::msg: return "sysv-msg";
-    case Kind::posix_shm: return "posix-shm";
-    case Kind::mqueue: return "mqueue";
+    case Kind::shm:
+      return "sysv-shm";
+    case Kind::sem:
+      return "sysv-sem";
+    case Kind::msg:
+      return "sysv-msg";
+    case Kind::posix_shm:
+      return "posix-shm";
+    case Kind::mqueue:
+      return "mqueue";
   }
   return "?";
 }
@@ -136,11 +143,21 @@ std::vector<Object> owned_in_range(uint32_t lo, uint32_t hi, const Roots& roots)
 int remove(const Object& o, const Roots& roots) {
   int rc = 0;
   switch (o.kind) {
-    case Kind::shm: rc = ::shmctl(o.id, IPC_RMID, nullptr); break;
-    case Kind::sem: rc = ::semctl(o.id, 0, IPC_RMID); break;
-    case Kind::msg: rc = ::msgctl(o.id, IPC_RMID, nullptr); break;
-    case Kind::posix_shm: rc = ::unlink((roots.dev_shm + "/" + o.name).c_str()); break;
-    case Kind::mqueue: rc = ::unlink((roots.mqueue + "/" + o.name).c_str()); break;
+    case Kind::shm:
+      rc = ::shmctl(o.id, IPC_RMID, nullptr);
+      break;
+    case Kind::sem:
+      rc = ::semctl(o.id, 0, IPC_RMID);
+      break;
+    case Kind::msg:
+      rc = ::msgctl(o.id, IPC_RMID, nullptr);
+      break;
+    case Kind::posix_shm:
+      rc = ::unlink((roots.dev_shm + "/" + o.name).c_str());
+      break;
+    case Kind::mqueue:
+      rc = ::unlink((roots.mqueue + "/" + o.name).c_str());
+      break;
   }
   // Gone already (EINVAL/EIDRM for SysV, ENOENT for files) is success.
   if (rc != 0 && errno != ENOENT && errno != EINVAL && errno != EIDRM) return errno;

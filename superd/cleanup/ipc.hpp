@@ -33,7 +33,7 @@ struct Object {
 // Where to look (overridable for tests).
 struct Roots {
   std::string sysvipc = "/proc/sysvipc";
-  std::string dev_shm = "/dev/shm";  // empty: skip (every instance had a private /dev/shm)
+  std::string dev_shm = "/dev/shm";    // empty: skip (every instance had a private /dev/shm)
   std::string mqueue = "/dev/mqueue";  // the daemon passes its private view (see below)
 };
 

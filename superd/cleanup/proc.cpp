@@ -75,8 +75,7 @@ std::error_code kill_all_of_uid(uint32_t uid) {
     pid_t pid = ::fork();
     if (pid < 0) return {errno, std::generic_category()};
     if (pid == 0) {
-      if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
-        _exit(2);
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0) _exit(2);
       // kill(-1) skips the caller and init; zombies still "receive" it, so bound the loop.
       for (int i = 0; i < 100 && ::kill(-1, SIGKILL) == 0; ++i) ::usleep(1000);
       _exit(0);

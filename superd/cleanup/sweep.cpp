@@ -17,12 +17,12 @@
 namespace superd::cleanup::sweep {
 namespace {
 
-constexpr size_t kParallel = 128;            // helpers alive at once
+constexpr size_t kParallel = 128;  // helpers alive at once
 // kill(-1) calls per helper. Few: each walks every process of the host, and zombies (killed
 // instances not yet reaped by the host's init) still "receive" it, so it cannot tell done; the
 // /proc scan between rounds, which skips zombies, decides.
 constexpr int kKillRounds = 3;
-constexpr int kMaxRounds = 20;               // helper rounds per UID before giving up
+constexpr int kMaxRounds = 20;  // helper rounds per UID before giving up
 constexpr long kDeadlineMs = 4000;
 
 long now_ms() {

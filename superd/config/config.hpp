@@ -37,7 +37,7 @@ struct Location {
 
 struct Problem {
   Location where;
-  std::string key;      // dotted path, e.g. "socket.listen[1]"
+  std::string key;  // dotted path, e.g. "socket.listen[1]"
   std::string message;
   std::string to_string() const;  // "FILE:LINE:COL: key: message"
 };
@@ -53,11 +53,11 @@ class Problems {
 };
 
 // Hard caps, so a config cannot make superd allocate without bound.
-inline constexpr uint32_t kMaxPoolSize = 1u << 24;          // 16.7M UIDs
+inline constexpr uint32_t kMaxPoolSize = 1u << 24;  // 16.7M UIDs
 inline constexpr uint32_t kMaxConnectionsCap = 1u << 20;
-inline constexpr size_t kMaxConfigFileBytes = 1u << 20;     // per TOML file
+inline constexpr size_t kMaxConfigFileBytes = 1u << 20;  // per TOML file
 inline constexpr size_t kMaxServices = 4096;
-inline constexpr size_t kMaxListenFds = 16;          // sockets handed to one wait-mode instance
+inline constexpr size_t kMaxListenFds = 16;  // sockets handed to one wait-mode instance
 
 struct Listen {
   net::ListenSpec spec;
@@ -90,8 +90,8 @@ struct SocketConfig {
   std::optional<uid_t> socket_user;
   std::optional<gid_t> socket_group;
   BindIpv6Only bind_ipv6_only = BindIpv6Only::default_;
-  bool no_delay = false;    // TCP_NODELAY, set on the listener and inherited by connections
-  bool keep_alive = false;  // SO_KEEPALIVE, likewise
+  bool no_delay = false;             // TCP_NODELAY, set on the listener and inherited by connections
+  bool keep_alive = false;           // SO_KEEPALIVE, likewise
   uint32_t max_connection_rate = 0;  // per connection_rate_interval; 0: no limit
   std::chrono::milliseconds connection_rate_interval{1000};
   RateAction connection_rate_action = RateAction::defer;
@@ -115,7 +115,7 @@ struct Rlimit {
 enum class ProtectSystem { no, yes, full, strict };
 
 constexpr uint64_t kDefaultPrivateTmpSize = 64ULL << 20;  // private_tmp_size
-constexpr rlim_t kDefaultNproc = 512;                      // limits.nproc of a dynamic user
+constexpr rlim_t kDefaultNproc = 512;                     // limits.nproc of a dynamic user
 enum class ProtectHome { no, read_only, tmpfs, yes };
 
 struct Path {
@@ -178,16 +178,22 @@ struct SandboxConfig {
 
 // Fields of START/EXIT (log_on_success) and REFUSE/FAIL (log_on_failure) lines, as xinetd's.
 enum LogField : uint32_t {
-  kLogPid = 1, kLogHost = 2, kLogUserid = 4, kLogExit = 8, kLogDuration = 16, kLogTraffic = 32, kLogAttempt = 64,
+  kLogPid = 1,
+  kLogHost = 2,
+  kLogUserid = 4,
+  kLogExit = 8,
+  kLogDuration = 16,
+  kLogTraffic = 32,
+  kLogAttempt = 64,
   kLogAll = 127,
 };
 
 struct ServiceConfig {
-  std::vector<std::string> exec;  // argv; exec[0] is also the program unless exec_path says otherwise
-  std::string exec_path;          // the program: exec[0], or for ["@/path", "argv0", ...] "/path"
+  std::vector<std::string> exec;             // argv; exec[0] is also the program unless exec_path says otherwise
+  std::string exec_path;                     // the program: exec[0], or for ["@/path", "argv0", ...] "/path"
   std::optional<inloop::Internal> internal;  // echo, discard, ...: served by superd itself
-  std::optional<net::ListenSpec> redirect;  // relay each connection to this TCP address
-  bool disabled = false;          // parsed, not served
+  std::optional<net::ListenSpec> redirect;   // relay each connection to this TCP address
+  bool disabled = false;                     // parsed, not served
   bool dynamic_user = true;
   // Static identity (dynamic_user = false): resolved at load time.
   std::string user;
@@ -202,7 +208,7 @@ struct ServiceConfig {
   uint32_t log_on_success = kLogAll;
   uint32_t log_on_failure = kLogAll;
   Stdio stdio = Stdio::socket;
-  std::chrono::milliseconds runtime_max{0};      // 0: unlimited
+  std::chrono::milliseconds runtime_max{0};  // 0: unlimited
   // cgroup v2 bounds (systemd's MemoryMax=, TasksMax=, CPUWeight=); see sandbox/cgroup.hpp for
   // where they apply.
   std::optional<uint64_t> memory_max, tasks_max;
@@ -239,15 +245,15 @@ struct Global {
 
 struct Config {
   Global global;
-  std::vector<Service> services;        // the enabled ones
-  std::vector<std::string> disabled;    // names of services with disabled = true
+  std::vector<Service> services;      // the enabled ones
+  std::vector<std::string> disabled;  // names of services with disabled = true
 };
 
 // Parses the main file from text; `file` names it in problems.
 Global parse_global(std::string_view text, const std::string& file, Problems& problems);
 // Parses one service file from text; the service is named `name`.
-std::optional<Service> parse_service(std::string_view text, const std::string& file,
-                                     const std::string& name, Problems& problems);
+std::optional<Service> parse_service(std::string_view text, const std::string& file, const std::string& name,
+                                     Problems& problems);
 // A transient service for `superd run`: [service] keys from "-p key=value" (value as TOML, e.g.
 // true or ["a","b"], or else taken as a plain string) and exec = argv. Named `name`.
 std::optional<Service> parse_run_service(const std::vector<std::string>& properties,

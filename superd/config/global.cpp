@@ -1,7 +1,7 @@
 // The main file: the [superd] table (dynamic UID range, includes, log level, the roots of
 // the state/cache/logs/runtime directories).
-#include <set>
 #include <toml++/toml.h>
+#include <set>
 
 #include "config/reader.hpp"
 
@@ -30,8 +30,8 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
         if (lo < 1 || hi > 4294967294LL || lo > hi) {
           r.bad(*n, "dynamic_uid_range", "expected 1 <= FIRST <= LAST <= 4294967294");
         } else if (hi - lo + 1 > kMaxPoolSize) {
-          r.bad(*n, "dynamic_uid_range", "range holds " + std::to_string(hi - lo + 1) + " UIDs; at most " +
-                                             std::to_string(kMaxPoolSize));
+          r.bad(*n, "dynamic_uid_range",
+                "range holds " + std::to_string(hi - lo + 1) + " UIDs; at most " + std::to_string(kMaxPoolSize));
         } else if (lo <= 65535 && hi >= 65535) {
           r.bad(*n, "dynamic_uid_range", "must not contain 65535 ((uint16_t)-1, \"no user\")");
         } else {
@@ -47,7 +47,8 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
     }
     if (r.read_string("log_level", g.log_level)) {
       static const std::set<std::string> kLevels{"debug", "info", "warning", "error"};
-      if (!kLevels.count(g.log_level)) r.bad(*r.get("log_level"), "log_level", "expected debug, info, warning or error");
+      if (!kLevels.count(g.log_level))
+        r.bad(*r.get("log_level"), "log_level", "expected debug, info, warning or error");
     }
     for (auto [key, dst] : {std::pair{"runtime_root", &g.runtime_root}, std::pair{"state_root", &g.state_root},
                             std::pair{"cache_root", &g.cache_root}, std::pair{"logs_root", &g.logs_root}}) {

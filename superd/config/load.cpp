@@ -44,7 +44,9 @@ void map_lines(Problems& p, size_t from, const MemoryService& m) {
 
 }  // namespace
 
-Config load(const std::string& path, Problems& p) { return load(path, {}, p); }
+Config load(const std::string& path, Problems& p) {
+  return load(path, {}, p);
+}
 
 Config load(const std::string& path, const std::vector<MemoryService>& extra, Problems& p) {
   namespace fs = std::filesystem;
@@ -52,8 +54,10 @@ Config load(const std::string& path, const std::vector<MemoryService>& extra, Pr
   std::set<std::string> names;
   auto add = [&](std::optional<Service> svc) {
     if (!svc) return;
-    if (svc->service.disabled) c.disabled.push_back(svc->name);
-    else c.services.push_back(std::move(*svc));
+    if (svc->service.disabled)
+      c.disabled.push_back(svc->name);
+    else
+      c.services.push_back(std::move(*svc));
   };
   if (path.empty()) {
     c.global.include.clear();
@@ -65,7 +69,8 @@ Config load(const std::string& path, const std::vector<MemoryService>& extra, Pr
   fs::path base = fs::path(path).parent_path();
   for (const MemoryService& m : extra) {
     if (!names.insert(m.name).second) {
-      p.add({m.file, m.line_origin.empty() ? 0 : m.line_origin.front(), 0}, "", "service \"" + m.name + "\" is defined twice");
+      p.add({m.file, m.line_origin.empty() ? 0 : m.line_origin.front(), 0}, "",
+            "service \"" + m.name + "\" is defined twice");
       continue;
     }
     size_t before = p.list().size();
@@ -75,7 +80,8 @@ Config load(const std::string& path, const std::vector<MemoryService>& extra, Pr
       // Later checks (overlaps, exec) name the source lines too.
       svc->where = {m.file, m.origin_line, 0};
       for (Listen& l : svc->socket.listen)
-        l.where = {m.file, l.where.line >= 1 && l.where.line <= m.line_origin.size() ? m.line_origin[l.where.line - 1] : 0, 0};
+        l.where = {m.file,
+                   l.where.line >= 1 && l.where.line <= m.line_origin.size() ? m.line_origin[l.where.line - 1] : 0, 0};
     }
     add(std::move(svc));
   }

@@ -30,13 +30,20 @@ Location loc(const std::string& file, const toml::source_region& r) {
 
 std::string type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date/time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date/time";
   }
 }
 
@@ -52,13 +59,19 @@ const toml::node* TableReader::get(const std::string& key) {
   return t_.get(key);
 }
 
-Location TableReader::where(const toml::node& n) const { return loc(file_, n.source()); }
-Location TableReader::where_table() const { return loc(file_, t_.source()); }
+Location TableReader::where(const toml::node& n) const {
+  return loc(file_, n.source());
+}
+Location TableReader::where_table() const {
+  return loc(file_, t_.source());
+}
 
 void TableReader::read_bool(const std::string& key, bool& out) {
   if (auto* n = get(key)) {
-    if (auto v = n->value<bool>(); v && n->is_boolean()) out = *v;
-    else wrong_type(*n, key, "a boolean");
+    if (auto v = n->value<bool>(); v && n->is_boolean())
+      out = *v;
+    else
+      wrong_type(*n, key, "a boolean");
   }
 }
 
@@ -104,8 +117,10 @@ std::vector<std::pair<std::string, const toml::node*>> TableReader::read_strings
   }
   for (size_t i = 0; i < arr->size(); ++i) {
     const toml::node& e = *arr->get(i);
-    if (!e.is_string()) bad(e, key + "[" + std::to_string(i) + "]", "expected a string, got " + type_name(e));
-    else out.emplace_back(*e.value<std::string>(), &e);
+    if (!e.is_string())
+      bad(e, key + "[" + std::to_string(i) + "]", "expected a string, got " + type_name(e));
+    else
+      out.emplace_back(*e.value<std::string>(), &e);
   }
   return out;
 }
@@ -123,9 +138,12 @@ void TableReader::read_duration(const std::string& key, std::chrono::millisecond
     } else if (n->is_string()) {
       units::ParseError why = units::ParseError::malformed;
       auto d = units::parse_duration(*n->value<std::string>(), &why);
-      if (d) out = *d;
-      else if (why == units::ParseError::out_of_range) bad(*n, key, "duration \"" + *n->value<std::string>() + "\"" + too_long);
-      else bad(*n, key, "bad duration \"" + *n->value<std::string>() + "\" (e.g. \"30s\", \"5min\")");
+      if (d)
+        out = *d;
+      else if (why == units::ParseError::out_of_range)
+        bad(*n, key, "duration \"" + *n->value<std::string>() + "\"" + too_long);
+      else
+        bad(*n, key, "bad duration \"" + *n->value<std::string>() + "\" (e.g. \"30s\", \"5min\")");
     } else {
       wrong_type(*n, key, "a duration string such as \"30s\"");
     }

@@ -45,7 +45,9 @@ class TableReader {
   std::string name(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
   Location where(const toml::node& n) const;
   Location where_table() const;  // the table itself, e.g. its [header]
-  void bad(const toml::node& n, const std::string& key, std::string msg) { p_.add(where(n), name(key), std::move(msg)); }
+  void bad(const toml::node& n, const std::string& key, std::string msg) {
+    p_.add(where(n), name(key), std::move(msg));
+  }
   void wrong_type(const toml::node& n, const std::string& key, const char* want) {
     bad(n, key, std::string("expected ") + want + ", got " + type_name(n));
   }

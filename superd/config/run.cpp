@@ -20,8 +20,7 @@ std::string toml_quote(std::string_view v) {
 }  // namespace
 
 std::optional<Service> parse_run_service(const std::vector<std::string>& properties,
-                                         const std::vector<std::string>& argv, const std::string& name,
-                                         Problems& p) {
+                                         const std::vector<std::string>& argv, const std::string& name, Problems& p) {
   std::string text = "[socket]\n[service]\nexec = [";
   for (size_t i = 0; i < argv.size(); ++i) text += (i ? ", " : "") + toml_quote(argv[i]);
   text += "]\n";

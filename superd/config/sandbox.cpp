@@ -4,10 +4,10 @@
 // here, so a typo is a config error naming its key, not a start-up failure.
 #include <sys/capability.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <toml++/toml.h>
 
 #include "config/tables.hpp"
 #include "sandbox/seccomp.hpp"
@@ -66,8 +66,10 @@ void read_paths(TableReader& r, const std::string& key, std::vector<Path>& out) 
     Path p;
     p.optional = !text.empty() && text.front() == '-';
     p.path = p.optional ? text.substr(1) : text;
-    if (!valid_absolute_path(p.path)) r.bad(*node, key, "\"" + text + "\" must be an absolute path without \"..\"");
-    else out.push_back(p);
+    if (!valid_absolute_path(p.path))
+      r.bad(*node, key, "\"" + text + "\" must be an absolute path without \"..\"");
+    else
+      out.push_back(p);
   }
 }
 
@@ -81,7 +83,8 @@ void read_binds(TableReader& r, const std::string& key, std::vector<BindPath>& o
     b.target = colon == std::string::npos ? b.source : v.substr(colon + 1);
     if (!valid_absolute_path(b.source) || !valid_absolute_path(b.target))
       r.bad(*node, key, "\"" + text + "\": expected \"/source[:/target]\", both absolute, without \"..\"");
-    else out.push_back(b);
+    else
+      out.push_back(b);
   }
 }
 
@@ -91,8 +94,10 @@ void read_caps(TableReader& r, const std::string& key, std::vector<int>& out) {
     for (char c : name) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
     if (lower.rfind("cap_", 0) != 0) lower = "cap_" + lower;
     cap_value_t v;
-    if (cap_from_name(lower.c_str(), &v) != 0) r.bad(*node, key, "unknown capability \"" + name + "\"");
-    else out.push_back(v);
+    if (cap_from_name(lower.c_str(), &v) != 0)
+      r.bad(*node, key, "unknown capability \"" + name + "\"");
+    else
+      out.push_back(v);
   }
 }
 
@@ -102,9 +107,12 @@ bool read_syscall_filter(TableReader& r, seccomp::Settings& sc) {
   r.read_bool("restrict_suid_sgid", sc.restrict_suid_sgid);
   for (auto& [v, node] : r.read_strings("system_call_filter", true)) sc.system_call_filter.push_back(v);
   if (auto* n = r.get("system_call_error_number")) {
-    if (n->is_integer()) sc.system_call_error_number = std::to_string(*n->value<int64_t>());
-    else if (n->is_string()) sc.system_call_error_number = *n->value<std::string>();
-    else r.wrong_type(*n, "system_call_error_number", "an errno name such as \"EPERM\" or a number");
+    if (n->is_integer())
+      sc.system_call_error_number = std::to_string(*n->value<int64_t>());
+    else if (n->is_string())
+      sc.system_call_error_number = *n->value<std::string>();
+    else
+      r.wrong_type(*n, "system_call_error_number", "an errno name such as \"EPERM\" or a number");
   }
   std::vector<std::string> architectures;
   for (auto& [v, node] : r.read_strings("system_call_architectures", true)) architectures.push_back(v);
@@ -143,7 +151,8 @@ void check_syscall_filter(TableReader& r, const seccomp::Settings& sc) {
   for (Check& c : checks) {
     std::string why;
     const toml::node* at = r.get(c.key);
-    if (!seccomp::validate(c.st, why)) at ? r.bad(*at, c.key, why) : r.problems().add({r.file(), 1, 1}, r.name(c.key), why);
+    if (!seccomp::validate(c.st, why))
+      at ? r.bad(*at, c.key, why) : r.problems().add({r.file(), 1, 1}, r.name(c.key), why);
   }
 }
 
@@ -166,20 +175,34 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
     sb.restrict_signals = false;
   }
   if (auto* n = r.get("protect_system")) {
-    std::string v = n->is_string() ? *n->value<std::string>() : n->is_boolean() ? (*n->value<bool>() ? "true" : "false") : "?";
-    if (v == "strict") sb.protect_system = ProtectSystem::strict;
-    else if (v == "full") sb.protect_system = ProtectSystem::full;
-    else if (v == "true" || v == "yes") sb.protect_system = ProtectSystem::yes;
-    else if (v == "false" || v == "no") sb.protect_system = ProtectSystem::no;
-    else r.bad(*n, "protect_system", "expected \"strict\", \"full\", true or false");
+    std::string v = n->is_string()    ? *n->value<std::string>()
+                    : n->is_boolean() ? (*n->value<bool>() ? "true" : "false")
+                                      : "?";
+    if (v == "strict")
+      sb.protect_system = ProtectSystem::strict;
+    else if (v == "full")
+      sb.protect_system = ProtectSystem::full;
+    else if (v == "true" || v == "yes")
+      sb.protect_system = ProtectSystem::yes;
+    else if (v == "false" || v == "no")
+      sb.protect_system = ProtectSystem::no;
+    else
+      r.bad(*n, "protect_system", "expected \"strict\", \"full\", true or false");
   }
   if (auto* n = r.get("protect_home")) {
-    std::string v = n->is_string() ? *n->value<std::string>() : n->is_boolean() ? (*n->value<bool>() ? "true" : "false") : "?";
-    if (v == "read-only") sb.protect_home = ProtectHome::read_only;
-    else if (v == "tmpfs") sb.protect_home = ProtectHome::tmpfs;
-    else if (v == "true" || v == "yes") sb.protect_home = ProtectHome::yes;
-    else if (v == "false" || v == "no") sb.protect_home = ProtectHome::no;
-    else r.bad(*n, "protect_home", "expected \"read-only\", \"tmpfs\", true or false");
+    std::string v = n->is_string()    ? *n->value<std::string>()
+                    : n->is_boolean() ? (*n->value<bool>() ? "true" : "false")
+                                      : "?";
+    if (v == "read-only")
+      sb.protect_home = ProtectHome::read_only;
+    else if (v == "tmpfs")
+      sb.protect_home = ProtectHome::tmpfs;
+    else if (v == "true" || v == "yes")
+      sb.protect_home = ProtectHome::yes;
+    else if (v == "false" || v == "no")
+      sb.protect_home = ProtectHome::no;
+    else
+      r.bad(*n, "protect_home", "expected \"read-only\", \"tmpfs\", true or false");
   }
   r.read_bool("private_tmp", sb.private_tmp);
   if (auto* n = r.get("private_tmp_size")) {
@@ -206,7 +229,8 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
     r.read_bool("no_new_privileges", v);
     if (!v && svc.dynamic_user && sb.enabled)
       r.bad(*n, "no_new_privileges", "cannot be false with dynamic_user = true (unless sandbox = false)");
-    else sb.no_new_privileges = v;
+    else
+      sb.no_new_privileges = v;
   }
   if (r.get("capability_bounding_set")) read_caps(r, "capability_bounding_set", sb.capability_bounding_set);
   if (auto* n = r.get("ambient_capabilities")) {

@@ -4,10 +4,10 @@
 #include <pwd.h>
 #include <sys/resource.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <toml++/toml.h>
 
 #include "config/tables.hpp"
 #include "inloop/internal_service.hpp"
@@ -28,12 +28,18 @@ std::string expand_specifiers(std::string_view s, const std::string& name, const
       continue;
     }
     char c = s[++i];
-    if (c == 'n') out += name;
-    else if (c == 'p') out += prefix;
-    else if (c == 'i') out += instance;
-    else if (c == 'c' && serial) out += *serial;
-    else if (c == '%') out.push_back('%');
-    else out.push_back('%'), out.push_back(c);
+    if (c == 'n')
+      out += name;
+    else if (c == 'p')
+      out += prefix;
+    else if (c == 'i')
+      out += instance;
+    else if (c == 'c' && serial)
+      out += *serial;
+    else if (c == '%')
+      out.push_back('%');
+    else
+      out.push_back('%'), out.push_back(c);
   }
   return out;
 }
@@ -64,15 +70,22 @@ void read_limits(const toml::table& t, TableReader& parent, std::vector<Rlimit>&
     } else if (n->is_string()) {
       const std::string s = *n->value<std::string>();
       units::ParseError why = units::ParseError::malformed;
-      if (s == "infinity") v = units::kInfinity;
+      if (s == "infinity")
+        v = units::kInfinity;
       else if (l.is_time) {
-        if (auto d = units::parse_duration(s, &why)) v = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
+        if (auto d = units::parse_duration(s, &why))
+          v = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(*d).count());
       } else {
         v = units::parse_size(s, &why);
       }
       if (!v && why == units::ParseError::out_of_range)
-        r.bad(*n, l.name, "value \"" + s + "\" is too large (at most " + (l.is_time ? std::string(units::kMaxDurationText) + " or \"infinity\")" : "2^64-1 bytes or \"infinity\")"));
-      else if (!v) r.bad(*n, l.name, "bad value \"" + s + "\"" + (l.is_time ? " (a duration, e.g. \"30s\")" : " (a size, e.g. \"512M\")"));
+        r.bad(*n, l.name,
+              "value \"" + s + "\" is too large (at most " +
+                  (l.is_time ? std::string(units::kMaxDurationText) + " or \"infinity\")"
+                             : "2^64-1 bytes or \"infinity\")"));
+      else if (!v)
+        r.bad(*n, l.name,
+              "bad value \"" + s + "\"" + (l.is_time ? " (a duration, e.g. \"30s\")" : " (a size, e.g. \"512M\")"));
     } else {
       r.wrong_type(*n, l.name, "an integer or a string");
     }
@@ -83,12 +96,13 @@ void read_limits(const toml::table& t, TableReader& parent, std::vector<Rlimit>&
 
 bool valid_env_name(std::string_view k) {
   if (k.empty() || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
-  return std::all_of(k.begin(), k.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+  return std::all_of(k.begin(), k.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
 }
 
 uint32_t read_log_fields(TableReader& r, const std::string& key, uint32_t allowed, uint32_t dflt) {
   static const std::pair<const char*, uint32_t> kFields[] = {
-      {"PID", kLogPid},           {"HOST", kLogHost},       {"USERID", kLogUserid}, {"EXIT", kLogExit},
+      {"PID", kLogPid},           {"HOST", kLogHost},       {"USERID", kLogUserid},  {"EXIT", kLogExit},
       {"DURATION", kLogDuration}, {"TRAFFIC", kLogTraffic}, {"ATTEMPT", kLogAttempt}};
   if (!r.get(key)) return dflt;
   uint32_t mask = 0;
@@ -129,9 +143,12 @@ void read_identity(TableReader& r, ServiceConfig& s) {
     if (auto* a = n->as_array()) {
       for (size_t i = 0; i < a->size(); ++i) {
         const toml::node& e = *a->get(i);
-        if (e.is_string()) groups.emplace_back(*e.value<std::string>(), &e);
-        else if (e.is_integer() && *e.value<int64_t>() >= 0) groups.emplace_back(std::to_string(*e.value<int64_t>()), &e);
-        else r.bad(e, "supplementary_groups[" + std::to_string(i) + "]", "expected a group name or number");
+        if (e.is_string())
+          groups.emplace_back(*e.value<std::string>(), &e);
+        else if (e.is_integer() && *e.value<int64_t>() >= 0)
+          groups.emplace_back(std::to_string(*e.value<int64_t>()), &e);
+        else
+          r.bad(e, "supplementary_groups[" + std::to_string(i) + "]", "expected a group name or number");
       }
     } else {
       r.wrong_type(*n, "supplementary_groups", "an array of group names or numbers");
@@ -144,7 +161,8 @@ void read_identity(TableReader& r, ServiceConfig& s) {
   }
   if (!has_user) {
     // Never a silent root: a static identity is named.
-    if (auto* n = r.get("dynamic_user"); n && !r.get("user")) r.bad(*n, "user", "dynamic_user = false needs user = \"NAME\"");
+    if (auto* n = r.get("dynamic_user"); n && !r.get("user"))
+      r.bad(*n, "user", "dynamic_user = false needs user = \"NAME\"");
     return;
   }
   s.user = user;
@@ -159,12 +177,16 @@ void read_identity(TableReader& r, ServiceConfig& s) {
     return r.bad(*r.get("user"), "user", "no such user \"" + user + "\"");
   }
   if (has_group) {
-    if (auto gid = resolve_group(group)) s.gid = *gid;
-    else r.bad(*r.get("group"), "group", "no such group \"" + group + "\"");
+    if (auto gid = resolve_group(group))
+      s.gid = *gid;
+    else
+      r.bad(*r.get("group"), "group", "no such group \"" + group + "\"");
   }
   for (auto& [g, node] : groups) {
-    if (auto gid = resolve_group(g)) s.supplementary_groups.push_back(*gid);
-    else r.bad(*node, "supplementary_groups", "no such group \"" + g + "\"");
+    if (auto gid = resolve_group(g))
+      s.supplementary_groups.push_back(*gid);
+    else
+      r.bad(*node, "supplementary_groups", "no such group \"" + g + "\"");
   }
 }
 
@@ -172,18 +194,24 @@ void read_identity(TableReader& r, ServiceConfig& s) {
 void read_cgroup_bounds(TableReader& r, ServiceConfig& s) {
   if (auto* n = r.get("memory_max")) {
     std::optional<uint64_t> v = size_value(*n);
-    if (!v) r.bad(*n, "memory_max", "expected a size such as \"512M\" or \"infinity\"");
-    else s.memory_max = v;
+    if (!v)
+      r.bad(*n, "memory_max", "expected a size such as \"512M\" or \"infinity\"");
+    else
+      s.memory_max = v;
   }
   if (auto* n = r.get("tasks_max")) {
-    if (n->is_integer() && *n->value<int64_t>() > 0) s.tasks_max = static_cast<uint64_t>(*n->value<int64_t>());
-    else if (n->is_string() && *n->value<std::string>() == "infinity") s.tasks_max = units::kInfinity;
-    else r.bad(*n, "tasks_max", "expected a positive integer or \"infinity\"");
+    if (n->is_integer() && *n->value<int64_t>() > 0)
+      s.tasks_max = static_cast<uint64_t>(*n->value<int64_t>());
+    else if (n->is_string() && *n->value<std::string>() == "infinity")
+      s.tasks_max = units::kInfinity;
+    else
+      r.bad(*n, "tasks_max", "expected a positive integer or \"infinity\"");
   }
   if (auto* n = r.get("cpu_weight")) {
     if (n->is_integer() && *n->value<int64_t>() >= 1 && *n->value<int64_t>() <= 10000)
       s.cpu_weight = static_cast<uint32_t>(*n->value<int64_t>());
-    else r.bad(*n, "cpu_weight", "expected an integer from 1 to 10000");
+    else
+      r.bad(*n, "cpu_weight", "expected an integer from 1 to 10000");
   }
 }
 
@@ -191,7 +219,9 @@ void read_cgroup_bounds(TableReader& r, ServiceConfig& s) {
 std::string internal_names() {
   std::string out;
   for (size_t i = 0; i < inloop::kInternalNames.size(); ++i)
-    out += std::string(i == 0 ? "" : i + 1 == inloop::kInternalNames.size() ? " or " : ", ") +
+    out += std::string(i == 0                                   ? ""
+                       : i + 1 == inloop::kInternalNames.size() ? " or "
+                                                                : ", ") +
            inloop::kInternalNames[i].second;
   return out;
 }
@@ -233,44 +263,57 @@ void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
   read_identity(r, s);
   if (r.read_string("log_target", s.log_target)) {
     std::string why;
-    if (auto spec = log::SinkSpec::parse(s.log_target, why)) s.log_sink = std::move(*spec);
-    else r.bad(*r.get("log_target"), "log_target", why);
+    if (auto spec = log::SinkSpec::parse(s.log_target, why))
+      s.log_sink = std::move(*spec);
+    else
+      r.bad(*r.get("log_target"), "log_target", why);
   }
   s.log_on_success = read_log_fields(r, "log_on_success",
                                      kLogPid | kLogHost | kLogUserid | kLogExit | kLogDuration | kLogTraffic, kLogAll);
   s.log_on_failure = read_log_fields(r, "log_on_failure", kLogHost | kLogUserid | kLogAttempt, kLogAll);
   std::string stdio;
   if (r.read_string("stdio", stdio)) {
-    if (stdio == "socket") s.stdio = Stdio::socket;
-    else if (stdio == "listen-fds") s.stdio = Stdio::listen_fds;
-    else r.bad(*r.get("stdio"), "stdio", "expected \"socket\" or \"listen-fds\", got \"" + stdio + "\"");
+    if (stdio == "socket")
+      s.stdio = Stdio::socket;
+    else if (stdio == "listen-fds")
+      s.stdio = Stdio::listen_fds;
+    else
+      r.bad(*r.get("stdio"), "stdio", "expected \"socket\" or \"listen-fds\", got \"" + stdio + "\"");
   }
   r.read_duration("runtime_max", s.runtime_max);
   r.read_duration("timeout_stop", s.timeout_stop);
   if (auto* lt = sub_table(r, "limits")) read_limits(*lt, r, s.limits);
   if (auto* n = r.get("environment")) {
     auto add = [&](const std::string& k, const std::string& v, const toml::node& at) {
-      if (!valid_env_name(k)) r.bad(at, "environment", "bad variable name \"" + k + "\"");
-      else s.environment.emplace_back(k, v);
+      if (!valid_env_name(k))
+        r.bad(at, "environment", "bad variable name \"" + k + "\"");
+      else
+        s.environment.emplace_back(k, v);
     };
     if (auto* t = n->as_table()) {
       for (auto&& [k, v] : *t) {
-        if (!v.is_string()) r.bad(v, "environment." + std::string(k.str()), "expected a string, got " + type_name(v));
-        else add(std::string(k.str()), *v.value<std::string>(), v);
+        if (!v.is_string())
+          r.bad(v, "environment." + std::string(k.str()), "expected a string, got " + type_name(v));
+        else
+          add(std::string(k.str()), *v.value<std::string>(), v);
       }
     } else if (n->is_array()) {
       for (auto& [kv, node] : r.read_strings("environment", false)) {
         auto eq = kv.find('=');
-        if (eq == std::string::npos) r.bad(*node, "environment", "expected \"NAME=value\", got \"" + kv + "\"");
-        else add(kv.substr(0, eq), kv.substr(eq + 1), *node);
+        if (eq == std::string::npos)
+          r.bad(*node, "environment", "expected \"NAME=value\", got \"" + kv + "\"");
+        else
+          add(kv.substr(0, eq), kv.substr(eq + 1), *node);
       }
     } else {
       r.wrong_type(*n, "environment", "a table or an array of \"NAME=value\"");
     }
   }
   for (auto& [name, node] : r.read_strings("pass_environment", false)) {
-    if (!valid_env_name(name)) r.bad(*node, "pass_environment", "bad variable name \"" + name + "\"");
-    else s.pass_environment.push_back(name);
+    if (!valid_env_name(name))
+      r.bad(*node, "pass_environment", "bad variable name \"" + name + "\"");
+    else
+      s.pass_environment.push_back(name);
   }
   if (r.read_string("working_directory", s.working_directory) && s.working_directory.front() != '/')
     r.bad(*r.get("working_directory"), "working_directory", "must be an absolute path");
@@ -278,8 +321,10 @@ void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
     std::string v = n->is_string() ? *n->value<std::string>() : "";
     char* end = nullptr;
     unsigned long m = std::strtoul(v.c_str(), &end, 8);
-    if (v.empty() || *end || m > 0777) r.bad(*n, "umask", "expected an octal string such as \"0027\"");
-    else s.umask = static_cast<mode_t>(m), s.umask_set = true;
+    if (v.empty() || *end || m > 0777)
+      r.bad(*n, "umask", "expected an octal string such as \"0027\"");
+    else
+      s.umask = static_cast<mode_t>(m), s.umask_set = true;
   }
   int nice = 0;
   if (r.get("nice")) {

@@ -3,11 +3,11 @@
 #include <grp.h>
 #include <pwd.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <toml++/toml.h>
 
 #include "admission/access_times.hpp"
 #include "config/tables.hpp"
@@ -28,15 +28,20 @@ std::optional<gid_t> resolve_group(const std::string& s) {
 void read_socket(TableReader& r, SocketConfig& s) {
   for (auto& [text, node] : r.read_strings("listen", true)) {
     std::string why;
-    if (auto spec = net::parse_listen(text, why)) s.listen.push_back({*spec, r.where(*node)});
-    else r.bad(*node, "listen", why);
+    if (auto spec = net::parse_listen(text, why))
+      s.listen.push_back({*spec, r.where(*node)});
+    else
+      r.bad(*node, "listen", why);
   }
   for (auto& [text, node] : r.read_strings("listen_datagram", true)) {
     std::string why;
     auto spec = net::parse_listen(text, why);
-    if (spec && spec->is_unix()) r.bad(*node, "listen_datagram", "\"" + text + "\": a datagram listener takes PORT, ADDR:PORT or [V6]:PORT");
-    else if (spec) s.listen.push_back({*spec, r.where(*node), true});
-    else r.bad(*node, "listen_datagram", why);
+    if (spec && spec->is_unix())
+      r.bad(*node, "listen_datagram", "\"" + text + "\": a datagram listener takes PORT, ADDR:PORT or [V6]:PORT");
+    else if (spec)
+      s.listen.push_back({*spec, r.where(*node), true});
+    else
+      r.bad(*node, "listen_datagram", why);
   }
   r.read_bool("accept", s.accept);
   r.read_int("max_connections", s.limits.max_connections, 1, kMaxConnectionsCap);
@@ -45,8 +50,10 @@ void read_socket(TableReader& r, SocketConfig& s) {
     auto& list = std::string(key) == "allow" ? s.limits.allow : s.limits.deny;
     for (auto& [text, node] : r.read_strings(key, false)) {
       std::string why;
-      if (auto c = net::parse_cidr(text, why)) list.push_back(*c);
-      else r.bad(*node, key, why);
+      if (auto c = net::parse_cidr(text, why))
+        list.push_back(*c);
+      else
+        r.bad(*node, key, why);
     }
   }
   r.read_int("backlog", s.backlog, 1, 65535);
@@ -59,18 +66,24 @@ void read_socket(TableReader& r, SocketConfig& s) {
       const std::string v = *n->value<std::string>();
       char* end = nullptr;
       unsigned long m = std::strtoul(v.c_str(), &end, 8);
-      if (v.empty() || *end || m > 07777) r.bad(*n, "socket_mode", "bad mode \"" + v + "\" (octal, e.g. \"0660\")");
-      else s.socket_mode = static_cast<mode_t>(m);
+      if (v.empty() || *end || m > 07777)
+        r.bad(*n, "socket_mode", "bad mode \"" + v + "\" (octal, e.g. \"0660\")");
+      else
+        s.socket_mode = static_cast<mode_t>(m);
     } else {
       r.wrong_type(*n, "socket_mode", "an octal string such as \"0660\"");
     }
   }
   std::string v6;
   if (r.read_string("bind_ipv6_only", v6)) {
-    if (v6 == "both") s.bind_ipv6_only = BindIpv6Only::both;
-    else if (v6 == "ipv6-only") s.bind_ipv6_only = BindIpv6Only::ipv6_only;
-    else if (v6 == "default") s.bind_ipv6_only = BindIpv6Only::default_;
-    else r.bad(*r.get("bind_ipv6_only"), "bind_ipv6_only", "expected \"both\", \"ipv6-only\" or \"default\"");
+    if (v6 == "both")
+      s.bind_ipv6_only = BindIpv6Only::both;
+    else if (v6 == "ipv6-only")
+      s.bind_ipv6_only = BindIpv6Only::ipv6_only;
+    else if (v6 == "default")
+      s.bind_ipv6_only = BindIpv6Only::default_;
+    else
+      r.bad(*r.get("bind_ipv6_only"), "bind_ipv6_only", "expected \"both\", \"ipv6-only\" or \"default\"");
   }
   r.read_bool("no_delay", s.no_delay);
   r.read_bool("keep_alive", s.keep_alive);
@@ -80,14 +93,18 @@ void read_socket(TableReader& r, SocketConfig& s) {
     r.bad(*n, "connection_rate_interval", "must be longer than 0");
   std::string action;
   if (r.read_string("connection_rate_action", action)) {
-    if (action == "defer") s.connection_rate_action = RateAction::defer;
-    else if (action == "refuse") s.connection_rate_action = RateAction::refuse;
-    else r.bad(*r.get("connection_rate_action"), "connection_rate_action", "expected \"defer\" or \"refuse\"");
+    if (action == "defer")
+      s.connection_rate_action = RateAction::defer;
+    else if (action == "refuse")
+      s.connection_rate_action = RateAction::refuse;
+    else
+      r.bad(*r.get("connection_rate_action"), "connection_rate_action", "expected \"defer\" or \"refuse\"");
   }
   r.read_int("datagram_reply_rate", s.datagram_reply_rate, 0, kMaxConnectionsCap);
   r.read_int("datagram_reply_rate_per_source", s.datagram_reply_rate_per_source, 0, kMaxConnectionsCap);
-  for (auto [key, interval] : {std::pair{"datagram_reply_interval", &s.datagram_reply_interval},
-                               std::pair{"datagram_reply_interval_per_source", &s.datagram_reply_interval_per_source}}) {
+  for (auto [key, interval] :
+       {std::pair{"datagram_reply_interval", &s.datagram_reply_interval},
+        std::pair{"datagram_reply_interval_per_source", &s.datagram_reply_interval_per_source}}) {
     r.read_duration(key, *interval);
     if (auto* n = r.get(key); n && interval->count() == 0) r.bad(*n, key, "must be longer than 0");
   }
@@ -95,8 +112,10 @@ void read_socket(TableReader& r, SocketConfig& s) {
   for (auto& [text, node] : r.read_strings("access_times", true)) times.push_back(text);
   if (auto* n = r.get("access_times")) {
     std::string why;
-    if (auto at = admission::AccessTimes::parse(times, why)) s.access_times = std::move(*at);
-    else r.bad(*n, "access_times", why);
+    if (auto at = admission::AccessTimes::parse(times, why))
+      s.access_times = std::move(*at);
+    else
+      r.bad(*n, "access_times", why);
   }
   for (auto [key, banner] : {std::pair{"banner", &s.banner}, std::pair{"banner_success", &s.banner_success},
                              std::pair{"banner_fail", &s.banner_fail}}) {
@@ -118,7 +137,8 @@ void read_socket(TableReader& r, SocketConfig& s) {
   }
   std::string user, group;
   if (r.read_string("socket_user", user)) {
-    if (!(s.socket_user = resolve_user(user))) r.bad(*r.get("socket_user"), "socket_user", "no such user \"" + user + "\"");
+    if (!(s.socket_user = resolve_user(user)))
+      r.bad(*r.get("socket_user"), "socket_user", "no such user \"" + user + "\"");
   }
   if (r.read_string("socket_group", group)) {
     if (!(s.socket_group = resolve_group(group)))

@@ -159,7 +159,8 @@ void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd co
   }
   send_banner(conn.get(), so.banner_success, name);
   uint64_t serial = ++serial_;
-  if (s.internal || s.cfg->service.redirect) return start_session(s, std::move(conn), serial, std::move(who.text), who.source);
+  if (s.internal || s.cfg->service.redirect)
+    return start_session(s, std::move(conn), serial, std::move(who.text), who.source);
 
   // Lease.
   uid_pool::Lease lease;
@@ -192,10 +193,11 @@ void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd co
   }
   spawn::Launch started = spawn::launch(plan_);
   err_write.reset();
-  conn.reset();  // the child has its copy
+  conn.reset();                                                             // the child has its copy
   if (!started) return s.log_fail(serial, who.text, uid, started.failure);  // the lease drops: it never ran
   s.policy.gate().enter(who.source);
-  adopt(s, std::move(started.child), std::move(err_read), serial, std::move(lease), uid, std::move(who.text), who.source);
+  adopt(s, std::move(started.child), std::move(err_read), serial, std::move(lease), uid, std::move(who.text),
+        who.source);
 }
 
 }  // namespace superd::daemon

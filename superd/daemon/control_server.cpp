@@ -46,7 +46,8 @@ void ControlServer::arm() {
 void ControlServer::admit(int fd) {
   while (pending_.size() >= kMaxPending) {
     auto oldest = pending_.begin();
-    if (!evictions_++) log::warning("control: {} connections wait for their request; closing the oldest", pending_.size());
+    if (!evictions_++)
+      log::warning("control: {} connections wait for their request; closing the oldest", pending_.size());
     boost::system::error_code ignored;
     oldest->second->close(ignored);  // its wait completes with operation_aborted
     pending_.erase(oldest);

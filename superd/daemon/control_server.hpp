@@ -25,7 +25,8 @@ class ControlServer {
   static constexpr size_t kMaxPending = 64;
   static constexpr std::chrono::seconds kRequestTimeout{5};
 
-  ControlServer(boost::asio::io_context& io, Handler on_request) : io_(io), sock_(io), on_request_(std::move(on_request)) {}
+  ControlServer(boost::asio::io_context& io, Handler on_request)
+      : io_(io), sock_(io), on_request_(std::move(on_request)) {}
   // Binds `path` (replacing a stale socket), mode 0600, and starts accepting.
   std::error_code open(const std::string& path);
   // Stops accepting and removes the socket file; connections being served are not touched.

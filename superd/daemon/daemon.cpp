@@ -65,11 +65,13 @@ bool Daemon::prepare_runtime() {
   table_ = uid_pool::LeaseTable::open(dir.string(), cfg_.global.uid_min, cfg_.global.uid_max, ec);
   if (ec) {
     if (ec == std::errc::device_or_resource_busy)
-      log::error("{}/leases is locked: another superd runs with runtime_root {}", dir.string(), cfg_.global.runtime_root);
+      log::error("{}/leases is locked: another superd runs with runtime_root {}", dir.string(),
+                 cfg_.global.runtime_root);
     else
-      log::error("cannot allocate the lease table for {} UIDs in {}: {}{}", cfg_.global.uid_max - cfg_.global.uid_min + 1,
-                 dir.string(), ec.message(),
-                 ec == std::errc::no_space_on_device ? " (free space there, or choose a smaller dynamic_uid_range)" : "");
+      log::error(
+          "cannot allocate the lease table for {} UIDs in {}: {}{}", cfg_.global.uid_max - cfg_.global.uid_min + 1,
+          dir.string(), ec.message(),
+          ec == std::errc::no_space_on_device ? " (free space there, or choose a smaller dynamic_uid_range)" : "");
     return false;
   }
   // POSIX message queues are visible only through an mqueue filesystem, which many hosts do not
@@ -97,16 +99,20 @@ bool Daemon::prepare_runtime() {
 void Daemon::start_orphan_sweep() {
   auto orphans = leases_.hold_orphans();
   if (orphans.empty()) return;
-  orphans_.start(orphans, ipc_roots_,
-                 {[this](uint32_t uid) { leases_.orphan_swept(uid); },
-                  [this](uint32_t uid) { leases_.orphan_quarantined(uid); }});
+  orphans_.start(
+      orphans, ipc_roots_,
+      {[this](uint32_t uid) { leases_.orphan_swept(uid); }, [this](uint32_t uid) { leases_.orphan_quarantined(uid); }});
 }
 
 void Daemon::on_signal(int sig) {
   switch (sig) {
-    case SIGCHLD: drain_children(); break;
+    case SIGCHLD:
+      drain_children();
+      break;
     case SIGTERM:
-    case SIGINT: begin_shutdown(); break;
+    case SIGINT:
+      begin_shutdown();
+      break;
     case SIGHUP:
       if (!stopping_) reload();
       break;
@@ -177,8 +183,10 @@ int Daemon::run() {
   uint64_t need = 64;
   for (const auto& sc : cfg_.services) need += 2ULL * sc.socket.limits.max_connections;
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < need)
-    log::warning("RLIMIT_NOFILE is {} but the services' max_connections need about {} fds; connections past "
-                 "that are refused (EMFILE)", nofile.rlim_cur, need);
+    log::warning(
+        "RLIMIT_NOFILE is {} but the services' max_connections need about {} fds; connections past "
+        "that are refused (EMFILE)",
+        nofile.rlim_cur, need);
   for (auto& s : services_)
     for (auto& l : s->listeners) arm(*l);
   log::info("ready: {} services, UIDs {}..{} ({} free of {})", services_.size(), pool_.first(), pool_.last(),
@@ -189,8 +197,7 @@ int Daemon::run() {
   return 0;
 }
 
-config::Config load_config(const std::string& config_path, const std::string& xinetd_path,
-                           config::Problems& problems) {
+config::Config load_config(const std::string& config_path, const std::string& xinetd_path, config::Problems& problems) {
   if (xinetd_path.empty()) return config::load(config_path, problems);
   xinetd::Result converted = xinetd::convert_file(xinetd_path);
   for (const auto& w : converted.warnings) log::warning("{}", w.to_string());

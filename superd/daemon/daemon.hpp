@@ -17,8 +17,7 @@ struct Options {
 
 // The configuration `serve` runs: the main file and its includes, plus (with `xinetd_path`)
 // the services converted in memory from an xinetd.conf; the importer's warnings are logged.
-config::Config load_config(const std::string& config_path, const std::string& xinetd_path,
-                           config::Problems& problems);
+config::Config load_config(const std::string& config_path, const std::string& xinetd_path, config::Problems& problems);
 
 // Runs until SIGTERM/SIGINT; returns the process exit code.
 int serve(const config::Config& config, const Options& options);

@@ -35,7 +35,8 @@ void HostWatch::stop() {
 void HostWatch::refresh_userdb() {
   auto ids = userdb::ids_in_range(pool_.first(), pool_.last());
   pool_.set_blocked_exactly(uid_pool::kStaticUser, ids);
-  if (!ids.empty()) log::info("user database: {} IDs in the dynamic range are taken by static users/groups", ids.size());
+  if (!ids.empty())
+    log::info("user database: {} IDs in the dynamic range are taken by static users/groups", ids.size());
 }
 
 // Watches /etc for a new passwd or group (written in place or renamed over, as useradd does).
@@ -83,8 +84,10 @@ void HostWatch::census() {
       int err = ipc::remove(o, roots_);
       if (err == 0) ++given_away;
       if (err == 0 && attackers_logged_.size() < kMaxAttackersLogged && attackers_logged_.insert(o.creator).second)
-        log::warning("census: uid {} gave {} {} to uid {} of the dynamic range; removed (further objects from uid {} "
-                     "are removed without a line)", o.creator, ipc::kind_name(o.kind), o.id, o.owner, o.creator);
+        log::warning(
+            "census: uid {} gave {} {} to uid {} of the dynamic range; removed (further objects from uid {} "
+            "are removed without a line)",
+            o.creator, ipc::kind_name(o.kind), o.id, o.owner, o.creator);
       if (err == 0) continue;
     }
     ipcs.push_back(o.owner);
@@ -127,11 +130,14 @@ void report_cgroup_support(const config::Config& cfg) {
   std::vector<std::string> asking;
   for (const auto& sc : cfg.services)
     if (sc.service.memory_max || sc.service.tasks_max || sc.service.cpu_weight) asking.push_back(sc.name);
-  std::string fallback = fmt::format("instances are bounded by their rlimits (limits.nproc defaults to {}) and "
-                                     "private_tmp_size (default {}M)",
-                                     config::kDefaultNproc, config::kDefaultPrivateTmpSize >> 20);
-  std::string why = cg.usable ? fmt::format("the controllers are there ([{}]) but superd does not create per-instance "
-                                            "cgroups yet", cg.controllers)
+  std::string fallback = fmt::format(
+      "instances are bounded by their rlimits (limits.nproc defaults to {}) and "
+      "private_tmp_size (default {}M)",
+      config::kDefaultNproc, config::kDefaultPrivateTmpSize >> 20);
+  std::string why = cg.usable ? fmt::format(
+                                    "the controllers are there ([{}]) but superd does not create per-instance "
+                                    "cgroups yet",
+                                    cg.controllers)
                               : cg.why;
   if (asking.empty()) {
     log::info("cgroup v2 bounds not applied: {}; {}", why, fallback);

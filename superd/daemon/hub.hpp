@@ -85,7 +85,7 @@ class Daemon {
   void to_wait_running(Service& s);
   void to_stopping(Service& s);
   void set_state(Service& s, State to);
-  void count_out(Service& s, const net::SourceKey& source);  // admission's mirror of enter()
+  void count_out(Service& s, const net::SourceKey& source);       // admission's mirror of enter()
   void instance_ended(Service& s, const net::SourceKey& source);  // count_out, then maybe retire
   void maybe_retire(Service& s);
 
@@ -149,8 +149,8 @@ class Daemon {
   asio::steady_timer stop_timer_;
   HostWatch host_{io_, pool_, ipc_roots_};
   ControlServer control_{io_, [this](ControlServer::Connection c) {
-                            if (!stopping_) on_control_request(std::move(c));
-                          }};
+                           if (!stopping_) on_control_request(std::move(c));
+                         }};
   std::unordered_set<std::string> live_units_;
   OrphanSweep orphans_{io_};
   bool stopping_ = false;

@@ -101,8 +101,8 @@ void Daemon::watch_instance(Instance& inst) {
         if (ec2) return;
         auto it2 = instances_.find(pid);
         if (it2 == instances_.end()) return;
-        log::warning("KILL {} serial={} uid={} pid={}: still running after timeout_stop", it2->second->service->cfg->name,
-                     it2->second->serial, it2->second->uid, pid);
+        log::warning("KILL {} serial={} uid={} pid={}: still running after timeout_stop",
+                     it2->second->service->cfg->name, it2->second->serial, it2->second->uid, pid);
         spawn::pidfd_signal(it2->second->pidfd.native_handle(), SIGKILL);
       });
     });

@@ -27,26 +27,27 @@ bool OrphanSweep::start(const std::vector<uid_pool::LeaseRecord>& orphans, const
 }
 
 void OrphanSweep::read() {
-  results_->async_read_some(boost::asio::buffer(buf_ + have_, sizeof buf_ - have_), [this](boost::system::error_code ec,
-                                                                                         size_t n) {
-    have_ += n;
-    size_t whole = have_ / sizeof(sweep::Result);
-    for (size_t i = 0; i < whole; ++i) {
-      sweep::Result r;
-      std::memcpy(&r, buf_ + i * sizeof r, sizeof r);
-      on_result(r);
-    }
-    std::memmove(buf_, buf_ + whole * sizeof(sweep::Result), have_ % sizeof(sweep::Result));
-    have_ %= sizeof(sweep::Result);
-    if (!ec) return read();
-    // EOF: the sweeper is done (the daemon's SIGCHLD drain reaps it). A UID it never reported
-    // cannot be vouched for.
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
-    log::info("orphan sweep done in {} ms; {} UIDs not returned", ms, pending_.size());
-    for (const auto& [uid, rec] : pending_) hooks_.quarantined(uid);
-    pending_.clear();
-    results_.reset();
-  });
+  results_->async_read_some(
+      boost::asio::buffer(buf_ + have_, sizeof buf_ - have_), [this](boost::system::error_code ec, size_t n) {
+        have_ += n;
+        size_t whole = have_ / sizeof(sweep::Result);
+        for (size_t i = 0; i < whole; ++i) {
+          sweep::Result r;
+          std::memcpy(&r, buf_ + i * sizeof r, sizeof r);
+          on_result(r);
+        }
+        std::memmove(buf_, buf_ + whole * sizeof(sweep::Result), have_ % sizeof(sweep::Result));
+        have_ %= sizeof(sweep::Result);
+        if (!ec) return read();
+        // EOF: the sweeper is done (the daemon's SIGCHLD drain reaps it). A UID it never reported
+        // cannot be vouched for.
+        auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
+        log::info("orphan sweep done in {} ms; {} UIDs not returned", ms, pending_.size());
+        for (const auto& [uid, rec] : pending_) hooks_.quarantined(uid);
+        pending_.clear();
+        results_.reset();
+      });
 }
 
 void OrphanSweep::on_result(const sweep::Result& r) {
@@ -59,8 +60,7 @@ void OrphanSweep::on_result(const sweep::Result& r) {
   } else {
     // The record stays: a later superd tries again.
     log::error("orphaned lease uid={} service={}: {} survive the sweep ({}); quarantined", rec.uid, rec.service,
-               r.step == sweep::Step::processes ? "processes" : "IPC objects",
-               log::errno_text(r.err));
+               r.step == sweep::Step::processes ? "processes" : "IPC objects", log::errno_text(r.err));
     hooks_.quarantined(r.uid);
   }
   pending_.erase(it);

@@ -46,8 +46,9 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
   }
   if (req["op"] == "reload") {
     std::string problems = stopping_ ? "shutting down" : reload();
-    control::send_message(conn->native_handle(),
-                          (problems.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", problems}}).dump());
+    control::send_message(
+        conn->native_handle(),
+        (problems.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", problems}}).dump());
     return;
   }
   if (req["op"] == "status") {
@@ -70,10 +71,15 @@ nlohmann::json Daemon::pool_json() const {
   for (int k = 0; k < uid_pool::kBlockKinds; ++k)
     if (b.by_reason[k]) reasons[uid_pool::block_name(k)] = b.by_reason[k];
   for (const auto& [uid, bits] : b.sample) sample.push_back({{"uid", uid}, {"why", names(bits)}});
-  return {{"first", pool_.first()},   {"last", pool_.last()},       {"size", pool_.size()},
-          {"held", pool_.held()},     {"quarantined", pool_.quarantined()},
-          {"blocked", b.unavailable}, {"free", pool_.size() - pool_.held() - b.unavailable},
-          {"blocked_by", reasons},    {"blocked_sample", sample}};
+  return {{"first", pool_.first()},
+          {"last", pool_.last()},
+          {"size", pool_.size()},
+          {"held", pool_.held()},
+          {"quarantined", pool_.quarantined()},
+          {"blocked", b.unavailable},
+          {"free", pool_.size() - pool_.held() - b.unavailable},
+          {"blocked_by", reasons},
+          {"blocked_sample", sample}};
 }
 
 // What `superd status` shows: services and listeners, live instances, pool occupancy.
@@ -89,10 +95,10 @@ nlohmann::json Daemon::status_json() const {
                         {"max_connections", s->cfg->socket.limits.max_connections},
                         {"paused", s->state == State::full || s->state == State::held},
                         {"state", state_name(s->state)},
-                        {"mode", s->internal                      ? std::string("internal ") + inloop::internal_name(*s->internal)
-                                 : s->cfg->service.redirect         ? "redirect " + s->cfg->service.redirect->to_string()
-                                 : s->wait_mode                     ? std::string("wait")
-                                                                    : std::string("accept")},
+                        {"mode", s->internal ? std::string("internal ") + inloop::internal_name(*s->internal)
+                                 : s->cfg->service.redirect ? "redirect " + s->cfg->service.redirect->to_string()
+                                 : s->wait_mode             ? std::string("wait")
+                                                            : std::string("accept")},
                         {"group", s->group ? nlohmann::json(s->group->uid()) : nlohmann::json(nullptr)}});
   }
   nlohmann::json instances = nlohmann::json::array();
@@ -178,7 +184,8 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
                          net::source_key_uid(0));
   inst.owned_service = std::move(owned);
   inst.unit = unit;
-  inst.control = std::make_unique<asio::posix::stream_descriptor>(io_, ::fcntl(conn->native_handle(), F_DUPFD_CLOEXEC, 3));
+  inst.control =
+      std::make_unique<asio::posix::stream_descriptor>(io_, ::fcntl(conn->native_handle(), F_DUPFD_CLOEXEC, 3));
   if (!unit.empty()) live_units_.insert(unit);
   reply({{"ok", true}, {"uid", uid}, {"pid", pid}});
   // The caller went away (Ctrl-C, killed): end the instance.

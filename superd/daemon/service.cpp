@@ -8,11 +8,16 @@ namespace superd::daemon {
 
 const char* state_name(State s) noexcept {
   switch (s) {
-    case State::polling: return "polling";
-    case State::full: return "full";
-    case State::held: return "held";
-    case State::wait_running: return "wait-running";
-    case State::stopping: return "stopping";
+    case State::polling:
+      return "polling";
+    case State::full:
+      return "full";
+    case State::held:
+      return "held";
+    case State::wait_running:
+      return "wait-running";
+    case State::stopping:
+      return "stopping";
   }
   return "?";
 }
@@ -23,13 +28,21 @@ bool transition_allowed(State from, State to) noexcept {
   static constexpr unsigned kAny = 0x1f;
   unsigned allowed = 0;
   switch (from) {
-    case State::polling: allowed = kAny; break;  // (polling -> polling: resume is idempotent)
-    case State::full: allowed = bit(State::polling) | bit(State::stopping); break;
-    case State::held: allowed = bit(State::polling) | bit(State::held) | bit(State::stopping); break;
+    case State::polling:
+      allowed = kAny;
+      break;  // (polling -> polling: resume is idempotent)
+    case State::full:
+      allowed = bit(State::polling) | bit(State::stopping);
+      break;
+    case State::held:
+      allowed = bit(State::polling) | bit(State::held) | bit(State::stopping);
+      break;
     case State::wait_running:
       allowed = bit(State::polling) | bit(State::held) | bit(State::stopping);
       break;
-    case State::stopping: allowed = bit(State::stopping); break;
+    case State::stopping:
+      allowed = bit(State::stopping);
+      break;
   }
   return allowed & bit(to);
 }

@@ -22,8 +22,8 @@
 #include "spawn/plan.hpp"
 #include "spawn/zygote_pool.hpp"
 #include "uid_pool/lease.hpp"
-#include "util/net.hpp"
 #include "util/log.hpp"
+#include "util/net.hpp"
 #include "util/sink.hpp"
 
 namespace superd::daemon {
@@ -90,10 +90,10 @@ struct Service {
   std::vector<std::unique_ptr<Listener>> listeners;
   State state = State::polling;
   std::unique_ptr<spawn::ZygotePool> zygotes;  // sandboxed accept-mode services spawn through them
-  log::Sink sink;  // where START/EXIT/REFUSE/FAIL and the instances' stderr go
+  log::Sink sink;                              // where START/EXIT/REFUSE/FAIL and the instances' stderr go
   std::optional<inloop::Internal> internal;
-  bool wait_mode = false;    // accept = false: one instance at a time gets the listening sockets
-  unsigned quick_exits = 0;  // wait mode: instances in a row that exited within kQuickExit
+  bool wait_mode = false;                          // accept = false: one instance at a time gets the listening sockets
+  unsigned quick_exits = 0;                        // wait mode: instances in a row that exited within kQuickExit
   std::unique_ptr<asio::steady_timer> hold_timer;  // ends State::held
   std::optional<Deferred> deferred;
   DatagramState datagrams;

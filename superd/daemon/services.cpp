@@ -21,9 +21,9 @@ namespace superd::daemon {
 
 namespace {
 admission::Policy policy_for(const config::SocketConfig& so) {
-  return admission::Policy(so.limits, so.access_times,
-                           {so.max_connection_rate, so.connection_rate_interval,
-                            so.connection_rate_action == config::RateAction::defer});
+  return admission::Policy(
+      so.limits, so.access_times,
+      {so.max_connection_rate, so.connection_rate_interval, so.connection_rate_action == config::RateAction::defer});
 }
 }  // namespace
 
@@ -108,9 +108,9 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   }
   listener::Options lo = listener::options_from(sc->socket);
   for (const config::Listen& l : sc->socket.listen) {
-    std::string key = fmt::format("{} {} {} {} {} {} {}", l.datagram ? "udp" : "stream", l.spec.to_string(),
-                                  static_cast<int>(lo.bind_ipv6_only), lo.no_delay, lo.keep_alive, lo.reuse_port,
-                                  lo.backlog);
+    std::string key =
+        fmt::format("{} {} {} {} {} {} {}", l.datagram ? "udp" : "stream", l.spec.to_string(),
+                    static_cast<int>(lo.bind_ipv6_only), lo.no_delay, lo.keep_alive, lo.reuse_port, lo.backlog);
     Listener* old = nullptr;
     for (auto& os : services_)
       for (auto& ol : os->listeners)
@@ -126,8 +126,8 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
                  l.spec.to_string(), ec.message());
       return nullptr;
     }
-    svc->listeners.push_back(std::make_unique<Listener>(svc.get(), l, asio::posix::stream_descriptor(io_, fd.release()),
-                                                        std::move(key)));
+    svc->listeners.push_back(
+        std::make_unique<Listener>(svc.get(), l, asio::posix::stream_descriptor(io_, fd.release()), std::move(key)));
     log::info("service {}: listening on {}{}", sc->name, l.datagram ? "udp " : "", l.spec.to_string());
   }
   return svc;
@@ -156,7 +156,7 @@ std::string Daemon::reload() {
     for (const auto& p : problems.list()) log::error("reload: {}", p.to_string());
     return report;
   }
-  const auto& g = next.global, &h = cfg_.global;
+  const auto &g = next.global, &h = cfg_.global;
   if (g.uid_min != h.uid_min || g.uid_max != h.uid_max || g.runtime_root != h.runtime_root ||
       g.state_root != h.state_root || g.cache_root != h.cache_root || g.logs_root != h.logs_root) {
     report = "reload: dynamic_uid_range and the roots cannot change while running; restart superd\n";
@@ -291,7 +291,9 @@ void Daemon::to_held(Service& s, Clock::time_point until, bool for_rate) {
   });
 }
 
-void Daemon::to_wait_running(Service& s) { set_state(s, State::wait_running); }
+void Daemon::to_wait_running(Service& s) {
+  set_state(s, State::wait_running);
+}
 
 // Shutdown: the listeners close (a UNIX socket's path goes), a connection held back by the rate
 // limit too, and nothing polls again.

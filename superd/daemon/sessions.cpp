@@ -12,8 +12,8 @@ namespace superd::daemon {
 
 namespace {
 constexpr uint32_t kDatagramRefusalsLogged = 20;  // per service and second
-using event_log::kNoUid;                           // log lines of sessions, which run as nobody else
-constexpr int kDatagramBatch = 32;                 // datagrams per wake-up before yielding to the loop
+using event_log::kNoUid;                          // log lines of sessions, which run as nobody else
+constexpr int kDatagramBatch = 32;                // datagrams per wake-up before yielding to the loop
 
 // The datagram loop guards, between access_times and the rate limit (a refusal takes no token).
 std::string loop_guard(const void* ctx, const sockaddr* sa) {
@@ -124,14 +124,17 @@ void Daemon::on_datagrams(Listener& l) {
     auto reply = inloop::answer_datagram(*s.internal, buf, static_cast<size_t>(n), buf + half, half, ::time(nullptr));
     if (!reply) continue;  // discard: nothing sent, no reply token taken
     switch (dg.reply_limit->take(source, Clock::now())) {
-      case inloop::ReplyLimiter::Verdict::reply: break;
+      case inloop::ReplyLimiter::Verdict::reply:
+        break;
       case inloop::ReplyLimiter::Verdict::over_source:
-        refuse_datagram(s, sa, fmt::format("datagram_reply_rate_per_source={} per {}ms", so.datagram_reply_rate_per_source,
-                                           so.datagram_reply_interval_per_source.count()));
+        refuse_datagram(s, sa,
+                        fmt::format("datagram_reply_rate_per_source={} per {}ms", so.datagram_reply_rate_per_source,
+                                    so.datagram_reply_interval_per_source.count()));
         continue;
       case inloop::ReplyLimiter::Verdict::over_all:
-        refuse_datagram(s, sa, fmt::format("datagram_reply_rate={} per {}ms (all sources)", so.datagram_reply_rate,
-                                           so.datagram_reply_interval.count()));
+        refuse_datagram(s, sa,
+                        fmt::format("datagram_reply_rate={} per {}ms (all sources)", so.datagram_reply_rate,
+                                    so.datagram_reply_interval.count()));
         continue;
     }
     ::sendto(l.sd.native_handle(), buf + half, *reply, MSG_DONTWAIT | MSG_NOSIGNAL, sa, len);

@@ -68,7 +68,8 @@ void Daemon::start_wait_instance(Service& s) {
   }
   to_wait_running(s);
   s.policy.gate().enter(net::source_key_uid(0));
-  adopt(s, std::move(started.child), std::move(err_read), serial, std::move(lease), uid, "wait", net::source_key_uid(0));
+  adopt(s, std::move(started.child), std::move(err_read), serial, std::move(lease), uid, "wait",
+        net::source_key_uid(0));
 }
 
 // The wait-mode instance is gone: the sockets are superd's again.
@@ -82,10 +83,11 @@ void Daemon::wait_instance_ended(Service& s, Clock::time_point started, const Ex
   // consecutive quick exit up to a cap (xinetd disables such a service; superd never does).
   s.quick_exits = quick_exit ? s.quick_exits + 1 : 0;
   if (!s.quick_exits) return to_polling(s);
-  auto delay = std::min<Clock::duration>(kWaitBackoffFirst * (1LL << std::min(s.quick_exits - 1, 20u)), kWaitBackoffMax);
-  log::warning("service {}: wait-mode instance exited within {}ms ({} in a row, {}); polling again in {}ms", s.cfg->name,
-               std::chrono::duration_cast<std::chrono::milliseconds>(kQuickExit).count(), s.quick_exits, st.to_string(),
-               std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+  auto delay =
+      std::min<Clock::duration>(kWaitBackoffFirst * (1LL << std::min(s.quick_exits - 1, 20u)), kWaitBackoffMax);
+  log::warning("service {}: wait-mode instance exited within {}ms ({} in a row, {}); polling again in {}ms",
+               s.cfg->name, std::chrono::duration_cast<std::chrono::milliseconds>(kQuickExit).count(), s.quick_exits,
+               st.to_string(), std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
   to_held(s, Clock::now() + delay, false);
 }
 

@@ -40,15 +40,23 @@ OwnSockets::OwnSockets(const std::vector<net::ListenSpec>& listening, const std:
     const auto* sa = reinterpret_cast<const sockaddr*>(&l.addr);
     bool v4 = false, v6 = false;
     switch (l.kind) {
-      case net::Kind::inet4: v4 = true; break;
-      case net::Kind::dual: v4 = v6 = true; break;
+      case net::Kind::inet4:
+        v4 = true;
+        break;
+      case net::Kind::dual:
+        v4 = v6 = true;
+        break;
       case net::Kind::inet6:
         // "[::]:P" takes IPv4 too unless it is v6-only; counting it for both costs nothing.
-        if (l.is_wildcard()) v4 = v6 = true;
-        else if (is_v4_mapped(sa)) v4 = true;
-        else v6 = true;
+        if (l.is_wildcard())
+          v4 = v6 = true;
+        else if (is_v4_mapped(sa))
+          v4 = true;
+        else
+          v6 = true;
         break;
-      default: break;
+      default:
+        break;
     }
     if (v4) v4_ports_.insert(l.port);
     if (v6) v6_ports_.insert(l.port);
@@ -81,8 +89,7 @@ bool OwnSockets::contains(const sockaddr* peer) const noexcept {
   return std::memcmp(&k.bytes[1], kLoopback6, 16) == 0 || local_.count(k);
 }
 
-ReplyLimiter::ReplyLimiter(Rate all, Rate per_source)
-    : per_source_(per_source), all_(all.max, all.interval) {
+ReplyLimiter::ReplyLimiter(Rate all, Rate per_source) : per_source_(per_source), all_(all.max, all.interval) {
   std::random_device rd;
   seed_ = (uint64_t{rd()} << 32) ^ rd();
   admission::RateLimit probe(per_source.max, per_source.interval);
@@ -104,8 +111,10 @@ ReplyLimiter::Verdict ReplyLimiter::take(const net::SourceKey& source, Clock::ti
     Entry* e = nullptr;
     Entry* victim = set;
     for (size_t i = 0; i < kWays && !e; ++i) {
-      if (set[i].used && set[i].key == source) e = &set[i];
-      else if (!set[i].used ? victim->used : (victim->used && set[i].last < victim->last)) victim = &set[i];
+      if (set[i].used && set[i].key == source)
+        e = &set[i];
+      else if (!set[i].used ? victim->used : (victim->used && set[i].last < victim->last))
+        victim = &set[i];
     }
     if (!e) {
       e = victim;  // a free way, or the least recently used one

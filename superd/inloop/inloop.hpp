@@ -26,7 +26,7 @@
 #include <string_view>
 #include <system_error>
 
-#include "inloop/datagram_guard.hpp"  // OwnSockets, ReplyLimiter: the stateful datagram guards
+#include "inloop/datagram_guard.hpp"    // OwnSockets, ReplyLimiter: the stateful datagram guards
 #include "inloop/internal_service.hpp"  // Internal, parse_internal, internal_name
 #include "util/unique_fd.hpp"
 
@@ -61,16 +61,15 @@ class Session {
 //   time:    4 bytes, big-endian seconds since 1900-01-01 UTC, then closes.
 //   chargen: rotating 72-character lines until the client closes or resets (that end is clean:
 //            it is the only way chargen ends); input is read and discarded.
-std::unique_ptr<Session> serve_stream(boost::asio::io_context& io, Internal which, UniqueFd conn,
-                                      Done done);
+std::unique_ptr<Session> serve_stream(boost::asio::io_context& io, Internal which, UniqueFd conn, Done done);
 
 // A TCP relay: connects (non-blocking, async) to `target`, then copies both ways through one
 // 64 KiB buffer per direction, propagates a half-close with shutdown(SHUT_WR), and finishes when
 // both directions reached EOF (clean) or on the first error/reset (both sockets closed). A failed
 // connect ends with that error and closes the client. There is no connect timeout of its own: the
 // kernel's SYN retries bound it, and the daemon's runtime_max may cut it shorter.
-std::unique_ptr<Session> relay(boost::asio::io_context& io, UniqueFd conn,
-                               const sockaddr_storage& target, socklen_t target_len, Done done);
+std::unique_ptr<Session> relay(boost::asio::io_context& io, UniqueFd conn, const sockaddr_storage& target,
+                               socklen_t target_len, Done done);
 
 // Datagram forms (RFC 862 etc. over UDP): the reply to one datagram `in` into `out` (capacity
 // `cap`, at least kMinDatagramCap), returning its length, or nullopt for no reply (discard).
@@ -78,8 +77,7 @@ std::unique_ptr<Session> relay(boost::asio::io_context& io, UniqueFd conn,
 // pattern (starting at line 0); echo returns the payload (truncated to cap). Call
 // drop_datagram_from and OwnSockets::contains first, and send only what a ReplyLimiter allows.
 constexpr size_t kMinDatagramCap = 512;
-std::optional<size_t> answer_datagram(Internal which, const char* in, size_t in_len, char* out,
-                                      size_t cap, time_t now);
+std::optional<size_t> answer_datagram(Internal which, const char* in, size_t in_len, char* out, size_t cap, time_t now);
 
 // Pure pieces, for tests.
 std::string daytime_text(time_t now);           // local time, ends "\r\n"

@@ -44,8 +44,7 @@ constexpr uint16_t kFirstUnprivilegedPort = 1024;
 
 // The ends of a chargen stream: the client went away. Not an error, it is how chargen stops.
 bool is_peer_gone(const boost::system::error_code& ec) {
-  return ec == asio::error::broken_pipe || ec == asio::error::connection_reset ||
-         ec == asio::error::eof;
+  return ec == asio::error::broken_pipe || ec == asio::error::connection_reset || ec == asio::error::eof;
 }
 
 // One full cycle of chargen lines (95 x 74 = 7030 bytes); a stream writes it round and round, a
@@ -133,52 +132,49 @@ class StreamImpl : public std::enable_shared_from_this<StreamImpl> {
   // Echo: read, write it all back, read again. Never reading while a write is pending is the
   // back-pressure; the client's EOF is only seen once every echoed byte is written.
   void read_echo() {
-    sock_.async_read_some(
-        asio::buffer(buf_), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-          if (self->finished_) return;
-          if (ec == asio::error::eof) return self->finish({});
-          if (ec) return self->finish(to_std(ec));
-          self->traffic_.from_client += n;
-          asio::async_write(self->sock_, asio::buffer(self->buf_.data(), n),
-                            [self](boost::system::error_code wec, size_t written) {
-                              if (self->finished_) return;
-                              self->traffic_.to_client += written;
-                              if (wec) return self->finish(to_std(wec));
-                              self->read_echo();
-                            });
-        });
+    sock_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+      if (self->finished_) return;
+      if (ec == asio::error::eof) return self->finish({});
+      if (ec) return self->finish(to_std(ec));
+      self->traffic_.from_client += n;
+      asio::async_write(self->sock_, asio::buffer(self->buf_.data(), n),
+                        [self](boost::system::error_code wec, size_t written) {
+                          if (self->finished_) return;
+                          self->traffic_.to_client += written;
+                          if (wec) return self->finish(to_std(wec));
+                          self->read_echo();
+                        });
+    });
   }
 
   // Discard (and chargen's input side): count and drop. For chargen, EOF only means the client
   // will send no more; it may still be reading, so the writer goes on.
   void read_discard() {
-    sock_.async_read_some(
-        asio::buffer(buf_), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-          if (self->finished_) return;
-          self->traffic_.from_client += n;
-          bool chargen = self->which_ == Internal::chargen;
-          if (ec == asio::error::eof) {
-            if (!chargen) self->finish({});
-            return;
-          }
-          if (ec) return self->finish(chargen && is_peer_gone(ec) ? std::error_code{} : to_std(ec));
-          self->read_discard();
-        });
+    sock_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+      if (self->finished_) return;
+      self->traffic_.from_client += n;
+      bool chargen = self->which_ == Internal::chargen;
+      if (ec == asio::error::eof) {
+        if (!chargen) self->finish({});
+        return;
+      }
+      if (ec) return self->finish(chargen && is_peer_gone(ec) ? std::error_code{} : to_std(ec));
+      self->read_discard();
+    });
   }
 
   // Daytime and time: one reply, then a FIN (shutdown first, so the reply is not lost to a reset
   // should the client have sent something we will not read).
   void write_reply() {
-    asio::async_write(sock_, asio::buffer(reply_),
-                      [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-                        if (self->finished_) return;
-                        self->traffic_.to_client += n;
-                        if (ec) return self->finish(to_std(ec));
-                        boost::system::error_code ignored;
-                        self->sock_.shutdown(Socket::shutdown_send, ignored);
-                        self->drain_readable();
-                        self->finish({});
-                      });
+    asio::async_write(sock_, asio::buffer(reply_), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+      if (self->finished_) return;
+      self->traffic_.to_client += n;
+      if (ec) return self->finish(to_std(ec));
+      boost::system::error_code ignored;
+      self->sock_.shutdown(Socket::shutdown_send, ignored);
+      self->drain_readable();
+      self->finish({});
+    });
   }
 
   // Reads (without waiting, and boundedly) what the client already sent, so that close() sends
@@ -194,15 +190,14 @@ class StreamImpl : public std::enable_shared_from_this<StreamImpl> {
 
   void write_chargen() {
     const std::string& cycle = chargen_cycle();
-    sock_.async_write_some(
-        asio::buffer(cycle.data() + chargen_pos_, cycle.size() - chargen_pos_),
-        [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-          if (self->finished_) return;
-          self->traffic_.to_client += n;
-          if (ec) return self->finish(is_peer_gone(ec) ? std::error_code{} : to_std(ec));
-          self->chargen_pos_ = (self->chargen_pos_ + n) % chargen_cycle().size();
-          self->write_chargen();
-        });
+    sock_.async_write_some(asio::buffer(cycle.data() + chargen_pos_, cycle.size() - chargen_pos_),
+                           [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                             if (self->finished_) return;
+                             self->traffic_.to_client += n;
+                             if (ec) return self->finish(is_peer_gone(ec) ? std::error_code{} : to_std(ec));
+                             self->chargen_pos_ = (self->chargen_pos_ + n) % chargen_cycle().size();
+                             self->write_chargen();
+                           });
   }
 
   asio::io_context& io_;
@@ -234,30 +229,28 @@ std::string daytime_text(time_t now) {
   if (!::localtime_r(&now, &tm)) return "\r\n";
   char buf[64];
   int n = std::snprintf(buf, sizeof buf, "%s %s %2d %02d:%02d:%02d %d\r\n", kDays[tm.tm_wday % 7],
-                        kMonths[tm.tm_mon % 12], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                        tm.tm_year + 1900);
+                        kMonths[tm.tm_mon % 12], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
   return std::string(buf, n > 0 ? std::min<size_t>(n, sizeof buf - 1) : 0);
 }
 
 std::array<uint8_t, 4> time_bytes(time_t now) {
   // RFC 868 counts from 1900 in 32 bits; it wraps in 2036, and the wrapped value is the answer.
   uint32_t t = static_cast<uint32_t>(static_cast<uint64_t>(now) + kSecondsFrom1900To1970);
-  return {static_cast<uint8_t>(t >> 24), static_cast<uint8_t>(t >> 16),
-          static_cast<uint8_t>(t >> 8), static_cast<uint8_t>(t)};
+  return {static_cast<uint8_t>(t >> 24), static_cast<uint8_t>(t >> 16), static_cast<uint8_t>(t >> 8),
+          static_cast<uint8_t>(t)};
 }
 
 std::string chargen_line(size_t n) {
   std::string line(kChargenLineLen, '\0');
   size_t start = n % kChargenCycle;
-  for (size_t i = 0; i < kChargenChars; ++i)
-    line[i] = static_cast<char>(kFirstPrintable + (start + i) % kChargenCycle);
+  for (size_t i = 0; i < kChargenChars; ++i) line[i] = static_cast<char>(kFirstPrintable + (start + i) % kChargenCycle);
   line[kChargenChars] = '\r';
   line[kChargenChars + 1] = '\n';
   return line;
 }
 
-std::optional<size_t> answer_datagram(Internal which, const char* in, size_t in_len, char* out,
-                                      size_t cap, time_t now) {
+std::optional<size_t> answer_datagram(Internal which, const char* in, size_t in_len, char* out, size_t cap,
+                                      time_t now) {
   switch (which) {
     case Internal::discard:
       return std::nullopt;
@@ -315,8 +308,7 @@ bool drop_datagram_from(const sockaddr* peer) {
   return port < kFirstUnprivilegedPort || port == kNfsPort;
 }
 
-std::unique_ptr<Session> serve_stream(asio::io_context& io, Internal which, UniqueFd conn,
-                                      Done done) {
+std::unique_ptr<Session> serve_stream(asio::io_context& io, Internal which, UniqueFd conn, Done done) {
   auto impl = std::make_shared<StreamImpl>(io, which, std::move(done));
   impl->start(std::move(conn));
   return std::make_unique<detail::Handle<StreamImpl>>(std::move(impl));

@@ -33,8 +33,7 @@ constexpr size_t kRelayBuffer = 64 * 1024;
 
 class RelayImpl : public std::enable_shared_from_this<RelayImpl> {
  public:
-  RelayImpl(asio::io_context& io, Done done)
-      : io_(io), client_(io), server_(io), done_(std::move(done)) {}
+  RelayImpl(asio::io_context& io, Done done) : io_(io), client_(io), server_(io), done_(std::move(done)) {}
 
   void start(UniqueFd conn, const sockaddr_storage& target, socklen_t target_len) {
     sockaddr_storage local{};
@@ -101,27 +100,27 @@ class RelayImpl : public std::enable_shared_from_this<RelayImpl> {
   // One direction: read from d.from into d.buf, write all of it to d.to, repeat. Counted: bytes
   // read from the client and bytes written to it.
   void pump(Direction& d) {
-    d.from->async_read_some(asio::buffer(d.buf), [self = shared_from_this(), &d](
-                                                     boost::system::error_code ec, size_t n) {
-      if (self->finished_) return;
-      if (ec == asio::error::eof) {
-        d.at_eof = true;
-        // ENOTCONN here (the other side already went away) shows up on its own read instead.
-        boost::system::error_code ignored;
-        d.to->shutdown(Socket::shutdown_send, ignored);
-        if (self->up_.at_eof && self->down_.at_eof) self->finish({});
-        return;
-      }
-      if (ec) return self->finish(to_std(ec));
-      if (!d.toward_client) self->traffic_.from_client += n;
-      asio::async_write(*d.to, asio::buffer(d.buf.data(), n),
-                        [self, &d](boost::system::error_code wec, size_t written) {
-                          if (self->finished_) return;
-                          if (d.toward_client) self->traffic_.to_client += written;
-                          if (wec) return self->finish(to_std(wec));
-                          self->pump(d);
-                        });
-    });
+    d.from->async_read_some(asio::buffer(d.buf),
+                            [self = shared_from_this(), &d](boost::system::error_code ec, size_t n) {
+                              if (self->finished_) return;
+                              if (ec == asio::error::eof) {
+                                d.at_eof = true;
+                                // ENOTCONN here (the other side already went away) shows up on its own read instead.
+                                boost::system::error_code ignored;
+                                d.to->shutdown(Socket::shutdown_send, ignored);
+                                if (self->up_.at_eof && self->down_.at_eof) self->finish({});
+                                return;
+                              }
+                              if (ec) return self->finish(to_std(ec));
+                              if (!d.toward_client) self->traffic_.from_client += n;
+                              asio::async_write(*d.to, asio::buffer(d.buf.data(), n),
+                                                [self, &d](boost::system::error_code wec, size_t written) {
+                                                  if (self->finished_) return;
+                                                  if (d.toward_client) self->traffic_.to_client += written;
+                                                  if (wec) return self->finish(to_std(wec));
+                                                  self->pump(d);
+                                                });
+                            });
   }
 
   asio::io_context& io_;

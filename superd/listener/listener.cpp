@@ -15,7 +15,9 @@
 
 namespace superd::listener {
 namespace {
-std::error_code last_error() { return {errno, std::generic_category()}; }
+std::error_code last_error() {
+  return {errno, std::generic_category()};
+}
 
 // The UNIX path sockets superd bound and has not removed yet, by path: the checked directory
 // (kept open, so removal goes through the same directory, not the path again) and the file's
@@ -40,8 +42,9 @@ std::error_code bind_path(int fd, const net::ListenSpec& spec, const Options& op
   std::error_code ec = unix_path::open_parent(spec.path, opt.socket_user, parent, detail);
   unix_path::Bound bound;
   std::optional<unix_path::Bound> replaced;
-  if (!ec) ec = unix_path::bind_in(fd, parent, spec.path, {opt.socket_mode, opt.socket_user, opt.socket_group}, bound,
-                                   replaced, detail);
+  if (!ec)
+    ec = unix_path::bind_in(fd, parent, spec.path, {opt.socket_mode, opt.socket_user, opt.socket_group}, bound,
+                            replaced, detail);
   if (ec) {
     // The directory at fault is in `detail` only: say it here, the caller logs the code.
     if (!detail.empty()) log::error("{}", detail);
@@ -57,8 +60,8 @@ std::error_code bind_path(int fd, const net::ListenSpec& spec, const Options& op
 }  // namespace
 
 Options options_from(const config::SocketConfig& s) {
-  return {s.backlog,        s.reuse_port, s.socket_mode, s.socket_user, s.socket_group,
-          s.bind_ipv6_only, s.no_delay,   s.keep_alive};
+  return {s.backlog,      s.reuse_port,     s.socket_mode, s.socket_user,
+          s.socket_group, s.bind_ipv6_only, s.no_delay,    s.keep_alive};
 }
 
 UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& ec, bool datagram) {
@@ -71,10 +74,11 @@ UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& 
     if (opt.reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
       return ec = last_error(), UniqueFd();
     if (family == AF_INET6) {
-      bool dual = spec.kind == net::Kind::dual ||
-                  (spec.is_wildcard() && opt.bind_ipv6_only == config::BindIpv6Only::both);
+      bool dual =
+          spec.kind == net::Kind::dual || (spec.is_wildcard() && opt.bind_ipv6_only == config::BindIpv6Only::both);
       const int* v6only = dual ? &zero : &one;
-      if (::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, v6only, sizeof one) != 0) return ec = last_error(), UniqueFd();
+      if (::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, v6only, sizeof one) != 0)
+        return ec = last_error(), UniqueFd();
     }
     if (!datagram && opt.no_delay && ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
       return ec = last_error(), UniqueFd();

@@ -7,28 +7,36 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 #include <string_view>
 #include <vector>
 
 namespace superd::listener::unix_path {
 namespace {
 
-std::error_code last_error() { return {errno, std::generic_category()}; }
+std::error_code last_error() {
+  return {errno, std::generic_category()};
+}
 
 class Category : public std::error_category {
  public:
   const char* name() const noexcept override { return "listen path"; }
   std::string message(int ev) const override {
     switch (static_cast<Refusal>(ev)) {
-      case Refusal::symlink: return "a parent directory is a symlink";
-      case Refusal::writable_by_others: return "a parent directory is writable by others without the sticky bit";
-      case Refusal::foreign_owner: return "a parent directory belongs to a user other than root or socket_user";
-      case Refusal::dot_component: return "\".\" or \"..\" in a listen path";
-      case Refusal::not_a_socket: return "the path exists and is not a socket";
-      case Refusal::foreign_socket: return "another user's socket is in the way";
+      case Refusal::symlink:
+        return "a parent directory is a symlink";
+      case Refusal::writable_by_others:
+        return "a parent directory is writable by others without the sticky bit";
+      case Refusal::foreign_owner:
+        return "a parent directory belongs to a user other than root or socket_user";
+      case Refusal::dot_component:
+        return "\".\" or \"..\" in a listen path";
+      case Refusal::not_a_socket:
+        return "the path exists and is not a socket";
+      case Refusal::foreign_socket:
+        return "another user's socket is in the way";
     }
     return "refused";
   }
@@ -40,8 +48,8 @@ std::error_code check_dir(int fd, const std::string& path, const std::string& di
   struct stat st {};
   if (::fstat(fd, &st) != 0) return last_error();
   if (st.st_uid != 0 && (!owner || st.st_uid != *owner)) {
-    detail = fmt::format("listen path {}: parent {} is owned by uid {}, neither root nor socket_user", path, dir,
-                         st.st_uid);
+    detail =
+        fmt::format("listen path {}: parent {} is owned by uid {}, neither root nor socket_user", path, dir, st.st_uid);
     return make_error(Refusal::foreign_owner);
   }
   sticky = (st.st_mode & S_ISVTX) != 0;
@@ -59,7 +67,9 @@ const std::error_category& category() noexcept {
   return c;
 }
 
-std::error_code make_error(Refusal r) noexcept { return {static_cast<int>(r), category()}; }
+std::error_code make_error(Refusal r) noexcept {
+  return {static_cast<int>(r), category()};
+}
 
 std::error_code open_parent(const std::string& path, std::optional<uid_t> owner, Parent& out, std::string& detail) {
   if (path.empty() || path.front() != '/') return std::make_error_code(std::errc::invalid_argument);
@@ -93,7 +103,8 @@ std::error_code open_parent(const std::string& path, std::optional<uid_t> owner,
       if (next) break;
       int err = errno;
       if (err == ENOENT && round == 0) {
-        if (::mkdirat(dir.get(), comp.c_str(), 0755) == 0) created = true;
+        if (::mkdirat(dir.get(), comp.c_str(), 0755) == 0)
+          created = true;
         else if (errno != EEXIST) {
           detail = fmt::format("listen path {}: cannot create {}: {}", path, here, std::strerror(errno));
           return last_error();
@@ -163,9 +174,8 @@ std::error_code bind_in(int sock, const Parent& p, const std::string& path, cons
   // Record what was bound before handing the file to socket_user, who may then rename it.
   if (::fstatat(p.dir.get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0) return last_error();
   bound = Bound{st.st_dev, st.st_ino};
-  if ((opt.user || opt.group) &&
-      ::fchownat(p.dir.get(), name, opt.user.value_or(static_cast<uid_t>(-1)),
-                 opt.group.value_or(static_cast<gid_t>(-1)), AT_SYMLINK_NOFOLLOW) != 0) {
+  if ((opt.user || opt.group) && ::fchownat(p.dir.get(), name, opt.user.value_or(static_cast<uid_t>(-1)),
+                                            opt.group.value_or(static_cast<gid_t>(-1)), AT_SYMLINK_NOFOLLOW) != 0) {
     std::error_code ec = last_error();
     unlink_if_same(p, bound);
     return ec;

@@ -54,8 +54,7 @@ struct Bound {
 
 // Walks `path` (absolute) as the rule above says, creating missing directories; on failure
 // `detail` says which directory and why ("listen path P: parent D is a symlink").
-std::error_code open_parent(const std::string& path, std::optional<uid_t> owner, Parent& out,
-                            std::string& detail);
+std::error_code open_parent(const std::string& path, std::optional<uid_t> owner, Parent& out, std::string& detail);
 
 struct BindOptions {
   mode_t mode = 0666;
@@ -65,8 +64,8 @@ struct BindOptions {
 // Binds `sock` to p.name in p.dir: replaces a stale socket (`replaced` gets its identity), sets
 // the mode and owner, and returns the identity of the new file in `bound`. On failure after the
 // bind the new file is removed again.
-std::error_code bind_in(int sock, const Parent& p, const std::string& path, const BindOptions& opt,
-                        Bound& bound, std::optional<Bound>& replaced, std::string& detail);
+std::error_code bind_in(int sock, const Parent& p, const std::string& path, const BindOptions& opt, Bound& bound,
+                        std::optional<Bound>& replaced, std::string& detail);
 
 // Removes p.name if it is still the file `b` (not whatever someone put there since).
 void unlink_if_same(const Parent& p, const Bound& b) noexcept;

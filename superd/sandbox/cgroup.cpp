@@ -54,7 +54,10 @@ Support detect(const std::string& proc) {
   bool memory = has_word(s.controllers, "memory"), pids = has_word(s.controllers, "pids");
   if (!memory || !pids) {
     s.why = "the cgroup2 hierarchy at " + s.mount + " offers superd's cgroup " + s.own + " the controllers [" +
-            s.controllers + "], without " + (memory ? "" : pids ? "memory" : "memory and pids") +
+            s.controllers + "], without " +
+            (memory ? ""
+             : pids ? "memory"
+                    : "memory and pids") +
             (memory && !pids ? "pids" : "");
     return s;
   }

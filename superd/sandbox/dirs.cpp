@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 
 namespace superd::sandbox {
@@ -14,9 +14,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::error_code last_error() { return {errno, std::generic_category()}; }
+std::error_code last_error() {
+  return {errno, std::generic_category()};
+}
 
-std::string join(const std::string& a, const std::string& b) { return a.back() == '/' ? a + b : a + "/" + b; }
+std::string join(const std::string& a, const std::string& b) {
+  return a.back() == '/' ? a + b : a + "/" + b;
+}
 
 // mkdir -p with a mode for the last component; existing directories are left alone.
 std::error_code make_dirs(const std::string& path, mode_t mode, uid_t uid, gid_t gid, std::string& failed) {
@@ -43,7 +47,8 @@ struct RootDirs {
 
 std::vector<std::string> boundary_dirs(const config::SandboxConfig& sb, const Roots& roots) {
   std::vector<std::string> out;
-  for (RootDirs rd : {RootDirs{&roots.state, &sb.state}, RootDirs{&roots.cache, &sb.cache}, RootDirs{&roots.logs, &sb.logs}})
+  for (RootDirs rd :
+       {RootDirs{&roots.state, &sb.state}, RootDirs{&roots.cache, &sb.cache}, RootDirs{&roots.logs, &sb.logs}})
     for (const std::string& n : rd.dirs->names) out.push_back(join(join(*rd.root, "private"), n));
   return out;
 }
@@ -71,22 +76,26 @@ std::error_code chown_tree(const std::string& path, uid_t uid, gid_t gid, size_t
   static thread_local size_t* t_changed;
   static thread_local int t_err;
   t_uid = uid, t_gid = gid, t_changed = &changed, t_err = 0;
-  int rc = ::nftw(path.c_str(), [](const char* p, const struct stat* st, int, FTW*) -> int {
-    if (st->st_uid == t_uid && st->st_gid == t_gid) return 0;
-    if (::lchown(p, t_uid, t_gid) != 0) {
-      t_err = errno;
-      return 1;
-    }
-    ++*t_changed;
-    return 0;
-  }, 64, FTW_PHYS | FTW_MOUNT);
+  int rc = ::nftw(
+      path.c_str(),
+      [](const char* p, const struct stat* st, int, FTW*) -> int {
+        if (st->st_uid == t_uid && st->st_gid == t_gid) return 0;
+        if (::lchown(p, t_uid, t_gid) != 0) {
+          t_err = errno;
+          return 1;
+        }
+        ++*t_changed;
+        return 0;
+      },
+      64, FTW_PHYS | FTW_MOUNT);
   if (rc != 0) return {t_err ? t_err : errno, std::generic_category()};
   return {};
 }
 
 std::error_code prepare_dirs(const config::SandboxConfig& sb, const Roots& roots, uid_t owner, gid_t gid,
                              mode_t mode_bits, std::string& failed) {
-  for (RootDirs rd : {RootDirs{&roots.state, &sb.state}, RootDirs{&roots.cache, &sb.cache}, RootDirs{&roots.logs, &sb.logs}}) {
+  for (RootDirs rd :
+       {RootDirs{&roots.state, &sb.state}, RootDirs{&roots.cache, &sb.cache}, RootDirs{&roots.logs, &sb.logs}}) {
     if (rd.dirs->names.empty()) continue;
     std::string priv = join(*rd.root, "private");
     if (auto ec = make_dirs(priv, 0700, 0, 0, failed)) return ec;
@@ -100,7 +109,8 @@ std::error_code prepare_dirs(const config::SandboxConfig& sb, const Roots& roots
       mode_t mode = rd.dirs->mode | mode_bits;
       if (auto ec = make_dirs(dir, mode, owner, gid, failed)) return ec;
       struct stat st {};
-      if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return failed = dir, std::make_error_code(std::errc::not_a_directory);
+      if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        return failed = dir, std::make_error_code(std::errc::not_a_directory);
       if (st.st_uid != owner || st.st_gid != gid) {
         // The only recursive chown: the tree belongs to another UID/GID (first start, or the
         // preferred ID was taken).

@@ -36,15 +36,19 @@ int abi_version() noexcept {
   return abi;
 }
 
-uint64_t scopes_of_abi(int abi) noexcept { return abi >= kScopeAbi ? kScopeAbstractUnixSocket | kScopeSignal : 0; }
+uint64_t scopes_of_abi(int abi) noexcept {
+  return abi >= kScopeAbi ? kScopeAbstractUnixSocket | kScopeSignal : 0;
+}
 
-uint64_t supported_scopes() noexcept { return scopes_of_abi(abi_version()); }
+uint64_t supported_scopes() noexcept {
+  return scopes_of_abi(abi_version());
+}
 
 std::string describe_missing(uint64_t missing, int abi) {
   std::string what;
   if (missing & kScopeAbstractUnixSocket) what = "abstract UNIX socket";
   if (missing & kScopeSignal) what += what.empty() ? "signal" : " and signal";
-  std::string have = abi > 0 ? "this kernel has Landlock ABI " + std::to_string(abi)
+  std::string have = abi > 0          ? "this kernel has Landlock ABI " + std::to_string(abi)
                      : abi == -ENOSYS ? "this kernel has no Landlock"
                                       : "Landlock is disabled on this kernel";
   return what + " scoping needs Landlock ABI " + std::to_string(kScopeAbi) + "; " + have +

@@ -20,7 +20,9 @@ extern "C" int mount(const char*, const char*, const char*, unsigned long, const
 namespace superd::sandbox {
 namespace {
 
-void add(MountPlan& p, MountOp op) { p.ops.push_back(op); }
+void add(MountPlan& p, MountOp op) {
+  p.ops.push_back(op);
+}
 
 MountOp mk(Op op, const char* path) {
   MountOp o;
@@ -30,7 +32,9 @@ MountOp mk(Op op, const char* path) {
 }
 
 // "<root>/private/<name>" and friends.
-std::string join(const std::string& a, const std::string& b) { return a.back() == '/' ? a + b : a + "/" + b; }
+std::string join(const std::string& a, const std::string& b) {
+  return a.back() == '/' ? a + b : a + "/" + b;
+}
 
 // The boundary roots and the service's directories under each: state, cache, logs (the
 // runtime directories live in the instance tmpfs instead).
@@ -73,7 +77,9 @@ std::vector<config::Path> read_only_dirs(const config::SandboxConfig& sb) {
 }
 
 // 1. Nothing mounted in the namespace propagates back to the host.
-void add_make_private(MountPlan& p) { add(p, mk(Op::make_private, "/")); }
+void add_make_private(MountPlan& p) {
+  add(p, mk(Op::make_private, "/"));
+}
 
 // 2. Sources first: once <root>/private is covered (add_boundary), its contents are out of reach.
 Sources clone_sources(MountPlan& p, const config::SandboxConfig& sb, const Roots& roots) {
@@ -160,16 +166,18 @@ void add_private_dev(MountPlan& p, const config::SandboxConfig& sb) {
     const char* name;
     unsigned major, minor;
   };
-  static const Node kNodes[] = {{"/dev/null", 1, 3},    {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
-                                {"/dev/random", 1, 8},  {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
+  static const Node kNodes[] = {{"/dev/null", 1, 3},   {"/dev/zero", 1, 5},    {"/dev/full", 1, 7},
+                                {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
   for (const Node& n : kNodes) {
     MountOp o = mk(Op::mknod_char, n.name);
     o.mode = 0666;
     o.dev = makedev(n.major, n.minor);
     add(p, o);
   }
-  static const char* kLinks[][2] = {{"/dev/fd", "/proc/self/fd"},       {"/dev/stdin", "/proc/self/fd/0"},
-                                    {"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"}};
+  static const char* kLinks[][2] = {{"/dev/fd", "/proc/self/fd"},
+                                    {"/dev/stdin", "/proc/self/fd/0"},
+                                    {"/dev/stdout", "/proc/self/fd/1"},
+                                    {"/dev/stderr", "/proc/self/fd/2"}};
   for (const auto& l : kLinks) {
     MountOp o = mk(Op::symlink, l[0]);
     o.source = l[1];
@@ -212,7 +220,8 @@ void add_instance_tmpfs(MountPlan& p, const config::SandboxConfig& sb, const Roo
     places.push_back({"/var/tmp", 01777, false});
   }
   if (sb.private_tmp || sb.private_ipc) places.push_back({"/dev/shm", 01777, false});
-  for (const std::string& name : sb.runtime.names) places.push_back({p.keep(join(roots.runtime, name)), sb.runtime.mode, true});
+  for (const std::string& name : sb.runtime.names)
+    places.push_back({p.keep(join(roots.runtime, name)), sb.runtime.mode, true});
   if (places.empty()) return;
   auto per_instance = [&](MountOp o) {
     o.per_instance = true;
@@ -254,8 +263,8 @@ void add_protect_home(MountPlan& p, const config::SandboxConfig& sb) {
   if (sb.protect_home != ProtectHome::tmpfs && sb.protect_home != ProtectHome::yes) return;
   for (const char* d : {"/home", "/root", "/run/user"}) {
     MountOp o = mk(Op::tmpfs, d);
-    o.source = sb.protect_home == ProtectHome::tmpfs ? "mode=0755,size=4k,nr_inodes=4"
-                                                     : "mode=0000,size=4k,nr_inodes=4";
+    o.source =
+        sb.protect_home == ProtectHome::tmpfs ? "mode=0755,size=4k,nr_inodes=4" : "mode=0000,size=4k,nr_inodes=4";
     o.optional = true;
     add(p, o);
     MountOp ro = mk(Op::set_ro, d);
@@ -363,12 +372,13 @@ void add_loopback(MountPlan& p, const config::SandboxConfig& sb) {
 
 std::string MountPlan::describe(size_t i) const {
   if (i >= ops.size()) return "?";
-  static const char* kNames[] = {"make-private", "bind", "read-only", "read-write", "tmpfs", "proc", "mqueue",
-                                 "open_tree", "move_mount", "mkdir", "mknod", "symlink", "loopback-up",
-                                 "bind", "chown"};
+  static const char* kNames[] = {"make-private", "bind",    "read-only",   "read-write", "tmpfs",
+                                 "proc",         "mqueue",  "open_tree",   "move_mount", "mkdir",
+                                 "mknod",        "symlink", "loopback-up", "bind",       "chown"};
   const MountOp& o = ops[i];
   std::string s = kNames[static_cast<int>(o.op)];
-  if (o.source && (o.op == Op::clone_tree || o.op == Op::bind_self || o.op == Op::bind)) s += std::string(" ") + o.source;
+  if (o.source && (o.op == Op::clone_tree || o.op == Op::bind_self || o.op == Op::bind))
+    s += std::string(" ") + o.source;
   if (o.path) s += std::string(" ") + o.path;
   return s;
 }
@@ -377,22 +387,22 @@ std::string MountPlan::describe(size_t i) const {
 MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
   MountPlan p;
   const std::vector<config::Path> read_only = read_only_dirs(sb);
-  add_make_private(p);                                   // 1.
-  const Sources sources = clone_sources(p, sb, roots);   // 2.
-  add_own_mounts(p, read_only, sb.read_write_paths);     // 3.
-  add_read_only_os(p, sb, read_only);                    // 4.
-  add_read_write(p, sb.read_write_paths);                // 5.
-  add_proc(p);                                           // 6.
-  add_private_dev(p, sb);                                // 7.
-  add_private_mqueue(p, sb);                             // 8.
-  add_instance_tmpfs(p, sb, roots);                      // 9.
-  add_protect_home(p, sb);                               // 10.
-  add_inaccessible(p, sb, roots);                        // 11.
-  add_boundary(p, sb, roots, sources.dir_slots);         // 12.
-  add_binds(p, sources.binds);                           // 13.
-  seal_private_dev(p, sb);                               // 14.
-  add_hidden_runtime(p, roots);                          // 15.
-  add_loopback(p, sb);                                   // 16.
+  add_make_private(p);                                  // 1.
+  const Sources sources = clone_sources(p, sb, roots);  // 2.
+  add_own_mounts(p, read_only, sb.read_write_paths);    // 3.
+  add_read_only_os(p, sb, read_only);                   // 4.
+  add_read_write(p, sb.read_write_paths);               // 5.
+  add_proc(p);                                          // 6.
+  add_private_dev(p, sb);                               // 7.
+  add_private_mqueue(p, sb);                            // 8.
+  add_instance_tmpfs(p, sb, roots);                     // 9.
+  add_protect_home(p, sb);                              // 10.
+  add_inaccessible(p, sb, roots);                       // 11.
+  add_boundary(p, sb, roots, sources.dir_slots);        // 12.
+  add_binds(p, sources.binds);                          // 13.
+  seal_private_dev(p, sb);                              // 14.
+  add_hidden_runtime(p, roots);                         // 15.
+  add_loopback(p, sb);                                  // 16.
   return p;
 }
 
@@ -402,7 +412,8 @@ int setattr(const char* path, bool recursive, uint64_t set, uint64_t clr) noexce
   mount_attr attr{};
   attr.attr_set = set;
   attr.attr_clr = clr;
-  return static_cast<int>(::syscall(SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, &attr, sizeof attr));
+  return static_cast<int>(
+      ::syscall(SYS_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, &attr, sizeof attr));
 }
 
 // Appends ",uid=N,gid=N" to a tmpfs option string without allocating.

@@ -45,8 +45,8 @@ enum class Op : uint8_t {
 struct MountOp {
   Op op;
   bool recursive = false;
-  bool optional = false;  // a missing path (ENOENT) is skipped
-  bool owned = false;     // tmpfs: owned by the instance's UID/GID
+  bool optional = false;      // a missing path (ENOENT) is skipped
+  bool owned = false;         // tmpfs: owned by the instance's UID/GID
   bool per_instance = false;  // done for each instance (fresh tmpfs, proc); else once per service
   mode_t mode = 0;
   dev_t dev = 0;

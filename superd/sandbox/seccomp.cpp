@@ -30,8 +30,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstddef>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -47,29 +47,28 @@
 namespace superd::sandbox::seccomp {
 namespace {
 
-using std::string_view;
 using detail::expand;
 using detail::find_group;
+using detail::kFamilyMax;
 using detail::known_syscall;
 using detail::Names;
-using detail::kFamilyMax;
 using detail::parse_action;
 using detail::parse_arch;
 using detail::parse_family;
 using detail::parse_list;
 using detail::quoted;
+using std::string_view;
 
 constexpr string_view kDefaultDeny[] = {
     "@module", "@reboot", "@swap", "@clock", "@raw-io", "@keyring",
     // The mount API, old and new; chroot stays (it needs CAP_SYS_CHROOT anyway).
-    "mount", "umount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsmount", "fsconfig",
-    "fspick", "mount_setattr",
+    "mount", "umount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsmount", "fsconfig", "fspick",
+    "mount_setattr",
     // Joining a namespace; creating one is an argument check on clone/unshare.
     "setns",
     // Tracing and reading other processes.
-    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
-    "bpf", "perf_event_open", "acct", "quotactl", "quotactl_fd", "lookup_dcookie", "syslog", "vhangup",
-    "userfaultfd",
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "bpf", "perf_event_open", "acct", "quotactl",
+    "quotactl_fd", "lookup_dcookie", "syslog", "vhangup", "userfaultfd",
     // Found open by a review: watching other users' file activity (fanotify, unprivileged
     // since 5.13), memory hidden from the kernel's own inspection (memfd_secret), the x86 LDT
     // (old exploit surface, only 16-bit programs need it), comparing other processes' kernel
@@ -82,8 +81,8 @@ constexpr string_view kDefaultDeny[] = {
 // policy refuses; the instance then loads a tail that refuses them again (needs_instance_tail).
 constexpr string_view kZygoteNeeds[] = {
     // the zygote's request loop: messages and fds in and out, the plan's strings, the clone
-    "recvmsg", "sendmsg", "close", "brk", "mmap", "munmap", "mremap", "madvise", "mprotect", "clone",
-    "exit", "exit_group",
+    "recvmsg", "sendmsg", "close", "brk", "mmap", "munmap", "mremap", "madvise", "mprotect", "clone", "exit",
+    "exit_group",
     // the instance checklist
     "rt_sigaction", "rt_sigprocmask", "dup2", "dup3", "fcntl", "close_range", "mount", "mkdir", "mkdirat", "chmod",
     "fchmodat", "chown", "fchownat", "mknod", "mknodat", "symlink", "symlinkat", "socket", "ioctl", "setrlimit",
@@ -93,8 +92,8 @@ constexpr string_view kZygoteNeeds[] = {
     "seccomp"};
 
 // What a zygote's own UID switch calls (allow_identity_change).
-constexpr string_view kIdentity[] = {"setresuid", "setresuid32", "setresgid", "setresgid32", "setgroups",
-                                     "setgroups32"};
+constexpr string_view kIdentity[] = {"setresuid",   "setresuid32", "setresgid",
+                                     "setresgid32", "setgroups",   "setgroups32"};
 
 // clone(2)'s flags word is arg0 on every architecture we list but s390 (which we do not);
 // CLONE_NEWTIME shares its bit with the exit signal there, so only unshare checks it.
@@ -116,10 +115,10 @@ struct Policy {
   Names names;              // allow_list: the allowed calls; else the denied ones
   uint32_t act = 0;         // how a refused call is refused
   std::vector<uint32_t> arches;
-  bool namespaces = false;   // clone/unshare without CLONE_NEW*, clone3 ENOSYS
+  bool namespaces = false;             // clone/unshare without CLONE_NEW*, clone3 ENOSYS
   bool clone_namespaces_open = false;  // zygote_base: its own clone(CLONE_NEW*) must pass
-  bool personality = false;  // personality(PER_LINUX) only (and the query, in an allow list)
-  bool sxid = false;         // no S_ISUID/S_ISGID modes
+  bool personality = false;            // personality(PER_LINUX) only (and the query, in an allow list)
+  bool sxid = false;                   // no S_ISUID/S_ISGID modes
   bool families = false;
   bool families_allow = false;
   std::set<int> family_set;
@@ -155,8 +154,10 @@ Policy split_for_zygote(Policy p, Settings::Part part) {
   for (const std::string& n : opened) p.allow_list ? (void)p.names.insert(n) : (void)p.names.erase(n);
   p.clone_namespaces_open = true;
   if (inet_opened) {
-    if (p.families_allow) p.family_set.insert(AF_INET);
-    else p.family_set.erase(AF_INET);
+    if (p.families_allow)
+      p.family_set.insert(AF_INET);
+    else
+      p.family_set.erase(AF_INET);
     p.families = p.families_allow || !p.family_set.empty();
   }
   return p;
@@ -244,10 +245,16 @@ struct Rule {
 };
 
 // Refusing comparison on a 32-bit argument: the low half equals `v` whatever the high half.
-scmp_arg_cmp low32_eq(unsigned arg, uint64_t v) { return SCMP_CMP64(arg, SCMP_CMP_MASKED_EQ, kLow32, v); }
+scmp_arg_cmp low32_eq(unsigned arg, uint64_t v) {
+  return SCMP_CMP64(arg, SCMP_CMP_MASKED_EQ, kLow32, v);
+}
 // Bits of `mask` all clear / `bit` set.
-scmp_arg_cmp bits_clear(unsigned arg, uint64_t mask) { return SCMP_CMP64(arg, SCMP_CMP_MASKED_EQ, mask, 0); }
-scmp_arg_cmp bit_set(unsigned arg, uint64_t bit) { return SCMP_CMP64(arg, SCMP_CMP_MASKED_EQ, bit, bit); }
+scmp_arg_cmp bits_clear(unsigned arg, uint64_t mask) {
+  return SCMP_CMP64(arg, SCMP_CMP_MASKED_EQ, mask, 0);
+}
+scmp_arg_cmp bit_set(unsigned arg, uint64_t bit) {
+  return SCMP_CMP64(arg, SCMP_CMP_MASKED_EQ, bit, bit);
+}
 
 // One argument check in both polarities: `refuse` rules match bad calls (any of them);
 // `allow` rules match good calls (any of them) and are disjoint from every refuse rule whose
@@ -260,8 +267,8 @@ struct Check {
 
 Check check_namespaces(string_view name, uint32_t act) {
   Check c;
-  std::span<const uint64_t> flags = name == "clone" ? std::span<const uint64_t>(kCloneNsFlags)
-                                                    : std::span<const uint64_t>(kUnshareNsFlags);
+  std::span<const uint64_t> flags =
+      name == "clone" ? std::span<const uint64_t>(kCloneNsFlags) : std::span<const uint64_t>(kUnshareNsFlags);
   uint64_t all = 0;
   for (uint64_t f : flags) {
     c.refuse.push_back({act, {bit_set(0, f)}});
@@ -307,18 +314,22 @@ Check check_family(const Policy& p) {
     for (int f = 0; f <= top; ++f)
       if (!p.family_set.count(f)) c.refuse.push_back({eaf, {low32_eq(0, f)}});
     c.refuse.push_back({eaf, {SCMP_CMP64(0, SCMP_CMP_GT, static_cast<uint64_t>(top))}});
-    for (int f : p.family_set) c.allow.push_back({SCMP_ACT_ALLOW, {SCMP_CMP64(0, SCMP_CMP_EQ, static_cast<uint64_t>(f))}});
+    for (int f : p.family_set)
+      c.allow.push_back({SCMP_ACT_ALLOW, {SCMP_CMP64(0, SCMP_CMP_EQ, static_cast<uint64_t>(f))}});
   } else {
     for (int f : p.family_set) c.refuse.push_back({eaf, {low32_eq(0, f)}});
     // A default-refuse filter lets every other family below AF_MAX through, each exactly;
     // what lies above is refused by default.
     for (int f = 0; f < kFamilyMax; ++f)
-      if (!p.family_set.count(f)) c.allow.push_back({SCMP_ACT_ALLOW, {SCMP_CMP64(0, SCMP_CMP_EQ, static_cast<uint64_t>(f))}});
+      if (!p.family_set.count(f))
+        c.allow.push_back({SCMP_ACT_ALLOW, {SCMP_CMP64(0, SCMP_CMP_EQ, static_cast<uint64_t>(f))}});
   }
   return c;
 }
 
-Check refuse_enosys() { return Check{{{SCMP_ACT_ERRNO(ENOSYS), {}}}, {}}; }
+Check refuse_enosys() {
+  return Check{{{SCMP_ACT_ERRNO(ENOSYS), {}}}, {}};
+}
 
 // The argument checks that apply to `name` under this policy, if any.
 std::optional<Check> check_for(string_view name, const Policy& p) {
@@ -331,7 +342,8 @@ std::optional<Check> check_for(string_view name, const Policy& p) {
   if (p.sxid) {
     if (name == "chmod" || name == "fchmod" || name == "mkdir" || name == "mknod" || name == "creat")
       return check_mode(1, p.act);
-    if (name == "fchmodat" || name == "fchmodat2" || name == "mkdirat" || name == "mknodat") return check_mode(2, p.act);
+    if (name == "fchmodat" || name == "fchmodat2" || name == "mkdirat" || name == "mknodat")
+      return check_mode(2, p.act);
     if (name == "open") return check_open(1, 2, p.act);
     if (name == "openat") return check_open(2, 3, p.act);
     if (name == "openat2") return refuse_enosys();  // flags and mode are in a struct
@@ -342,12 +354,14 @@ std::optional<Check> check_for(string_view name, const Policy& p) {
   return std::nullopt;
 }
 
-constexpr string_view kCheckedCalls[] = {"clone", "clone3", "unshare", "personality", "chmod", "fchmod",
-                                         "mkdir", "mknod", "creat", "fchmodat", "fchmodat2", "mkdirat",
-                                         "mknodat", "open", "openat", "openat2", "socket", "socketpair",
-                                         "io_uring_setup"};
+constexpr string_view kCheckedCalls[] = {"clone",     "clone3",  "unshare",    "personality",   "chmod",
+                                         "fchmod",    "mkdir",   "mknod",      "creat",         "fchmodat",
+                                         "fchmodat2", "mkdirat", "mknodat",    "open",          "openat",
+                                         "openat2",   "socket",  "socketpair", "io_uring_setup"};
 
-std::string rc_text(int rc) { return std::strerror(rc < 0 ? -rc : rc); }
+std::string rc_text(int rc) {
+  return std::strerror(rc < 0 ? -rc : rc);
+}
 
 // Adds one rule, unless it would only restate the default action.
 bool add_rule(scmp_filter_ctx ctx, const std::vector<uint32_t>& arches, uint32_t default_action, string_view name,
@@ -404,8 +418,10 @@ std::optional<Ctx> build(const Settings& s, std::string& why) {
     std::vector<Rule> rules;
     if (!allowed) {
       // clone3 refused for any reason answers ENOSYS, so libc falls back to clone.
-      if (name == "clone3") rules.push_back({SCMP_ACT_ERRNO(ENOSYS), {}});
-      else rules.push_back({p.act, {}});
+      if (name == "clone3")
+        rules.push_back({SCMP_ACT_ERRNO(ENOSYS), {}});
+      else
+        rules.push_back({p.act, {}});
     } else if (auto c = check_for(name, p)) {
       if (p.allow_list) rules = std::move(c->allow);
       for (Rule& r : c->refuse)
@@ -431,7 +447,7 @@ std::optional<std::string> export_to_memory(scmp_filter_ctx ctx, bool pfc, std::
     why = std::string("libseccomp: cannot export the filter: ") + rc_text(rc);
     return std::nullopt;
   }
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) {
     why = std::string("fstat on the filter memfd: ") + std::strerror(errno);
     return std::nullopt;
@@ -464,7 +480,8 @@ bool needs_instance_tail(const Settings& s) {
   auto p = resolve(t, why);
   if (!p) return false;
   // mount() alone is the gate's (as for the built-in deny list): no tail for it.
-  return p->families || std::any_of(p->names.begin(), p->names.end(), [](const std::string& n) { return n != "mount"; });
+  return p->families ||
+         std::any_of(p->names.begin(), p->names.end(), [](const std::string& n) { return n != "mount"; });
 }
 
 std::optional<Program> zygote_gate(const Settings& s, uint32_t clone_flags, std::string& why) {

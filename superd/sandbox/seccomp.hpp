@@ -98,7 +98,7 @@ class Program {
   explicit Program(std::vector<struct sock_filter> insns) noexcept;
 
   std::vector<struct sock_filter> insns_;
-  struct sock_fprog fprog_{};
+  struct sock_fprog fprog_ {};
 };
 
 // Validates, then builds the filter with libseccomp and exports it as BPF (through a memfd:
@@ -107,9 +107,9 @@ class Program {
 //   ENOSYS), reboot/kexec, swap, bpf, perf_event_open, the keyring, ptrace and its relatives
 //   (process_vm_readv/writev, pidfd_getfd), setting clocks, iopl/ioperm, acct, quotactl,
 //   lookup_dcookie, syslog, vhangup, userfaultfd, fanotify_init, memfd_secret, modify_ldt, kcmp
-//   (also under an allow list that names them, e.g. kcmp in @system-service); personality() only to PER_LINUX, and under an
-//   allow list also the 0xffffffff query (a deny-list filter cannot tell the two apart:
-//   libseccomp compares an argument once per rule).
+//   (also under an allow list that names them, e.g. kcmp in @system-service); personality() only to PER_LINUX, and
+//   under an allow list also the 0xffffffff query (a deny-list filter cannot tell the two apart: libseccomp compares an
+//   argument once per rule).
 // Returns nullopt and sets `why` on an invalid setting or a libseccomp failure.
 std::optional<Program> compile(const Settings& s, std::string& why);
 

@@ -90,8 +90,8 @@ int child_main(void* arg) noexcept {
 
   // 4. The filesystem view, inside the mount namespace clone() created.
   if (s.mount_ns) {
-    int failed = sandbox::apply(s.mounts, a->slots, p.uid,
-                                a->from_zygote ? sandbox::Which::per_instance : sandbox::Which::all);
+    int failed =
+        sandbox::apply(s.mounts, a->slots, p.uid, a->from_zygote ? sandbox::Which::per_instance : sandbox::Which::all);
     if (failed >= 0) fail(a, Step::mounts, failed);
   }
 

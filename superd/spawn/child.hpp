@@ -16,7 +16,7 @@ struct ChildArgs {
   ChildError* err;  // in the parent's memory (CLONE_VM): written only on failure
   const int* caught;
   size_t n_caught;
-  int* slots;       // scratch for open_tree fds, plan.mounts.slots entries
+  int* slots;  // scratch for open_tree fds, plan.mounts.slots entries
   // Cloned by a zygote: the per-service mounts, the bounding set, no_new_privs and the filter's
   // base are inherited; only the per-instance steps and the filter's tail remain.
   bool from_zygote = false;

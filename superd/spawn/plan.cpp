@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <stdexcept>
 #include <cstring>
+#include <stdexcept>
 
 #include "sandbox/landlock.hpp"
 #include "util/net.hpp"
@@ -21,25 +21,44 @@ constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/s
 
 const char* step_name(Step s) noexcept {
   switch (s) {
-    case Step::none: return "none";
-    case Step::signals: return "signals";
-    case Step::stdio: return "stdio";
-    case Step::close_fds: return "close_fds";
-    case Step::mounts: return "mounts";
-    case Step::rlimits: return "rlimits";
-    case Step::umask_nice: return "umask_nice";
-    case Step::chdir: return "chdir";
-    case Step::capability_bounding_set: return "capability_bounding_set";
-    case Step::keep_caps: return "keep_caps";
-    case Step::setgroups: return "setgroups";
-    case Step::setresgid: return "setresgid";
-    case Step::setresuid: return "setresuid";
-    case Step::ambient_caps: return "ambient_caps";
-    case Step::no_new_privs: return "no_new_privs";
-    case Step::landlock: return "landlock";
-    case Step::seccomp: return "seccomp";
-    case Step::parent_death: return "parent_death";
-    case Step::exec: return "exec";
+    case Step::none:
+      return "none";
+    case Step::signals:
+      return "signals";
+    case Step::stdio:
+      return "stdio";
+    case Step::close_fds:
+      return "close_fds";
+    case Step::mounts:
+      return "mounts";
+    case Step::rlimits:
+      return "rlimits";
+    case Step::umask_nice:
+      return "umask_nice";
+    case Step::chdir:
+      return "chdir";
+    case Step::capability_bounding_set:
+      return "capability_bounding_set";
+    case Step::keep_caps:
+      return "keep_caps";
+    case Step::setgroups:
+      return "setgroups";
+    case Step::setresgid:
+      return "setresgid";
+    case Step::setresuid:
+      return "setresuid";
+    case Step::ambient_caps:
+      return "ambient_caps";
+    case Step::no_new_privs:
+      return "no_new_privs";
+    case Step::landlock:
+      return "landlock";
+    case Step::seccomp:
+      return "seccomp";
+    case Step::parent_death:
+      return "parent_death";
+    case Step::exec:
+      return "exec";
   }
   return "?";
 }
@@ -120,9 +139,9 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
     const std::string* root;
     const config::ExecDirs* dirs;
   };
-  for (const DirVar& d : {DirVar{"STATE_DIRECTORY", &roots.state, &sb.state}, DirVar{"CACHE_DIRECTORY", &roots.cache, &sb.cache},
-                          DirVar{"LOGS_DIRECTORY", &roots.logs, &sb.logs},
-                          DirVar{"RUNTIME_DIRECTORY", &roots.runtime, &sb.runtime}})
+  for (const DirVar& d :
+       {DirVar{"STATE_DIRECTORY", &roots.state, &sb.state}, DirVar{"CACHE_DIRECTORY", &roots.cache, &sb.cache},
+        DirVar{"LOGS_DIRECTORY", &roots.logs, &sb.logs}, DirVar{"RUNTIME_DIRECTORY", &roots.runtime, &sb.runtime}})
     if (!d.dirs->names.empty()) p.env.push_back(std::string(d.name) + "=" + join_dirs(*d.root, d.dirs->names));
   p.limits = s.limits;
   bool nofile_set = false, nproc_set = false;
@@ -239,7 +258,8 @@ void add_identity(std::vector<std::string>& env, const ServicePlan& svc, uid_t u
 }
 }  // namespace
 
-void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid, uint64_t serial_number) {
+void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid,
+                        uint64_t serial_number) {
   auto& env = begin_plan(out, svc, uid, false);
   env.reserve(16 + svc.env.size());
   auto add = [&](const char* k, const std::string& v) { env.push_back(std::string(k) + "=" + v); };
@@ -283,7 +303,8 @@ void finish_arrays(InstancePlan& out, const ServicePlan& svc, uint64_t serial_nu
   if (svc.per_connection_specifier) {
     std::string serial = std::to_string(serial_number);
     auto expand_c = [&](std::string s) {
-      for (size_t pos = 0; (pos = s.find("%c", pos)) != std::string::npos; pos += serial.size()) s.replace(pos, 2, serial);
+      for (size_t pos = 0; (pos = s.find("%c", pos)) != std::string::npos; pos += serial.size())
+        s.replace(pos, 2, serial);
       return s;
     };
     for (std::string& e : env) e = expand_c(e);

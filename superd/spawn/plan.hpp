@@ -51,10 +51,10 @@ struct ChildError {
 
 // Per service, built once.
 struct ServicePlan {
-  std::string path;                  // exec[0]
-  std::vector<std::string> argv;     // exec, %n %p %i expanded
+  std::string path;                       // exec[0]
+  std::vector<std::string> argv;          // exec, %n %p %i expanded
   bool per_connection_specifier = false;  // "%c" left in argv or env: expanded per instance
-  std::vector<std::string> env;      // environment + pass_environment (values taken at start-up)
+  std::vector<std::string> env;           // environment + pass_environment (values taken at start-up)
   std::vector<config::Rlimit> limits;
   // superd raises its own RLIMIT_NOFILE (two fds per live instance); services get back the
   // limit superd started with, unless `limits.nofile` says otherwise.
@@ -67,13 +67,13 @@ struct ServicePlan {
   std::string cwd = "/";
 
   // Sandbox, all prepared here; the child only applies it.
-  int clone_flags = 0;                 // CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET as configured
+  int clone_flags = 0;  // CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET as configured
   bool mount_ns = false;
   sandbox::MountPlan mounts;
   bool drop_bounding_set = false;
-  uint64_t cap_keep = 0;               // bounding set kept (bit per capability)
-  uint64_t cap_ambient = 0;            // raised into the ambient set after the UID switch
-  int cap_last = 40;                   // /proc/sys/kernel/cap_last_cap
+  uint64_t cap_keep = 0;     // bounding set kept (bit per capability)
+  uint64_t cap_ambient = 0;  // raised into the ambient set after the UID switch
+  int cap_last = 40;         // /proc/sys/kernel/cap_last_cap
   bool no_new_privs = false;
   std::unique_ptr<seccomp::Program> filter;  // compiled once; loaded last
   // With a zygote (spawn/zygote.hpp): `filter` is the zygote's base part, `gate_filter` its
@@ -90,13 +90,13 @@ struct ServicePlan {
   uint64_t landlock_scopes = 0;
   uint64_t landlock_missing = 0;
   int zygote_clone_flags = 0;
-  std::vector<gid_t> groups;           // supplementary groups (the service's shared-directory group)
+  std::vector<gid_t> groups;  // supplementary groups (the service's shared-directory group)
   // dynamic_user = false: every instance runs as this user, USER/LOGNAME/HOME from passwd.
   bool static_identity = false;
   uid_t static_uid = 0;
   gid_t static_gid = 0;
   std::string user_name, home = "/";
-  std::string listen_fdnames;          // wait mode, listen-fds: the service name once per socket
+  std::string listen_fdnames;  // wait mode, listen-fds: the service name once per socket
 };
 // What superd changed in its own process at start that a service must not inherit.
 struct HostLimits {

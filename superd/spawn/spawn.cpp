@@ -45,9 +45,9 @@ Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noex
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  pid_t pid = ::clone(detail::child_main, g_stack + kStackSize,
-                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEWPID | plan.service->clone_flags | SIGCHLD,
-                      &args, &pidfd);
+  pid_t pid =
+      ::clone(detail::child_main, g_stack + kStackSize,
+              CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEWPID | plan.service->clone_flags | SIGCHLD, &args, &pidfd);
   int saved = errno;
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
@@ -63,8 +63,10 @@ Launch launch(const InstancePlan& plan) {
   ChildError cerr;
   std::error_code ec;
   Launch out{start(plan, cerr, ec), {}};
-  if (ec) out.failure = "clone: " + ec.message();
-  else if (cerr.step != Step::none) out.failure = reap_failed_child(*plan.service, out.child, cerr);
+  if (ec)
+    out.failure = "clone: " + ec.message();
+  else if (cerr.step != Step::none)
+    out.failure = reap_failed_child(*plan.service, out.child, cerr);
   return out;
 }
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "util/fdpass.hpp"
 #include "sandbox/landlock.hpp"
 #include "spawn/child.hpp"
+#include "util/fdpass.hpp"
 
 namespace superd::spawn {
 namespace {
@@ -80,8 +80,7 @@ struct SetupReply {
   if (plan.drop_bounding_set && !drop_bounding_set(plan)) fail(SetupStep::bounding_set);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(SetupStep::no_new_privs);
   // The zygote's own Landlock domain; each instance nests one more (child.cpp, step 11b).
-  if (plan.landlock_scopes && sandbox::landlock::restrict_self(plan.landlock_scopes) != 0)
-    fail(SetupStep::landlock);
+  if (plan.landlock_scopes && sandbox::landlock::restrict_self(plan.landlock_scopes) != 0) fail(SetupStep::landlock);
   if (plan.filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.filter->fprog()) != 0)
     fail(SetupStep::seccomp_base);
   if (plan.gate_filter && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, plan.gate_filter->fprog()) != 0)
@@ -151,24 +150,37 @@ struct SetupReply {
 
 const char* setup_step_name(SetupStep s) noexcept {
   switch (s) {
-    case SetupStep::ok: return "ok";
-    case SetupStep::socketpair: return "socketpair";
-    case SetupStep::fork: return "fork";
-    case SetupStep::unshare_mount_ns: return "unshare(CLONE_NEWNS)";
-    case SetupStep::mounts: return "mounts";
-    case SetupStep::bounding_set: return "PR_CAPBSET_DROP";
-    case SetupStep::no_new_privs: return "no_new_privs";
-    case SetupStep::landlock: return "landlock_restrict_self";
-    case SetupStep::seccomp_base: return "seccomp (base)";
-    case SetupStep::seccomp_gate: return "seccomp (gate)";
-    case SetupStep::died: return "set-up";
+    case SetupStep::ok:
+      return "ok";
+    case SetupStep::socketpair:
+      return "socketpair";
+    case SetupStep::fork:
+      return "fork";
+    case SetupStep::unshare_mount_ns:
+      return "unshare(CLONE_NEWNS)";
+    case SetupStep::mounts:
+      return "mounts";
+    case SetupStep::bounding_set:
+      return "PR_CAPBSET_DROP";
+    case SetupStep::no_new_privs:
+      return "no_new_privs";
+    case SetupStep::landlock:
+      return "landlock_restrict_self";
+    case SetupStep::seccomp_base:
+      return "seccomp (base)";
+    case SetupStep::seccomp_gate:
+      return "seccomp (gate)";
+    case SetupStep::died:
+      return "set-up";
   }
   return "?";
 }
 
 std::string SetupError::describe(const ServicePlan& plan) const {
-  if (step == SetupStep::died) return "the zygote died during set-up: " + std::error_code(err, std::generic_category()).message();
-  std::string what = step == SetupStep::mounts ? plan.mounts.describe(static_cast<size_t>(detail)) : setup_step_name(step);
+  if (step == SetupStep::died)
+    return "the zygote died during set-up: " + std::error_code(err, std::generic_category()).message();
+  std::string what =
+      step == SetupStep::mounts ? plan.mounts.describe(static_cast<size_t>(detail)) : setup_step_name(step);
   return what + ": " + std::strerror(err);
 }
 

@@ -8,8 +8,8 @@
 // directory, switches UID, loads the filter's small tail and execs. Stacked, base and tail
 // answer every syscall as the whole filter does. The daemon keeps one zygote per CPU and does
 // not wait for them: send() now, receive() when the socket is readable (the clone into fresh
-// namespaces is the slowest step of a connection; bench/spawn_parallel.sh measured the gain). Measured reason (bench/): loading the whole
-// filter and dropping the bounding set per connection cost ~0.5 ms of CPU each time.
+// namespaces is the slowest step of a connection; bench/spawn_parallel.sh measured the gain). Measured reason (bench/):
+// loading the whole filter and dropping the bounding set per connection cost ~0.5 ms of CPU each time.
 #pragma once
 
 #include <sys/types.h>

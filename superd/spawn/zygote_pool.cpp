@@ -161,7 +161,7 @@ void ZygotePool::on_readable(Slot& slot) {
   }
   arm(slot);
   if (!in_flight_) early_exits_.clear();  // what is left there was no instance of ours
-  events_.answered();  // last: it may destroy this pool
+  events_.answered();                     // last: it may destroy this pool
 }
 
 // The zygote died: nothing it was asked for can be vouched for. Its unanswered requests go back

@@ -42,8 +42,8 @@ struct Pending {
 
 class ZygotePool {
  public:
-  static constexpr size_t kMaxZygotes = 4;             // at most one per CPU
-  static constexpr size_t kMaxPendingPerZygote = 64;   // past that, accepting pauses
+  static constexpr size_t kMaxZygotes = 4;            // at most one per CPU
+  static constexpr size_t kMaxPendingPerZygote = 64;  // past that, accepting pauses
   static constexpr size_t kMaxEarlyExits = kMaxZygotes * kMaxPendingPerZygote;
 
   struct Events {

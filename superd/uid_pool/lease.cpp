@@ -85,6 +85,8 @@ void Leases::orphan_swept(uint32_t uid) noexcept {
   pool_.unblock(uid, kOrphan);
 }
 
-void Leases::orphan_quarantined(uint32_t uid) noexcept { pool_.block(uid, kQuarantined); }
+void Leases::orphan_quarantined(uint32_t uid) noexcept {
+  pool_.block(uid, kQuarantined);
+}
 
 }  // namespace superd::uid_pool

@@ -56,8 +56,8 @@ class Lease {
 // What goes into the lease record at acquisition.
 struct LeaseInfo {
   uint64_t serial = 0;
-  int64_t started_ms = 0;     // CLOCK_REALTIME, ms
-  std::string_view service;   // truncated to the record's field
+  int64_t started_ms = 0;      // CLOCK_REALTIME, ms
+  std::string_view service;    // truncated to the record's field
   std::string_view user = {};  // the names file's user name; empty: "superd-UID"
 };
 
@@ -78,7 +78,7 @@ class Leases {
   // Leases a previous daemon left behind: each is blocked (kOrphan) and recorded again, so a
   // daemon killed once more finds them; then returned or quarantined by the orphan sweep.
   std::vector<LeaseRecord> hold_orphans();
-  void orphan_swept(uint32_t uid) noexcept;       // clean: the record goes, the UID is free
+  void orphan_swept(uint32_t uid) noexcept;        // clean: the record goes, the UID is free
   void orphan_quarantined(uint32_t uid) noexcept;  // something survived: never reused
 
   Pool& pool() noexcept { return pool_; }

@@ -24,7 +24,9 @@ constexpr char kMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'L', '1'};
 constexpr char kNamesMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'N', '1'};
 static_assert(sizeof(Header) >= sizeof(NameRecord));
 
-std::error_code last_error() { return {errno, std::generic_category()}; }
+std::error_code last_error() {
+  return {errno, std::generic_category()};
+}
 
 }  // namespace
 
@@ -34,7 +36,9 @@ std::string names_path_for(const std::string& dir) {
   return (slash == std::string::npos ? std::string(".") : dir.substr(0, slash == 0 ? 1 : slash)) + "/names";
 }
 
-LeaseTable::LeaseTable(LeaseTable&& o) noexcept { *this = std::move(o); }
+LeaseTable::LeaseTable(LeaseTable&& o) noexcept {
+  *this = std::move(o);
+}
 LeaseTable& LeaseTable::operator=(LeaseTable&& o) noexcept {
   if (this != &o) {
     if (map_) ::munmap(map_, map_len_);
@@ -99,16 +103,25 @@ LeaseTable LeaseTable::open(const std::string& dir, uint32_t first, uint32_t las
   LeaseTable t;
   std::string path = dir + "/leases";
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd) { ec = last_error(); return t; }
+  if (!fd) {
+    ec = last_error();
+    return t;
+  }
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     ec = (errno == EWOULDBLOCK) ? std::make_error_code(std::errc::device_or_resource_busy) : last_error();
     return t;
   }
-  if (::fchmod(fd.get(), 0600) != 0) { ec = last_error(); return t; }  // an older superd made it 0644
+  if (::fchmod(fd.get(), 0600) != 0) {
+    ec = last_error();
+    return t;
+  }  // an older superd made it 0644
   uint32_t size = last - first + 1;
   size_t len = sizeof(Header) + size_t(size) * sizeof(LeaseRecord);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) { ec = last_error(); return t; }
+  if (::fstat(fd.get(), &st) != 0) {
+    ec = last_error();
+    return t;
+  }
   // Records left by a previous daemon (crashed or killed) are orphans: read them out, whatever
   // range that daemon had, then start the file anew. The caller cleans every orphan's UID.
   Header old{};
@@ -131,7 +144,10 @@ LeaseTable LeaseTable::open(const std::string& dir, uint32_t first, uint32_t las
   // The names file: beside the table, world-readable, UID and name only.
   std::string names_path = names_path_for(dir);
   UniqueFd nfd(::open(names_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
-  if (!nfd || ::fchmod(nfd.get(), 0644) != 0) { ec = last_error(); return t; }
+  if (!nfd || ::fchmod(nfd.get(), 0644) != 0) {
+    ec = last_error();
+    return t;
+  }
   size_t names_len = sizeof(Header) + size_t(size) * sizeof(NameRecord);
   void* nm = allocate_and_map(nfd.get(), names_len, ec);
   if (!nm) return t;
@@ -150,7 +166,10 @@ LeaseTable LeaseTable::open_readonly(const std::string& dir, std::error_code& ec
   LeaseTable t;
   std::string path = dir + "/leases";
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) { ec = last_error(); return t; }
+  if (!fd) {
+    ec = last_error();
+    return t;
+  }
   Header h{};
   if (::pread(fd.get(), &h, sizeof h, 0) != sizeof h || std::memcmp(h.magic, kMagic, 8) != 0) {
     ec = std::make_error_code(std::errc::invalid_argument);
@@ -158,7 +177,10 @@ LeaseTable LeaseTable::open_readonly(const std::string& dir, std::error_code& ec
   }
   size_t len = sizeof(Header) + size_t(h.size) * sizeof(LeaseRecord);
   void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd.get(), 0);
-  if (m == MAP_FAILED) { ec = last_error(); return t; }
+  if (m == MAP_FAILED) {
+    ec = last_error();
+    return t;
+  }
   t.fd_ = std::move(fd);
   t.map_ = m;
   t.map_len_ = len;

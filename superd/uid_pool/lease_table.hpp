@@ -26,17 +26,17 @@ namespace superd::uid_pool {
 // slot between two equal even reads of `seq`, so it sees a record whole or not at all.
 struct NameRecord {
   uint32_t seq;
-  uint32_t uid;    // 0: free slot
-  char name[40];   // NUL-terminated user name ("superd-61234", or a named lease's name)
+  uint32_t uid;   // 0: free slot
+  char name[40];  // NUL-terminated user name ("superd-61234", or a named lease's name)
 };
 static_assert(sizeof(NameRecord) == 48);
 
 struct LeaseRecord {
-  uint32_t uid;          // 0: free slot
-  int32_t pid;           // host PID of the instance's main process, 0 while spawning
-  uint64_t serial;       // per-connection serial number (%c)
-  int64_t started_ms;    // CLOCK_REALTIME, ms
-  char service[40];      // NUL-terminated, truncated
+  uint32_t uid;        // 0: free slot
+  int32_t pid;         // host PID of the instance's main process, 0 while spawning
+  uint64_t serial;     // per-connection serial number (%c)
+  int64_t started_ms;  // CLOCK_REALTIME, ms
+  char service[40];    // NUL-terminated, truncated
 };
 static_assert(sizeof(LeaseRecord) == 64);
 

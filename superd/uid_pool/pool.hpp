@@ -19,11 +19,11 @@
 namespace superd::uid_pool {
 
 enum Block : uint8_t {
-  kStaticUser = 1 << 0,       // in passwd or group
-  kForeignProcess = 1 << 1,   // a process we do not own runs with it
-  kForeignIpc = 1 << 2,       // an IPC object we did not clean is owned by it
-  kQuarantined = 1 << 3,      // its cleanup failed; never reused while superd runs
-  kOrphan = 1 << 4,           // a previous daemon's lease, not swept yet
+  kStaticUser = 1 << 0,      // in passwd or group
+  kForeignProcess = 1 << 1,  // a process we do not own runs with it
+  kForeignIpc = 1 << 2,      // an IPC object we did not clean is owned by it
+  kQuarantined = 1 << 3,     // its cleanup failed; never reused while superd runs
+  kOrphan = 1 << 4,          // a previous daemon's lease, not swept yet
 };
 constexpr int kBlockKinds = 5;
 const char* block_name(int bit_index) noexcept;  // "static-user", ... for bit 1 << bit_index
@@ -69,9 +69,7 @@ class Pool {
   static constexpr uint8_t kQueued = 1 << 7;
   static constexpr uint8_t kBlockMask = 0x1f;
 
-  bool parked(uint32_t off) const noexcept {
-    return off < fresh_ && !(state_[off] & (kHeld | kQueued));
-  }
+  bool parked(uint32_t off) const noexcept { return off < fresh_ && !(state_[off] & (kHeld | kQueued)); }
   void push(uint32_t off) noexcept;
   void take(uint32_t off) noexcept;
 
@@ -91,8 +89,10 @@ void Pool::set_blocked_exactly(Block why, const Range& ids) noexcept {
     if (contains(id)) mark[id - first_] = 1;
   for (uint32_t off = 0; off < size_; ++off) {
     bool has = state_[off] & why;
-    if (mark[off] && !has) block(first_ + off, why);
-    else if (!mark[off] && has) unblock(first_ + off, why);
+    if (mark[off] && !has)
+      block(first_ + off, why);
+    else if (!mark[off] && has)
+      unblock(first_ + off, why);
   }
 }
 

@@ -14,11 +14,17 @@ namespace {
 Level g_level = Level::info;
 constexpr std::string_view kNames[] = {"debug", "info", "warning", "error"};
 // The bytes append_escaped rewrites: C0 controls, DEL, and the escape character itself.
-constexpr bool needs_escape(unsigned char c) noexcept { return c < 0x20 || c == 0x7f || c == '\\'; }
+constexpr bool needs_escape(unsigned char c) noexcept {
+  return c < 0x20 || c == 0x7f || c == '\\';
+}
 }  // namespace
 
-void set_level(Level l) noexcept { g_level = l; }
-Level level() noexcept { return g_level; }
+void set_level(Level l) noexcept {
+  g_level = l;
+}
+Level level() noexcept {
+  return g_level;
+}
 
 bool parse_level(std::string_view s, Level& out) noexcept {
   for (int i = 0; i < 4; ++i)
@@ -42,10 +48,18 @@ void append_escaped(fmt::memory_buffer& out, std::string_view s) {
     char esc[4] = {'\\', 0, 0, 0};
     size_t n = 2;
     switch (c) {
-      case '\\': esc[1] = '\\'; break;
-      case '\t': esc[1] = 't'; break;
-      case '\n': esc[1] = 'n'; break;
-      case '\r': esc[1] = 'r'; break;
+      case '\\':
+        esc[1] = '\\';
+        break;
+      case '\t':
+        esc[1] = 't';
+        break;
+      case '\n':
+        esc[1] = 'n';
+        break;
+      case '\r':
+        esc[1] = 'r';
+        break;
       default:
         esc[1] = 'x';
         esc[2] = kHex[c >> 4];

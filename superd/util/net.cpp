@@ -17,16 +17,16 @@ bool parse_port(std::string_view s, uint16_t& port) {
   return true;
 }
 
-bool is_v4_mapped(const in6_addr& a) { return IN6_IS_ADDR_V4MAPPED(&a); }
+bool is_v4_mapped(const in6_addr& a) {
+  return IN6_IS_ADDR_V4MAPPED(&a);
+}
 
 }  // namespace
 
 bool ListenSpec::is_wildcard() const {
   if (kind == Kind::dual) return true;
-  if (kind == Kind::inet4)
-    return reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr.s_addr == htonl(INADDR_ANY);
-  if (kind == Kind::inet6)
-    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr);
+  if (kind == Kind::inet4) return reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+  if (kind == Kind::inet6) return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr);
   return false;
 }
 
@@ -41,10 +41,14 @@ bool ListenSpec::conflicts_with(const ListenSpec& o) const {
 
 std::string ListenSpec::to_string() const {
   switch (kind) {
-    case Kind::unix_path: return path;
-    case Kind::unix_abstract: return "@" + path;
-    case Kind::dual: return "*:" + std::to_string(port);
-    case Kind::inet4: return address_string(reinterpret_cast<const sockaddr*>(&addr)) + ":" + std::to_string(port);
+    case Kind::unix_path:
+      return path;
+    case Kind::unix_abstract:
+      return "@" + path;
+    case Kind::dual:
+      return "*:" + std::to_string(port);
+    case Kind::inet4:
+      return address_string(reinterpret_cast<const sockaddr*>(&addr)) + ":" + std::to_string(port);
     case Kind::inet6:
       return "[" + address_string(reinterpret_cast<const sockaddr*>(&addr)) + "]:" + std::to_string(port);
   }

@@ -21,8 +21,8 @@ struct ListenSpec {
   Kind kind = Kind::inet4;
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
-  uint16_t port = 0;      // TCP kinds only
-  std::string path;       // unix kinds: the path, or the abstract name without '@'
+  uint16_t port = 0;  // TCP kinds only
+  std::string path;   // unix kinds: the path, or the abstract name without '@'
 
   bool is_unix() const { return kind == Kind::unix_path || kind == Kind::unix_abstract; }
   bool is_wildcard() const;  // 0.0.0.0, ::, or a bare port

@@ -23,12 +23,11 @@ struct Name {
 };
 
 constexpr Name kFacilities[] = {
-    {"daemon", LOG_DAEMON}, {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV},
-    {"user", LOG_USER},     {"mail", LOG_MAIL},     {"lpr", LOG_LPR},
-    {"news", LOG_NEWS},     {"uucp", LOG_UUCP},     {"ftp", LOG_FTP},
-    {"cron", LOG_CRON},     {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},
-    {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
-    {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+    {"daemon", LOG_DAEMON}, {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"user", LOG_USER},
+    {"mail", LOG_MAIL},     {"lpr", LOG_LPR},       {"news", LOG_NEWS},         {"uucp", LOG_UUCP},
+    {"ftp", LOG_FTP},       {"cron", LOG_CRON},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
+    {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},     {"local5", LOG_LOCAL5},
+    {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
 };
 
 constexpr Name kLevels[] = {
@@ -106,14 +105,14 @@ std::optional<SinkSpec> SinkSpec::parse(std::string_view target, std::string& wh
     }
     const Name* f = find(kFacilities, facility);
     if (!f) {
-      why = "log target \"" + std::string(target) + "\": unknown syslog facility \"" +
-            std::string(facility) + "\" (" + names(kFacilities) + ")";
+      why = "log target \"" + std::string(target) + "\": unknown syslog facility \"" + std::string(facility) + "\" (" +
+            names(kFacilities) + ")";
       return std::nullopt;
     }
     const Name* l = find(kLevels, level);
     if (!l) {
-      why = "log target \"" + std::string(target) + "\": unknown syslog level \"" +
-            std::string(level) + "\" (" + names(kLevels) + ")";
+      why = "log target \"" + std::string(target) + "\": unknown syslog level \"" + std::string(level) + "\" (" +
+            names(kLevels) + ")";
       return std::nullopt;
     }
     s.kind = Kind::syslog;
@@ -121,8 +120,8 @@ std::optional<SinkSpec> SinkSpec::parse(std::string_view target, std::string& wh
     return s;
   }
 
-  why = "log target \"" + std::string(target) +
-        "\": expected \"stderr\", \"file:/PATH\" or \"syslog:FACILITY[.LEVEL]\"";
+  why =
+      "log target \"" + std::string(target) + "\": expected \"stderr\", \"file:/PATH\" or \"syslog:FACILITY[.LEVEL]\"";
   return std::nullopt;
 }
 
@@ -173,8 +172,7 @@ void Sink::write(std::string_view line) const noexcept {
         char stamp[40] = "";
         std::time_t now = std::time(nullptr);
         std::tm tm{};
-        if (::localtime_r(&now, &tm))
-          std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S%z", &tm);
+        if (::localtime_r(&now, &tm)) std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S%z", &tm);
         fmt::memory_buffer buf;
         fmt::format_to(std::back_inserter(buf), "{} superd[{}]: ", stamp, ::getpid());
         append_escaped(buf, line);

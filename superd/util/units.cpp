@@ -21,8 +21,10 @@ bool read_number(std::string_view& s, uint64_t& out, bool& overflow) {
   uint64_t v = 0;
   while (!s.empty() && std::isdigit(static_cast<unsigned char>(s.front()))) {
     uint64_t d = static_cast<uint64_t>(s.front() - '0');
-    if (v > (UINT64_MAX - d) / 10) overflow = true;  // keep reading: "99...9x" is still malformed
-    else v = v * 10 + d;
+    if (v > (UINT64_MAX - d) / 10)
+      overflow = true;  // keep reading: "99...9x" is still malformed
+    else
+      v = v * 10 + d;
     s.remove_prefix(1);
   }
   out = v;
@@ -44,11 +46,10 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view s, Pars
   };
   // Longest names first so "min" is not read as "m" + "in"; "m" is minutes, as in systemd.
   static constexpr Unit kUnits[] = {
-      {"msec", 1},         {"ms", 1},           {"seconds", 1000},   {"second", 1000},
-      {"sec", 1000},       {"s", 1000},         {"minutes", 60000},  {"minute", 60000},
-      {"min", 60000},      {"m", 60000},        {"hours", 3600000},  {"hour", 3600000},
-      {"hr", 3600000},     {"h", 3600000},      {"days", 86400000},  {"day", 86400000},
-      {"d", 86400000},
+      {"msec", 1},        {"ms", 1},          {"seconds", 1000}, {"second", 1000}, {"sec", 1000},
+      {"s", 1000},        {"minutes", 60000}, {"minute", 60000}, {"min", 60000},   {"m", 60000},
+      {"hours", 3600000}, {"hour", 3600000},  {"hr", 3600000},   {"h", 3600000},   {"days", 86400000},
+      {"day", 86400000},  {"d", 86400000},
   };
   constexpr auto kMax = static_cast<uint64_t>(kMaxDuration.count());
   using R = std::chrono::milliseconds;
@@ -77,8 +78,10 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view s, Pars
     if (bare && !s.empty() && std::isalpha(static_cast<unsigned char>(s.front())))
       return fail<R>(error, ParseError::malformed);
     // Checked against the bound before multiplying or adding: total <= kMax, so nothing wraps.
-    if (overflow || n > kMax / mult || n * mult > kMax - total) too_long = true;
-    else total += n * mult;
+    if (overflow || n > kMax / mult || n * mult > kMax - total)
+      too_long = true;
+    else
+      total += n * mult;
     s = trim(s);
   }
   if (too_long) return fail<R>(error, ParseError::out_of_range);
@@ -95,12 +98,24 @@ std::optional<uint64_t> parse_size(std::string_view s, ParseError* error) {
   uint64_t mult = 1;
   if (!s.empty()) {
     switch (s.front()) {
-      case 'K': case 'k': mult = 1ULL << 10; break;
-      case 'M': mult = 1ULL << 20; break;
-      case 'G': mult = 1ULL << 30; break;
-      case 'T': mult = 1ULL << 40; break;
-      case 'B': mult = 1; break;
-      default: return fail<uint64_t>(error, ParseError::malformed);
+      case 'K':
+      case 'k':
+        mult = 1ULL << 10;
+        break;
+      case 'M':
+        mult = 1ULL << 20;
+        break;
+      case 'G':
+        mult = 1ULL << 30;
+        break;
+      case 'T':
+        mult = 1ULL << 40;
+        break;
+      case 'B':
+        mult = 1;
+        break;
+      default:
+        return fail<uint64_t>(error, ParseError::malformed);
     }
     s.remove_prefix(1);
     if (s == "iB" || s == "B") s = {};  // "MiB", "MB" read as binary, like systemd

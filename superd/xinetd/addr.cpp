@@ -16,9 +16,8 @@ namespace superd::xinetd::detail {
 namespace {
 
 bool digits_and_dots(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
-  });
+  return !s.empty() && std::all_of(s.begin(), s.end(),
+                                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)) || c == '.'; });
 }
 
 std::string v4_text(uint32_t host_order) {
@@ -82,17 +81,15 @@ bool factorized(const std::string& s, std::vector<std::string>& out, std::string
   size_t start = 0;
   for (;;) {
     size_t comma = list.find(',', start);
-    std::string item =
-        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (item.empty() ||
-        !std::all_of(item.begin(), item.end(),
-                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }) ||
+        !std::all_of(item.begin(), item.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }) ||
         item.size() > 3 || std::stoul(item) > 255) {
       why = "bad factorized address \"" + s + "\"";
       return false;
     }
-    out.push_back(v4_cidr(addr + (static_cast<uint32_t>(std::stoul(item)) << shift),
-                          static_cast<unsigned>(32 - shift)));
+    out.push_back(
+        v4_cidr(addr + (static_cast<uint32_t>(std::stoul(item)) << shift), static_cast<unsigned>(32 - shift)));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -130,8 +127,7 @@ std::vector<std::string> resolve_host(const std::string& name, int family) {
     if (ai->ai_family == AF_INET)
       ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, buf, sizeof buf);
     else if (ai->ai_family == AF_INET6)
-      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, buf,
-                  sizeof buf);
+      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, buf, sizeof buf);
     else
       continue;
     if (std::find(out.begin(), out.end(), buf) == out.end()) out.emplace_back(buf);
@@ -150,8 +146,7 @@ std::optional<std::string> interface_address(const std::string& name, int family
     if (family == AF_INET)
       ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
     else
-      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf,
-                  sizeof buf);
+      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, buf, sizeof buf);
     found = buf;
   }
   ::freeifaddrs(list);
@@ -187,9 +182,7 @@ AddrResult parse_access_address(const std::string& s) {
       mask = ~(mask >> 8);
       unsigned prefix = prefix_of_mask(mask);
       r.cidrs.push_back(v4_cidr(addr, prefix));
-      if (prefix < 32)
-        r.note =
-            "\"" + s + "\" ends in zero bytes, which xinetd reads as a wildcard: " + r.cidrs.back();
+      if (prefix < 32) r.note = "\"" + s + "\" ends in zero bytes, which xinetd reads as a wildcard: " + r.cidrs.back();
       return r;
     }
   }
@@ -197,8 +190,7 @@ AddrResult parse_access_address(const std::string& s) {
   if (!has_slash && !has_brace) {
     if (s[0] == '.') {
       r.status = S::ignored;
-      r.note = "domain \"" + s +
-               "\" is not supported (superd does no reverse lookup per connection); left out";
+      r.note = "domain \"" + s + "\" is not supported (superd does no reverse lookup per connection); left out";
       return r;
     }
     if (!digits_and_dots(s)) {
@@ -220,18 +212,15 @@ AddrResult parse_access_address(const std::string& s) {
   if (has_slash && !has_brace) {
     std::string addr = s.substr(0, s.find('/')), bits = s.substr(s.find('/') + 1);
     bool ok = !bits.empty() && bits.size() <= 3 &&
-              std::all_of(bits.begin(), bits.end(),
-                          [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+              std::all_of(bits.begin(), bits.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
     in_addr a4{};
     in6_addr a6{};
     if (ok && ::inet_pton(AF_INET, addr.c_str(), &a4) == 1) {
-      r.cidrs.push_back(v4_cidr(ntohl(a4.s_addr),
-                                std::min<unsigned>(32, static_cast<unsigned>(std::stoul(bits)))));
+      r.cidrs.push_back(v4_cidr(ntohl(a4.s_addr), std::min<unsigned>(32, static_cast<unsigned>(std::stoul(bits)))));
       return r;
     }
     if (ok && ::inet_pton(AF_INET6, addr.c_str(), &a6) == 1) {
-      r.cidrs.push_back(
-          v6_cidr(a6, std::min<unsigned>(128, static_cast<unsigned>(std::stoul(bits)))));
+      r.cidrs.push_back(v6_cidr(a6, std::min<unsigned>(128, static_cast<unsigned>(std::stoul(bits)))));
       return r;
     }
   }
@@ -244,8 +233,8 @@ AddrResult parse_access_address(const std::string& s) {
       std::string head = s.substr(0, close + 1), tail = s.substr(close + 1);
       if (factorized(head, r.cidrs, why)) {
         r.status = S::error;
-        r.note = "\"" + s + "\": xinetd wants the braces at the end of a factorized address (\"" +
-                 head + "\") and rejects this one; expanded as \"" + head + "\"";
+        r.note = "\"" + s + "\": xinetd wants the braces at the end of a factorized address (\"" + head +
+                 "\") and rejects this one; expanded as \"" + head + "\"";
         return r;
       }
     } else if (factorized(s, r.cidrs, why)) {

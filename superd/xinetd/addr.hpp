@@ -10,14 +10,10 @@
 namespace superd::xinetd::detail {
 
 struct AddrResult {
-  enum class Status {
-    ok,
-    ignored,
-    error
-  };  // error: xinetd rejects the attribute (and disables the service)
+  enum class Status { ok, ignored, error };  // error: xinetd rejects the attribute (and disables the service)
   Status status = Status::ok;
   std::vector<std::string> cidrs;  // normalized, e.g. "10.0.0.0/8", "::1/128"
-  std::string note;  // why ignored / error, or what was resolved (a warning when non-empty)
+  std::string note;                // why ignored / error, or what was resolved (a warning when non-empty)
 };
 
 // One value of only_from / no_access, with xinetd's parsers in xinetd's order: numeric address

@@ -17,8 +17,7 @@
 
 namespace superd::xinetd::detail {
 
-const std::vector<std::string> kSuccessFlags{"PID",  "HOST",     "USERID",
-                                             "EXIT", "DURATION", "TRAFFIC"};
+const std::vector<std::string> kSuccessFlags{"PID", "HOST", "USERID", "EXIT", "DURATION", "TRAFFIC"};
 const std::vector<std::string> kFailureFlags{"HOST", "USERID", "ATTEMPT", "RECORD"};
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
@@ -58,15 +57,13 @@ const Spec* find_spec(const std::string& name) {
   return nullptr;
 }
 
-const std::vector<std::string> kServiceFlags{"INTERCEPT", "NORETRY",   "IDONLY",    "NAMEINARGS",
-                                             "NODELAY",   "KEEPALIVE", "NOLIBWRAP", "SENSOR",
-                                             "IPv4",      "IPv6",      "LABELED",   "REUSE"};
+const std::vector<std::string> kServiceFlags{"INTERCEPT", "NORETRY", "IDONLY", "NAMEINARGS", "NODELAY", "KEEPALIVE",
+                                             "NOLIBWRAP", "SENSOR",  "IPv4",   "IPv6",       "LABELED", "REUSE"};
 const std::vector<std::string> kTypes{"RPC", "INTERNAL", "TCPMUX", "TCPMUXPLUS", "UNLISTED"};
-const std::set<std::string> kFacilities{
-    "daemon", "auth",   "authpriv", "user",   "mail",   "lpr",    "news",   "uucp",  "ftp",
-    "local0", "local1", "local2",   "local3", "local4", "local5", "local6", "local7"};
-const std::set<std::string> kLevels{"emerg",   "alert",  "crit", "err",
-                                    "warning", "notice", "info", "debug"};
+const std::set<std::string> kFacilities{"daemon", "auth",   "authpriv", "user",   "mail",   "lpr",
+                                        "news",   "uucp",   "ftp",      "local0", "local1", "local2",
+                                        "local3", "local4", "local5",   "local6", "local7"};
+const std::set<std::string> kLevels{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"};
 
 bool parse_uint(const std::string& s, uint64_t& out, uint64_t max = UINT64_MAX) {
   if (!all_digits(s) || s.size() > 19) return false;
@@ -98,14 +95,11 @@ std::string check_single(const std::string& name, const std::vector<std::string>
     return k.count(v[0]) ? "" : "bad socket type \"" + v[0] + "\"";
   }
   if (name == "protocol")
-    return ::getprotobyname(v[0].c_str()) ? ""
-                                          : "protocol \"" + v[0] + "\" is not in /etc/protocols";
+    return ::getprotobyname(v[0].c_str()) ? "" : "protocol \"" + v[0] + "\" is not in /etc/protocols";
   if (name == "wait" || name == "groups" || name == "v6only" || name == "disable" || name == "dynamic_user")
     return yes_no();
   if (name == "instances" || name == "per_source")
-    return v[0] == "UNLIMITED" || parse_uint(v[0], n)
-               ? ""
-               : "expected a number or UNLIMITED, not \"" + v[0] + "\"";
+    return v[0] == "UNLIMITED" || parse_uint(v[0], n) ? "" : "expected a number or UNLIMITED, not \"" + v[0] + "\"";
   if (name == "port") return parse_uint(v[0], n, 65535) ? "" : "bad port number \"" + v[0] + "\"";
   if (name == "nice") {
     std::string s = v[0][0] == '-' ? v[0].substr(1) : v[0];
@@ -114,9 +108,7 @@ std::string check_single(const std::string& name, const std::vector<std::string>
   if (name == "umask") {
     char* end = nullptr;
     long m = std::strtol(v[0].c_str(), &end, 8);
-    return !v[0].empty() && !*end && m >= 0 && m <= 0777
-               ? ""
-               : "bad umask \"" + v[0] + "\" (octal, at most 0777)";
+    return !v[0].empty() && !*end && m >= 0 && m <= 0777 ? "" : "bad umask \"" + v[0] + "\" (octal, at most 0777)";
   }
   if (name == "cps") {
     uint64_t a, b;
@@ -128,9 +120,7 @@ std::string check_single(const std::string& name, const std::vector<std::string>
   }
   if (name.rfind("rlimit_", 0) == 0) {
     if (name == "rlimit_cpu")
-      return v[0] == "UNLIMITED" || parse_uint(v[0], n, INT64_MAX)
-                 ? ""
-                 : "bad CPU limit \"" + v[0] + "\"";
+      return v[0] == "UNLIMITED" || parse_uint(v[0], n, INT64_MAX) ? "" : "bad CPU limit \"" + v[0] + "\"";
     return valid_limit(v[0]) ? "" : "bad limit \"" + v[0] + "\"";
   }
   if (name == "flags" || name == "type") {
@@ -138,8 +128,7 @@ std::string check_single(const std::string& name, const std::vector<std::string>
     if (v.empty()) return "expects at least one value";
     for (const auto& x : v)
       if (!contains(k, x))
-        return "bad " + std::string(name == "flags" ? "service flag" : "service type") + " \"" + x +
-               "\"";
+        return "bad " + std::string(name == "flags" ? "service flag" : "service type") + " \"" + x + "\"";
     return "";
   }
   if (name == "server_args" && v.empty()) return "expects at least one value";
@@ -159,8 +148,7 @@ std::string check_single(const std::string& name, const std::vector<std::string>
       return "";
     }
     if (v[0] == "FILE") {
-      if (v.size() < 2 || v.size() > 4)
-        return "FILE expects a path and optional soft and hard limits";
+      if (v.size() < 2 || v.size() > 4) return "FILE expects a path and optional soft and hard limits";
       for (size_t i = 2; i < v.size(); ++i)
         if (v[i] == "UNLIMITED" || !valid_limit(v[i])) return "bad log file limit \"" + v[i] + "\"";
       return "";
@@ -168,11 +156,8 @@ std::string check_single(const std::string& name, const std::vector<std::string>
     return "unknown log type \"" + v[0] + "\"";
   }
   if (name == "deny_time")
-    return v[0] == "FOREVER" || v[0] == "NEVER" || parse_uint(v[0], n)
-               ? ""
-               : "bad deny_time \"" + v[0] + "\"";
-  if (name == "max_load")
-    return std::strtod(v[0].c_str(), nullptr) > 0 ? "" : "bad max_load \"" + v[0] + "\"";
+    return v[0] == "FOREVER" || v[0] == "NEVER" || parse_uint(v[0], n) ? "" : "bad deny_time \"" + v[0] + "\"";
+  if (name == "max_load") return std::strtod(v[0].c_str(), nullptr) > 0 ? "" : "bad max_load \"" + v[0] + "\"";
   return "";
 }
 
@@ -186,8 +171,7 @@ class Applier {
   void apply(State& st, const Entry& e, const Attr& a, bool defaults);
 
  private:
-  void warn(const std::string& file, uint32_t line, const std::string& attr,
-            const std::string& msg) {
+  void warn(const std::string& file, uint32_t line, const std::string& attr, const std::string& msg) {
     out_.push_back({file, line, attr, msg});
   }
   void refuse(State& st, uint32_t line, const std::string& why) {
@@ -207,19 +191,17 @@ void Applier::apply_list(State& st, const Entry& e, const Attr& a, bool defaults
   std::vector<std::string> values;
   if (a.name == "only_from" || a.name == "no_access") {
     for (size_t i = 0; i < a.values.size(); ++i) {
-      if (a.comment_at >= 0 && static_cast<int>(i) >= a.comment_at)
-        break;  // not looked up as host names
+      if (a.comment_at >= 0 && static_cast<int>(i) >= a.comment_at) break;  // not looked up as host names
       auto r = parse_access_address(a.values[i]);
       if (r.status == AddrResult::Status::error) {
         warn(e.file, a.line, a.name,
-             r.note + (defaults ? "; xinetd refuses to start with this defaults section"
-                                : "; xinetd disables the service"));
+             r.note +
+                 (defaults ? "; xinetd refuses to start with this defaults section" : "; xinetd disables the service"));
         if (!defaults) refuse(st, a.line, "xinetd disables this service: bad address in " + a.name);
       } else if (!r.note.empty()) {
-        std::string extra =
-            r.status == AddrResult::Status::ignored && a.name == "no_access"
-                ? " (this no_access entry is lost: the service admits more than intended)"
-                : "";
+        std::string extra = r.status == AddrResult::Status::ignored && a.name == "no_access"
+                                ? " (this no_access entry is lost: the service admits more than intended)"
+                                : "";
         warn(e.file, a.line, a.name, r.note + extra);
       }
       for (auto& c : r.cidrs) values.push_back(std::move(c));
@@ -229,8 +211,7 @@ void Applier::apply_list(State& st, const Entry& e, const Attr& a, bool defaults
     for (const auto& v : a.values) {
       if (!contains(known, v)) {
         warn(e.file, a.line, a.name,
-             "bad flag \"" + v + "\": xinetd " +
-                 (defaults ? std::string("refuses to start") : "disables the service"));
+             "bad flag \"" + v + "\": xinetd " + (defaults ? std::string("refuses to start") : "disables the service"));
         if (!defaults) refuse(st, a.line, "xinetd disables this service: bad flag in " + a.name);
         continue;
       }
@@ -287,11 +268,9 @@ void Applier::apply(State& st, const Entry& e, const Attr& a_in, bool defaults) 
   const Spec* spec = find_spec(a.name);
   int n = spec ? (defaults ? spec->defaults_n : spec->service_n) : 0;
   if (!spec) {
-    std::string why =
-        a.name == "mdns"
-            ? "mdns (service announcement) is not supported by superd (nor by Debian's "
-              "xinetd build, which ignores it)"
-            : "unknown attribute: xinetd ignores it (bad service attribute)";
+    std::string why = a.name == "mdns" ? "mdns (service announcement) is not supported by superd (nor by Debian's "
+                                         "xinetd build, which ignores it)"
+                                       : "unknown attribute: xinetd ignores it (bad service attribute)";
     warn(e.file, a.line, a.name, why);
     return;
   }
@@ -306,8 +285,7 @@ void Applier::apply(State& st, const Entry& e, const Attr& a_in, bool defaults) 
     for (size_t i = static_cast<size_t>(a.comment_at); i < a.values.size(); ++i)
       text += (text.empty() ? "" : " ") + a.values[i];
     warn(e.file, a.line, a.name,
-         "probable inline comment \"" + text + "\": its words count as values, as in xinetd" +
-             comment_hint);
+         "probable inline comment \"" + text + "\": its words count as values, as in xinetd" + comment_hint);
   }
   if (n == -2) {
     List* list = a.name == "only_from"        ? &st.only_from
@@ -350,8 +328,7 @@ void Applier::apply(State& st, const Entry& e, const Attr& a_in, bool defaults) 
   }
   if (std::string why = check_single(a.name, a.values); !why.empty()) {
     if (defaults) {
-      warn(e.file, a.line, a.name,
-           why + ": xinetd refuses to start with this defaults section; ignored");
+      warn(e.file, a.line, a.name, why + ": xinetd refuses to start with this defaults section; ignored");
     } else {
       warn(e.file, a.line, a.name, why + ": xinetd disables the service");
       refuse(st, a.line, "xinetd disables this service: bad " + a.name);
@@ -366,8 +343,7 @@ void Applier::apply(State& st, const Entry& e, const Attr& a_in, bool defaults) 
       {"rpc_version", "not carried over: superd serves no RPC services"},
       {"rpc_number", "not carried over: superd serves no RPC services"},
   };
-  if (auto it = kDropped.find(a.name); it != kDropped.end())
-    warn(e.file, a.line, a.name, it->second);
+  if (auto it = kDropped.find(a.name); it != kDropped.end()) warn(e.file, a.line, a.name, it->second);
   if (a.name == "cps")
     warn(e.file, a.line, a.name,
          "the second value (" + a.values[1] +
@@ -379,10 +355,9 @@ void Applier::apply(State& st, const Entry& e, const Attr& a_in, bool defaults) 
 }  // namespace
 
 bool inherited(const std::string& name) {
-  static const std::set<std::string> k{"instances", "per_source", "groups",         "cps",
-                                       "max_load",  "bind",       "v6only",         "umask",
-                                       "log_type",  "banner",     "banner_success", "banner_fail",
-                                       "dynamic_user"};
+  static const std::set<std::string> k{"instances",      "per_source",  "groups",      "cps",      "max_load",
+                                       "bind",           "v6only",      "umask",       "log_type", "banner",
+                                       "banner_success", "banner_fail", "dynamic_user"};
   return k.count(name) > 0;
 }
 
@@ -395,8 +370,7 @@ bool valid_time(const std::string& t, std::string& norm) {
     auto colon = part.find(':');
     if (colon == std::string::npos) return false;
     uint64_t h, m;
-    if (!parse_uint(part.substr(0, colon), h, 23) || !parse_uint(part.substr(colon + 1), m, 59))
-      return false;
+    if (!parse_uint(part.substr(0, colon), h, 23) || !parse_uint(part.substr(colon + 1), m, 59)) return false;
     char buf[8];
     std::snprintf(buf, sizeof buf, "%02u:%02u", static_cast<unsigned>(h), static_cast<unsigned>(m));
     out += (out.empty() ? "" : "-") + std::string(buf);
@@ -405,8 +379,7 @@ bool valid_time(const std::string& t, std::string& norm) {
   return true;
 }
 
-void apply_attribute(State& st, const Entry& e, const Attr& a, bool defaults,
-                     std::vector<Warning>& warnings) {
+void apply_attribute(State& st, const Entry& e, const Attr& a, bool defaults, std::vector<Warning>& warnings) {
   Applier(warnings).apply(st, e, a, defaults);
 }
 

@@ -25,22 +25,19 @@ struct List {
 };
 
 struct State {
-  std::map<std::string, Attr>
-      single;  // accepted non-cumulative attributes; "interface" is stored as "bind"
+  std::map<std::string, Attr> single;  // accepted non-cumulative attributes; "interface" is stored as "bind"
   List only_from, no_access, log_on_success, log_on_failure, env, passenv, enabled, disabled;
   std::string refused;  // why xinetd would not run this service
   uint32_t refused_line = 0;
 };
 
 // Applies `a` (a line of entry `e`; `defaults`: the defaults section) to `st`.
-void apply_attribute(State& st, const Entry& e, const Attr& a, bool defaults,
-                     std::vector<Warning>& warnings);
+void apply_attribute(State& st, const Entry& e, const Attr& a, bool defaults, std::vector<Warning>& warnings);
 
 struct Built;
 // Turns a service's State (`defaults`: the defaults section's) into a service file; nullopt
 // (with a warning) when the service does not carry over.
-std::optional<Built> build_service(const Entry& e, State& st, const State& defaults,
-                                   std::vector<Warning>& warnings);
+std::optional<Built> build_service(const Entry& e, State& st, const State& defaults, std::vector<Warning>& warnings);
 
 // Single values a service takes from defaults{} when it does not set them (service_fill).
 bool inherited(const std::string& name);

@@ -22,8 +22,7 @@ class Converter {
   void run(const std::vector<Entry>& entries);
 
  private:
-  void warn(const std::string& file, uint32_t line, const std::string& attr,
-            const std::string& msg) {
+  void warn(const std::string& file, uint32_t line, const std::string& attr, const std::string& msg) {
     res_.warnings.push_back({file, line, attr, msg});
   }
   void apply(State& st, const Entry& e, const Attr& a, bool defaults) {
@@ -76,13 +75,11 @@ void Converter::run(const std::vector<Entry>& entries) {
   }
   for (const List* l : {&defaults_.enabled, &defaults_.disabled})
     for (const auto& n : l->items)
-      if (std::none_of(built.begin(), built.end(),
-                       [&](const Built& b) { return b.file.name == n; }))
+      if (std::none_of(built.begin(), built.end(), [&](const Built& b) { return b.file.name == n; }))
         warn(defaults_file_, defaults_line_, l == &defaults_.enabled ? "enabled" : "disabled",
              "\"" + n + "\" names no converted service");
   if (defaults_.enabled.present && defaults_.enabled.items.empty())
-    warn(defaults_file_, defaults_line_, "enabled",
-         "an empty enabled list disables every service, as in xinetd");
+    warn(defaults_file_, defaults_line_, "enabled", "an empty enabled list disables every service, as in xinetd");
   name_files(built);
 }
 
@@ -94,9 +91,7 @@ void Converter::name_files(std::vector<Built>& built) {
     ServiceFile& f = b.file;
     std::string name = f.name;
     for (char& c : name)
-      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' &&
-          c != '@')
-        c = '_';
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' && c != '@') c = '_';
     if (name.empty() || name.size() > 128) name = "service" + std::to_string(used.size() + 1);
     if (name != f.name)
       warn(f.origin_file, f.origin_line, f.name,
@@ -105,8 +100,7 @@ void Converter::name_files(std::vector<Built>& built) {
       std::string base = name, candidate = base + "-" + b.kind;
       for (int i = 2; used.count(candidate); ++i) candidate = base + "-" + std::to_string(i);
       warn(f.origin_file, f.origin_line, f.name,
-           "another service is already named " + base + "; this one is written as " + candidate +
-               ".toml");
+           "another service is already named " + base + "; this one is written as " + candidate + ".toml");
       name = candidate;
     }
     used.insert(name);

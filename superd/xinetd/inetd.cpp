@@ -14,9 +14,7 @@ namespace superd::xinetd::detail {
 
 std::optional<Built> build_inetd(const Entry& e, std::vector<Warning>& warnings) {
   const auto& f = e.fields;
-  auto warn = [&](const std::string& attr, const std::string& msg) {
-    warnings.push_back({e.file, e.line, attr, msg});
-  };
+  auto warn = [&](const std::string& attr, const std::string& msg) { warnings.push_back({e.file, e.line, attr, msg}); };
   auto skip = [&](const std::string& attr, const std::string& why) -> std::optional<Built> {
     warn(attr, why + "; inetd.conf line not converted");
     return std::nullopt;
@@ -47,12 +45,11 @@ std::optional<Built> build_inetd(const Entry& e, std::vector<Warning>& warnings)
       base = base.substr(0, 3);
       break;
     }
-  if (base != "tcp" && base != "udp")
-    return skip(service, "protocol " + proto + " is not supported by superd");
+  if (base != "tcp" && base != "udp") return skip(service, "protocol " + proto + " is not supported by superd");
   const bool dgram = socket_type == "dgram";
   if ((base == "udp") != dgram) {
-    warn(service, "protocol " + proto + " does not go with socket type " + socket_type +
-                      "; superd uses " + (dgram ? "udp" : "tcp"));
+    warn(service, "protocol " + proto + " does not go with socket type " + socket_type + "; superd uses " +
+                      (dgram ? "udp" : "tcp"));
     base = dgram ? "udp" : "tcp";
   }
   uint16_t port = 0;
@@ -91,23 +88,19 @@ std::optional<Built> build_inetd(const Entry& e, std::vector<Warning>& warnings)
     max = wait.substr(dot + 1);
     wait = wait.substr(0, dot);
   }
-  if (wait != "wait" && wait != "nowait")
-    return skip(service, "expected wait or nowait, not \"" + f[3] + "\"");
+  if (wait != "wait" && wait != "nowait") return skip(service, "expected wait or nowait, not \"" + f[3] + "\"");
   const bool internal = f[5] == "internal";
   if (!max.empty()) {
-    if (!all_digits(max) || max.size() > 7)
-      return skip(service, "bad rate \"" + max + "\" after " + wait);
+    if (!all_digits(max) || max.size() > 7) return skip(service, "bad rate \"" + max + "\" after " + wait);
     if (std::stoull(max) > 0) {
       s.max_connection_rate = std::stoull(max);
       s.rate_interval = "1min";
-      s.rate_comment = "inetd's " + f[3] +
-                       " stopped the service for 10 minutes when exceeded; superd defers instead";
+      s.rate_comment = "inetd's " + f[3] + " stopped the service for 10 minutes when exceeded; superd defers instead";
     }
   }
   if (!internal && (wait == "wait" || dgram)) {
     if (wait == "nowait")
-      warn(service,
-           "superd serves datagram sockets in wait mode only: converted with accept = false");
+      warn(service, "superd serves datagram sockets in wait mode only: converted with accept = false");
     s.accept = false;
   }
   for (size_t i = 6; i < f.size(); ++i)
@@ -121,8 +114,8 @@ std::optional<Built> build_inetd(const Entry& e, std::vector<Warning>& warnings)
     }
   if (internal) {
     if (!is_internal_service(service))
-      return skip(service, "internal service " + service +
-                               " is not one superd serves (echo, discard, daytime, chargen, time)");
+      return skip(service,
+                  "internal service " + service + " is not one superd serves (echo, discard, daytime, chargen, time)");
     p.internal = service;
   } else {
     // user[.group] or user[:group]
@@ -154,8 +147,7 @@ std::optional<Built> build_inetd(const Entry& e, std::vector<Warning>& warnings)
   b.file.name = service;
   b.file.origin_file = e.file;
   b.file.origin_line = e.line;
-  std::string header =
-      "converted by superd import-xinetd from " + e.file + ":" + std::to_string(e.line);
+  std::string header = "converted by superd import-xinetd from " + e.file + ":" + std::to_string(e.line);
   b.file.toml = write_service(header, {"inetd.conf line"}, s, p, e.line, b.file.line_origin);
   return b;
 }

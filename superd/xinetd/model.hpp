@@ -25,9 +25,7 @@ class TomlWriter {
  public:
   void line(const std::string& text, uint32_t from);
   void comment(const std::string& text, uint32_t from);
-  void key(const std::string& k, const std::string& toml_value, uint32_t from) {
-    line(k + " = " + toml_value, from);
-  }
+  void key(const std::string& k, const std::string& toml_value, uint32_t from) { line(k + " = " + toml_value, from); }
   void blank() { line("", 0); }
   const std::string& text() const { return text_; }
   const std::vector<uint32_t>& origin() const { return origin_; }
@@ -49,9 +47,8 @@ struct Socket {
   std::optional<std::vector<std::string>> access_times;
   std::optional<std::string> banner, banner_success, banner_fail;
   // source lines, by key
-  uint32_t l_listen = 0, l_v6 = 0, l_accept = 0, l_nodelay = 0, l_keepalive = 0, l_max = 0,
-           l_per_source = 0, l_rate = 0, l_allow = 0, l_deny = 0, l_times = 0, l_banner = 0,
-           l_banner_success = 0, l_banner_fail = 0;
+  uint32_t l_listen = 0, l_v6 = 0, l_accept = 0, l_nodelay = 0, l_keepalive = 0, l_max = 0, l_per_source = 0,
+           l_rate = 0, l_allow = 0, l_deny = 0, l_times = 0, l_banner = 0, l_banner_success = 0, l_banner_fail = 0;
 };
 
 struct Limit {
@@ -83,9 +80,8 @@ struct Program {
 };
 
 // Writes the whole file: header comment, [socket], [service].
-std::string write_service(const std::string& header, const std::vector<std::string>& notes,
-                          const Socket& s, const Program& p, uint32_t origin_line,
-                          std::vector<uint32_t>& line_origin);
+std::string write_service(const std::string& header, const std::vector<std::string>& notes, const Socket& s,
+                          const Program& p, uint32_t origin_line, std::vector<uint32_t>& line_origin);
 
 // The user's supplementary groups (names; the primary group left out), as getgrouplist sees
 // them now; nullopt if the user is unknown here.

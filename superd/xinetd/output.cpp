@@ -19,7 +19,9 @@ std::string Warning::to_string() const {
 
 namespace detail {
 
-bool is_internal_service(const std::string& name) { return inloop::parse_internal(name).has_value(); }
+bool is_internal_service(const std::string& name) {
+  return inloop::parse_internal(name).has_value();
+}
 
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -102,16 +104,14 @@ void TomlWriter::line(const std::string& text, uint32_t from) {
   origin_.push_back(from);
 }
 
-std::string write_service(const std::string& header, const std::vector<std::string>& notes,
-                          const Socket& s, const Program& p, uint32_t origin_line,
-                          std::vector<uint32_t>& line_origin) {
+std::string write_service(const std::string& header, const std::vector<std::string>& notes, const Socket& s,
+                          const Program& p, uint32_t origin_line, std::vector<uint32_t>& line_origin) {
   TomlWriter w;
   w.comment(header, origin_line);
   for (const auto& n : notes) w.comment(n, origin_line);
   w.line("[socket]", origin_line);
   if (!s.listen.empty()) w.key("listen", toml_array(s.listen), s.l_listen);
-  if (!s.listen_datagram.empty())
-    w.key("listen_datagram", toml_array(s.listen_datagram), s.l_listen);
+  if (!s.listen_datagram.empty()) w.key("listen_datagram", toml_array(s.listen_datagram), s.l_listen);
   if (s.bind_ipv6_only) w.key("bind_ipv6_only", toml_string(*s.bind_ipv6_only), s.l_v6);
   auto boolean = [](bool b) { return std::string(b ? "true" : "false"); };
   if (s.accept) w.key("accept", boolean(*s.accept), s.l_accept);
@@ -119,8 +119,7 @@ std::string write_service(const std::string& header, const std::vector<std::stri
   if (s.keep_alive) w.key("keep_alive", boolean(*s.keep_alive), s.l_keepalive);
   if (s.max_connections) w.key("max_connections", std::to_string(*s.max_connections), s.l_max);
   if (s.max_connections_per_source)
-    w.key("max_connections_per_source", std::to_string(*s.max_connections_per_source),
-          s.l_per_source);
+    w.key("max_connections_per_source", std::to_string(*s.max_connections_per_source), s.l_per_source);
   if (s.max_connection_rate) {
     w.key("max_connection_rate", std::to_string(*s.max_connection_rate), s.l_rate);
     w.key("connection_rate_interval", toml_string(s.rate_interval), s.l_rate);
@@ -153,28 +152,22 @@ std::string write_service(const std::string& header, const std::vector<std::stri
               p.l_dynamic);
   } else if (p.user) {
     w.key("dynamic_user", "false", p.l_user);
-    w.comment(
-        "dynamic_user = true   # superd's default: a fresh UID per connection instead of user " +
-            *p.user,
-        p.l_user);
+    w.comment("dynamic_user = true   # superd's default: a fresh UID per connection instead of user " + *p.user,
+              p.l_user);
     w.key("user", toml_string(*p.user), p.l_user);
-    if (*p.user == "root" || *p.user == "0")
-      w.comment("runs as root without a sandbox, as under xinetd", p.l_user);
+    if (*p.user == "root" || *p.user == "0") w.comment("runs as root without a sandbox, as under xinetd", p.l_user);
   }
   if (p.group) w.key("group", toml_string(*p.group), p.l_group);
-  if (p.supplementary_groups)
-    w.key("supplementary_groups", toml_array(*p.supplementary_groups), p.l_groups);
+  if (p.supplementary_groups) w.key("supplementary_groups", toml_array(*p.supplementary_groups), p.l_groups);
   if (p.umask) w.key("umask", toml_string(*p.umask), p.l_umask);
   if (p.nice) w.key("nice", std::to_string(*p.nice), p.l_nice);
   if (p.environment_set) w.key("environment", toml_array(p.environment), p.l_env);
-  if (p.pass_environment_set)
-    w.key("pass_environment", toml_array(p.pass_environment), p.l_passenv);
+  if (p.pass_environment_set) w.key("pass_environment", toml_array(p.pass_environment), p.l_passenv);
   if (!p.limits.empty()) {
     // One line per limit would need a [service.limits] table; an inline table keeps the
     // [service] keys together. Its source line is the first limit's.
     std::string t = "{ ";
-    for (size_t i = 0; i < p.limits.size(); ++i)
-      t += (i ? ", " : "") + p.limits[i].key + " = " + p.limits[i].value;
+    for (size_t i = 0; i < p.limits.size(); ++i) t += (i ? ", " : "") + p.limits[i].key + " = " + p.limits[i].value;
     w.key("limits", t + " }", p.limits.front().line);
   }
   if (p.log_target) w.key("log_target", toml_string(*p.log_target), p.l_log_target);
@@ -185,8 +178,7 @@ std::string write_service(const std::string& header, const std::vector<std::stri
 }
 
 std::optional<std::vector<std::string>> supplementary_groups_of(const std::string& user) {
-  passwd* pw = all_digits(user) ? ::getpwuid(static_cast<uid_t>(std::stoul(user)))
-                                : ::getpwnam(user.c_str());
+  passwd* pw = all_digits(user) ? ::getpwuid(static_cast<uid_t>(std::stoul(user))) : ::getpwnam(user.c_str());
   if (!pw) return std::nullopt;
   gid_t primary = pw->pw_gid;
   std::string name = pw->pw_name;

@@ -80,8 +80,7 @@ struct Ctx {
   size_t files_read = 1;
 };
 
-void warn(Ctx& c, const std::string& file, uint32_t line, std::string attribute,
-          std::string message) {
+void warn(Ctx& c, const std::string& file, uint32_t line, std::string attribute, std::string message) {
   c.out.warnings.push_back({file, line, std::move(attribute), std::move(message)});
 }
 
@@ -171,19 +170,16 @@ void parse_in(std::string_view text, const std::string& file, Ctx& c);
 void include_file(const std::string& path, const std::string& from, uint32_t line, Ctx& c) {
   if (c.depth >= kMaxIncludeDepth) {
     warn(c, from, line, "include",
-         "\"" + path + "\" not read: includes nest deeper than " +
-             std::to_string(kMaxIncludeDepth) + " levels");
+         "\"" + path + "\" not read: includes nest deeper than " + std::to_string(kMaxIncludeDepth) + " levels");
     return;
   }
   std::string canon = canonical(path);
   if (std::find(c.open_files.begin(), c.open_files.end(), canon) != c.open_files.end()) {
-    warn(c, from, line, "include",
-         "\"" + path + "\" is already being read (an include loop); not read again");
+    warn(c, from, line, "include", "\"" + path + "\" is already being read (an include loop); not read again");
     return;
   }
   if (c.files_read >= kMaxFiles) {
-    warn(c, from, line, "include",
-         "\"" + path + "\" not read: more than " + std::to_string(kMaxFiles) + " files");
+    warn(c, from, line, "include", "\"" + path + "\" not read: more than " + std::to_string(kMaxFiles) + " files");
     return;
   }
   std::string why;
@@ -207,8 +203,8 @@ void include_dir(const std::string& dir, const std::string& from, uint32_t line,
     return;
   }
   // Not listed at all on procfs/sysfs (read_bounded would refuse each file anyway).
-  if (struct statfs fs {}; ::fstatfs(::dirfd(d), &fs) == 0 &&
-                           (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC)) {
+  if (struct statfs fs{};
+      ::fstatfs(::dirfd(d), &fs) == 0 && (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC)) {
     ::closedir(d);
     c.out.errors.push_back(dir + ": on procfs or sysfs, not a configuration directory");
     return;
@@ -244,8 +240,7 @@ bool parse_block(Lines& lines, Entry& e, Ctx& c) {
   for (;;) {
     auto l = lines.next();
     if (!l) {
-      warn(c, e.file, e.line, what,
-           "no closing '}' before the end of the file: xinetd drops this entry");
+      warn(c, e.file, e.line, what, "no closing '}' before the end of the file: xinetd drops this entry");
       return false;
     }
     if (only_char(*l, '}')) return ok;
@@ -270,8 +265,8 @@ bool parse_block(Lines& lines, Entry& e, Ctx& c) {
         std::string rest(l->substr(eq + 1));
         auto nw = split_blanks(name);
         auto rw = split_blanks(rest);
-        std::string fixed = (nw.empty() ? std::string("attr") : nw[0]) + " " +
-                            std::string(l->substr(opstart, eq + 1 - opstart));
+        std::string fixed =
+            (nw.empty() ? std::string("attr") : nw[0]) + " " + std::string(l->substr(opstart, eq + 1 - opstart));
         for (const auto& w : rw) fixed += " " + w;
         fix = "; write \"" + fixed + "\" (blanks around the operator)";
         if (!nw.empty()) a.name = nw[0];
@@ -279,11 +274,10 @@ bool parse_block(Lines& lines, Entry& e, Ctx& c) {
         fix = "; an attribute line is NAME = VALUE...";
       }
       warn(c, e.file, a.line, a.name,
-           (e.kind == Entry::Kind::defaults
-                ? "bad line in defaults: xinetd ignores it and the rest of the defaults "
-                  "section (the lines before it stay in force)"
-                : "no operator as a separate word: xinetd drops the whole service " + e.name +
-                      ", so it is not converted") +
+           (e.kind == Entry::Kind::defaults ? "bad line in defaults: xinetd ignores it and the rest of the defaults "
+                                              "section (the lines before it stay in force)"
+                                            : "no operator as a separate word: xinetd drops the whole service " +
+                                                  e.name + ", so it is not converted") +
                fix);
       ok = false;
       continue;
@@ -312,8 +306,7 @@ void parse_in(std::string_view text, const std::string& file, Ctx& c) {
         include_dir(path, file, at, c);
       continue;
     }
-    if ((kw == "service" && words.size() >= 2 && words.size() < 6) ||
-        (kw == "defaults" && words.size() < 6)) {
+    if ((kw == "service" && words.size() >= 2 && words.size() < 6) || (kw == "defaults" && words.size() < 6)) {
       Entry e;
       e.kind = kw == "service" ? Entry::Kind::service : Entry::Kind::defaults;
       e.name = kw == "service" ? words[1] : "defaults";
@@ -331,8 +324,7 @@ void parse_in(std::string_view text, const std::string& file, Ctx& c) {
       }
       auto open = lines.next();
       if (!open || !only_char(*open, '{')) {
-        warn(c, file, at, e.name,
-             "missing '{' on the line after `" + kw + "`: xinetd drops this entry");
+        warn(c, file, at, e.name, "missing '{' on the line after `" + kw + "`: xinetd drops this entry");
         if (open && !only_char(*open, '}')) {
           Entry skip = e;
           parse_block(lines, skip, c);
@@ -340,8 +332,7 @@ void parse_in(std::string_view text, const std::string& file, Ctx& c) {
         continue;
       }
       // A bad line drops a service; a defaults section keeps the lines read before it.
-      if (parse_block(lines, e, c) || e.kind == Entry::Kind::defaults)
-        c.out.entries.push_back(std::move(e));
+      if (parse_block(lines, e, c) || e.kind == Entry::Kind::defaults) c.out.entries.push_back(std::move(e));
       continue;
     }
     if (words.size() >= 6) {

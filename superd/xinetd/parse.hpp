@@ -18,8 +18,7 @@ enum class Op { set, add, remove };
 struct Attr {
   std::string name;
   Op op = Op::set;
-  std::vector<std::string>
-      values;  // split on blanks, as xinetd does: '#' and quotes are plain text
+  std::vector<std::string> values;  // split on blanks, as xinetd does: '#' and quotes are plain text
   uint32_t line = 0;
   int comment_at = -1;  // index of the first value starting with '#' (a probable inline comment)
 };

@@ -123,16 +123,13 @@ bool ServiceBuild::dispatch() {
   l_type_ = line_of("type");
   l_flags_ = line_of("flags");
   for (const char* t : {"RPC", "TCPMUX", "TCPMUXPLUS"})
-    if (contains(types_, t))
-      return skip(l_type_, "type", std::string(t) + " services are not supported by superd");
+    if (contains(types_, t)) return skip(l_type_, "type", std::string(t) + " services are not supported by superd");
   internal_ = contains(types_, "INTERNAL");
   unlisted_ = contains(types_, "UNLISTED");
   if (flag("SENSOR"))
-    return skip(l_flags_, "flags",
-                "SENSOR (a trap that blacklists its peers) is not supported by superd");
+    return skip(l_flags_, "flags", "SENSOR (a trap that blacklists its peers) is not supported by superd");
   for (const char* f : {"NORETRY", "INTERCEPT", "IDONLY", "LABELED"})
-    if (flag(f))
-      warn(l_flags_, "flags", std::string(f) + " is not carried over (superd has no equivalent)");
+    if (flag(f)) warn(l_flags_, "flags", std::string(f) + " is not carried over (superd has no equivalent)");
 
   // socket_type and protocol imply each other (service_fill).
   const Attr* st = get("socket_type");
@@ -143,14 +140,12 @@ bool ServiceBuild::dispatch() {
     return skip(e_.line, e_.name, "neither socket_type nor protocol given (xinetd refuses it too)");
   if (socket_type.empty()) socket_type = protocol == "udp" ? "dgram" : "stream";
   if (socket_type != "stream" && socket_type != "dgram")
-    return skip(line_of("socket_type"), "socket_type",
-                "socket_type " + socket_type + " is not supported by superd");
+    return skip(line_of("socket_type"), "socket_type", "socket_type " + socket_type + " is not supported by superd");
   dgram_ = socket_type == "dgram";
   proto_ = dgram_ ? "udp" : "tcp";
   if (!protocol.empty() && protocol != proto_)
     warn(line_of("protocol"), "protocol",
-         "protocol " + protocol + " does not go with socket_type " + socket_type +
-             "; superd uses " + proto_);
+         "protocol " + protocol + " does not go with socket_type " + socket_type + "; superd uses " + proto_);
 
   if (!get("wait")) {
     warn(e_.line, "wait", "missing: xinetd disables the service; converted as wait = no, disabled");
@@ -182,8 +177,7 @@ bool ServiceBuild::dispatch() {
     port_ = *listed;
     l_port_ = e_.line;
   } else {
-    return skip(e_.line, "port",
-                "no port, and " + e_.name + "/" + proto_ + " is not in /etc/services");
+    return skip(e_.line, "port", "no port, and " + e_.name + "/" + proto_ + " is not in /etc/services");
   }
   return true;
 }
@@ -195,16 +189,14 @@ bool ServiceBuild::program() {
   if (internal_) {
     if (!is_internal_service(e_.name))
       return skip(l_type_, "type",
-                  "internal service " + e_.name +
-                      " is not one superd serves (echo, discard, daytime, chargen, time)");
+                  "internal service " + e_.name + " is not one superd serves (echo, discard, daytime, chargen, time)");
     p_.internal = e_.name;
     if (flag("NAMEINARGS")) refuse_warn(l_flags_, "flags", "NAMEINARGS on an INTERNAL service");
     return true;
   }
   if (redirect_) {
     uint32_t l = line_of("redirect");
-    if (dgram_ || wait_)
-      return skip(l, "redirect", "xinetd redirects only stream services with wait = no");
+    if (dgram_ || wait_) return skip(l, "redirect", "xinetd redirects only stream services with wait = no");
     const std::string& host = redirect_->values[0];
     auto addr = numeric_address(host);
     if (!addr) {
@@ -214,8 +206,7 @@ bool ServiceBuild::program() {
       warn(l, "redirect", "host name \"" + host + "\" resolved now to " + *addr);
     }
     const std::string& port = redirect_->values[1];
-    uint16_t to = all_digits(port) ? static_cast<uint16_t>(std::stoul(port))
-                                   : service_port(port, "tcp").value_or(0);
+    uint16_t to = all_digits(port) ? static_cast<uint16_t>(std::stoul(port)) : service_port(port, "tcp").value_or(0);
     p_.redirect = host_port(*addr, to);
     p_.l_program = l;
     if (flag("NAMEINARGS")) refuse_warn(l_flags_, "flags", "NAMEINARGS on a redirected service");
@@ -325,12 +316,10 @@ void ServiceBuild::limits() {
   if (const Attr* a = get("per_source")) {
     s_.l_per_source = line_of("per_source");
     if (a->values[0] == "0") {
-      warn(s_.l_per_source, "per_source",
-           "0 lets no connection in; the service is written disabled");
+      warn(s_.l_per_source, "per_source", "0 lets no connection in; the service is written disabled");
       refuse(s_.l_per_source, "per_source = 0: no connection would be served");
     } else if (a->values[0] != "UNLIMITED") {
-      s_.max_connections_per_source =
-          std::min<uint64_t>(std::stoull(a->values[0]), kConnectionsCap);
+      s_.max_connections_per_source = std::min<uint64_t>(std::stoull(a->values[0]), kConnectionsCap);
     }
   }
   if (const Attr* a = get("cps")) {
@@ -338,9 +327,8 @@ void ServiceBuild::limits() {
     if (uint64_t n = std::stoull(a->values[0]); n > 0) {
       s_.max_connection_rate = std::min(n, kConnectionsCap);
       s_.rate_interval = "1s";
-      s_.rate_comment = "xinetd's cps = " + a->values[0] + " " + a->values[1] +
-                        " disabled the service for " + a->values[1] +
-                        " s when exceeded; superd defers accepting instead";
+      s_.rate_comment = "xinetd's cps = " + a->values[0] + " " + a->values[1] + " disabled the service for " +
+                        a->values[1] + " s when exceeded; superd defers accepting instead";
     }
   }
 }
@@ -370,10 +358,9 @@ void ServiceBuild::access() {
     s_.access_times = times;
     s_.l_times = line_of("access_times");
   }
-  for (auto [key, slot, l] :
-       {std::tuple{"banner", &s_.banner, &s_.l_banner},
-        std::tuple{"banner_success", &s_.banner_success, &s_.l_banner_success},
-        std::tuple{"banner_fail", &s_.banner_fail, &s_.l_banner_fail}}) {
+  for (auto [key, slot, l] : {std::tuple{"banner", &s_.banner, &s_.l_banner},
+                              std::tuple{"banner_success", &s_.banner_success, &s_.l_banner_success},
+                              std::tuple{"banner_fail", &s_.banner_fail, &s_.l_banner_fail}}) {
     if (const Attr* a = get(key)) {
       *slot = a->values[0];
       *l = line_of(key);
@@ -412,8 +399,7 @@ void ServiceBuild::identity() {
     p_.supplementary_groups = *sg;
   } else {
     warn(p_.l_groups, "groups",
-         "user " + *p_.user +
-             " is unknown here, so its groups cannot be listed; set supplementary_groups by hand");
+         "user " + *p_.user + " is unknown here, so its groups cannot be listed; set supplementary_groups by hand");
   }
 }
 
@@ -438,10 +424,9 @@ void ServiceBuild::process() {
     p_.pass_environment = st_.passenv.items;
     p_.l_passenv = st_.passenv.line;
   }
-  for (auto [attr, key, count] :
-       {std::tuple{"rlimit_as", "as", false}, std::tuple{"rlimit_cpu", "cpu", true},
-        std::tuple{"rlimit_data", "data", false}, std::tuple{"rlimit_files", "nofile", true},
-        std::tuple{"rlimit_rss", "rss", false}, std::tuple{"rlimit_stack", "stack", false}}) {
+  for (auto [attr, key, count] : {std::tuple{"rlimit_as", "as", false}, std::tuple{"rlimit_cpu", "cpu", true},
+                                  std::tuple{"rlimit_data", "data", false}, std::tuple{"rlimit_files", "nofile", true},
+                                  std::tuple{"rlimit_rss", "rss", false}, std::tuple{"rlimit_stack", "stack", false}}) {
     const Attr* a = get(attr);
     if (!a) continue;
     if (std::string(attr) == "rlimit_rss")
@@ -472,8 +457,7 @@ void ServiceBuild::logging() {
     p_.log_on_success = ordered(st_.log_on_success, kSuccessFlags);
     p_.l_success = st_.log_on_success.line;
     if (contains(*p_.log_on_success, "TRAFFIC") && !redirect_)
-      refuse_warn(p_.l_success ? p_.l_success : e_.line, "log_on_success",
-                  "TRAFFIC without redirect");
+      refuse_warn(p_.l_success ? p_.l_success : e_.line, "log_on_success", "TRAFFIC without redirect");
   }
   if (st_.log_on_failure.present) {
     p_.log_on_failure = ordered(st_.log_on_failure, kFailureFlags);
@@ -504,16 +488,14 @@ Built ServiceBuild::finish() {
   b.file.disabled = !p_.disabled_reason.empty();
   std::vector<std::string> notes;
   if (id_ != e_.name) notes.push_back("xinetd service " + e_.name + ", id " + id_);
-  std::string header =
-      "converted by superd import-xinetd from " + e_.file + ":" + std::to_string(e_.line);
+  std::string header = "converted by superd import-xinetd from " + e_.file + ":" + std::to_string(e_.line);
   b.file.toml = write_service(header, notes, s_, p_, e_.line, b.file.line_origin);
   return b;
 }
 
 }  // namespace
 
-std::optional<Built> build_service(const Entry& e, State& st, const State& defaults,
-                                   std::vector<Warning>& warnings) {
+std::optional<Built> build_service(const Entry& e, State& st, const State& defaults, std::vector<Warning>& warnings) {
   return ServiceBuild(e, st, defaults, warnings).run();
 }
 

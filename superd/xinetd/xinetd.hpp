@@ -31,8 +31,7 @@ struct ServiceFile {
   std::string toml;         // complete service file text, parseable by config::parse_service
   std::string origin_file;  // xinetd file and line of the `service NAME` line
   uint32_t origin_line = 0;
-  std::vector<uint32_t>
-      line_origin;  // for each TOML line (0-based), the xinetd source line (0: none)
+  std::vector<uint32_t> line_origin;  // for each TOML line (0-based), the xinetd source line (0: none)
   bool disabled = false;
 };
 

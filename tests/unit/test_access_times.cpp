@@ -99,8 +99,7 @@ TEST_CASE("access_times: start > end wraps over midnight", "[access_times]") {
   CHECK(n == 2);
 }
 
-TEST_CASE("access_times: empty allows everything; minute_of_day from local time",
-          "[access_times]") {
+TEST_CASE("access_times: empty allows everything; minute_of_day from local time", "[access_times]") {
   AccessTimes none;
   CHECK(none.empty());
   CHECK(none.to_string().empty());

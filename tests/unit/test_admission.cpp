@@ -26,7 +26,9 @@ net::Cidr cidr(const char* s) {
   std::string why;
   return *net::parse_cidr(s, why);
 }
-const sockaddr* sa(const sockaddr_storage& s) { return reinterpret_cast<const sockaddr*>(&s); }
+const sockaddr* sa(const sockaddr_storage& s) {
+  return reinterpret_cast<const sockaddr*>(&s);
+}
 }  // namespace
 
 TEST_CASE("allow and deny lists; deny wins; v4-mapped peers match IPv4 ranges") {

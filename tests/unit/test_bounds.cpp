@@ -193,7 +193,8 @@ private_tmp_size = "8M"
 memory_max = "512M"
 tasks_max = 64
 cpu_weight = 50
-)", "ok.toml", "ok", p);
+)",
+                                   "ok.toml", "ok", p);
   REQUIRE(p.empty());
   REQUIRE(svc);
   CHECK(svc->service.sandbox.private_tmp_size == 8u << 20);
@@ -207,7 +208,8 @@ listen = ["127.0.0.1:7001"]
 exec = ["/bin/true"]
 private_tmp_size = "1K"
 cpu_weight = 0
-)", "bad.toml", "bad", q);
+)",
+                        "bad.toml", "bad", q);
   std::string all;
   for (const auto& x : q.list()) all += x.to_string() + "\n";
   CHECK(all.find("bad.toml:5:20: service.private_tmp_size") != std::string::npos);

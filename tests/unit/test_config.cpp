@@ -47,7 +47,8 @@ environment = { GREETING = "hi" }
 pass_environment = ["TZ"]
 umask = "0027"
 nice = 5
-)", "hello.toml", "hello", p);
+)",
+                                   "hello.toml", "hello", p);
   INFO(all(p));
   REQUIRE(svc);
   CHECK(p.empty());
@@ -77,7 +78,8 @@ max_conections = 5
 [service]
 exec = "/bin/true"
 runtime_max = true
-)", "bad.toml", "bad", p);
+)",
+                                   "bad.toml", "bad", p);
   CHECK_FALSE(svc);
   std::string s = all(p);
   CHECK_THAT(s, Contains("bad.toml:3:1: socket.max_conections: unknown key"));
@@ -91,7 +93,8 @@ TEST_CASE("bad listen addresses name the key") {
 listen = ["127.0.0.1:99999", "1.2.3:80"]
 [service]
 exec = ["/bin/true"]
-)", "l.toml", "l", p);
+)",
+                                   "l.toml", "l", p);
   CHECK_FALSE(svc);
   std::string s = all(p);
   CHECK_THAT(s, Contains("l.toml:2:11: socket.listen: bad port"));
@@ -115,7 +118,8 @@ state_root = "/srv/x/lib"
 cache_root = "/srv/x/cache"
 logs_root = "/srv/x/log"
 log_level = "debug"
-)", "main.toml", p);
+)",
+                                "main.toml", p);
   INFO(all(p));
   CHECK(p.empty());
   CHECK(g.uid_min == 70000);
@@ -147,10 +151,10 @@ TEST_CASE("validate: the same address twice across services, and a range over sy
   c.global.uid_min = 0 + 1;  // contains root's groups and daemon users on any system
   c.global.uid_max = 100;
   config::Problems p1, p2;
-  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"127.0.0.1:7001\"]\n[service]\nexec=[\"/bin/true\"]\n",
-                                              "a.toml", "a", p1));
-  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"7001\"]\n[service]\nexec=[\"/bin/true\"]\n",
-                                              "b.toml", "b", p2));
+  c.services.push_back(*config::parse_service(
+      "[socket]\nlisten=[\"127.0.0.1:7001\"]\n[service]\nexec=[\"/bin/true\"]\n", "a.toml", "a", p1));
+  c.services.push_back(
+      *config::parse_service("[socket]\nlisten=[\"7001\"]\n[service]\nexec=[\"/bin/true\"]\n", "b.toml", "b", p2));
   config::Problems p;
   config::validate(c, p);
   std::string s = all(p);
@@ -162,9 +166,12 @@ TEST_CASE("validate: the same address twice across services, and a range over sy
 TEST_CASE("validate_system: exec[0] missing, relative, or not executable") {
   config::Config c;
   config::Problems p0;
-  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/nonexistent/prog\"]\n", "a.toml", "a", p0));
-  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"2\"]\n[service]\nexec=[\"true\"]\n", "b.toml", "b", p0));
-  c.services.push_back(*config::parse_service("[socket]\nlisten=[\"3\"]\n[service]\nexec=[\"/etc/passwd\"]\n", "c.toml", "c", p0));
+  c.services.push_back(
+      *config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/nonexistent/prog\"]\n", "a.toml", "a", p0));
+  c.services.push_back(
+      *config::parse_service("[socket]\nlisten=[\"2\"]\n[service]\nexec=[\"true\"]\n", "b.toml", "b", p0));
+  c.services.push_back(
+      *config::parse_service("[socket]\nlisten=[\"3\"]\n[service]\nexec=[\"/etc/passwd\"]\n", "c.toml", "c", p0));
   config::Problems p;
   config::validate_system(c, p);
   std::string s = all(p);
@@ -189,7 +196,8 @@ ambient_capabilities = ["cap_net_bind_service"]
 system_call_filter = ["~@mount", "ptrace"]
 system_call_error_number = "EACCES"
 private_network = true
-)", "s.toml", "web@eu", p);
+)",
+                                   "s.toml", "web@eu", p);
   INFO(all(p));
   REQUIRE(svc);
   const auto& sb = svc->service.sandbox;
@@ -210,7 +218,8 @@ private_network = true
 TEST_CASE("a static user gets no implied sandbox") {
   config::Problems p;
   auto svc = config::parse_service(
-      "[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\ndynamic_user=false\nuser=\"nobody\"\n", "s.toml", "s", p);
+      "[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\ndynamic_user=false\nuser=\"nobody\"\n", "s.toml", "s",
+      p);
   INFO(all(p));
   REQUIRE(svc);
   CHECK(svc->service.sandbox.protect_system == config::ProtectSystem::no);
@@ -236,7 +245,8 @@ read_only_paths = ["relative/path"]
 bind_paths = ["/a:relative"]
 protect_system = "sometimes"
 restrict_address_families = ["AF_CARRIER_PIGEON"]
-)", "b.toml", "b", p);
+)",
+                                   "b.toml", "b", p);
   CHECK_FALSE(svc);
   std::string s = all(p);
   CHECK_THAT(s, Contains("b.toml:5:19: service.state_directory: \"/var/lib/abs\" must be a relative path"));
@@ -297,7 +307,8 @@ connection_rate_action = "refuse"
 access_times = ["08:00-12:00", "22:00-06:00"]
 banner = "/etc/hostname")",
                       R"(exec = ["/usr/sbin/in.tftpd", "-s", "/srv"]
-stdio = "listen-fds")", p);
+stdio = "listen-fds")",
+                      p);
   INFO(all(p));
   REQUIRE(svc);
   const auto& so = svc->socket;
@@ -325,7 +336,8 @@ supplementary_groups = ["0"]
 log_target = "syslog:daemon.notice"
 log_on_success = ["PID", "HOST", "TRAFFIC"]
 log_on_failure = []
-limits = { rss = "1G" })", p);
+limits = { rss = "1G" })",
+                      p);
   INFO(all(p));
   REQUIRE(svc);
   const auto& se = svc->service;
@@ -357,36 +369,50 @@ TEST_CASE("bad xinetd-era input names the key") {
     const char* expect;
   };
   const Case cases[] = {
-      {R"(listen_datagram = ["7"])", R"(exec = ["/bin/true"])", "socket.listen_datagram: a datagram socket is served in wait mode"},
-      {R"(listen_datagram = ["/run/x"])", R"(internal = "echo")", "socket.listen_datagram: \"/run/x\": a datagram listener takes"},
+      {R"(listen_datagram = ["7"])", R"(exec = ["/bin/true"])",
+       "socket.listen_datagram: a datagram socket is served in wait mode"},
+      {R"(listen_datagram = ["/run/x"])", R"(internal = "echo")",
+       "socket.listen_datagram: \"/run/x\": a datagram listener takes"},
       {R"(listen = ["7", "8"]
-accept = false)", R"(exec = ["/bin/true"])", "socket.listen: wait mode with stdio = \"socket\" hands over exactly one"},
+accept = false)",
+       R"(exec = ["/bin/true"])", "socket.listen: wait mode with stdio = \"socket\" hands over exactly one"},
       {R"(listen = ["7"])", R"(exec = ["/bin/true"]
-internal = "echo")", "service.internal: exec, internal and redirect exclude each other"},
+internal = "echo")",
+       "service.internal: exec, internal and redirect exclude each other"},
       {R"(listen = ["7"])", R"(internal = "qotd")", "service.internal: expected echo, discard"},
       {R"(listen = ["7"])", R"(redirect = "0.0.0.0:80")", "service.redirect: expected ADDR:PORT"},
       {R"(listen = ["7"]
-accept = false)", R"(redirect = "127.0.0.1:80")", "socket.accept: redirect needs accept = true"},
+accept = false)",
+       R"(redirect = "127.0.0.1:80")", "socket.accept: redirect needs accept = true"},
       {R"(listen = ["7"])", R"(exec = ["/bin/true"]
-dynamic_user = false)", "service.user: dynamic_user = false needs user"},
+dynamic_user = false)",
+       "service.user: dynamic_user = false needs user"},
       {R"(listen = ["7"])", R"(exec = ["/bin/true"]
-user = "nobody")", "service.user: needs dynamic_user = false"},
+user = "nobody")",
+       "service.user: needs dynamic_user = false"},
       {R"(listen = ["7"])", R"(exec = ["/bin/true"]
 dynamic_user = false
-user = "no-such-user-here")", "service.user: no such user"},
+user = "no-such-user-here")",
+       "service.user: no such user"},
       {R"(listen = ["7"])", R"(exec = ["/bin/true"]
-log_on_failure = ["PID"])", "service.log_on_failure: unknown field \"PID\""},
+log_on_failure = ["PID"])",
+       "service.log_on_failure: unknown field \"PID\""},
       {R"(listen = ["7"])", R"(exec = ["/bin/true"]
-log_target = "syslog:nosuch")", "service.log_target"},
+log_target = "syslog:nosuch")",
+       "service.log_target"},
       {R"(listen = ["7"])", R"(exec = ["@/bin/true"])", "service.exec: \"@PATH\" must be followed by argv[0]"},
       {R"(listen = ["7"]
-access_times = ["25:00-26:00"])", R"(exec = ["/bin/true"])", "socket.access_times"},
+access_times = ["25:00-26:00"])",
+       R"(exec = ["/bin/true"])", "socket.access_times"},
       {R"(listen = ["7"]
-banner = "/nonexistent/banner")", R"(exec = ["/bin/true"])", "socket.banner: \"/nonexistent/banner\": No such file"},
+banner = "/nonexistent/banner")",
+       R"(exec = ["/bin/true"])", "socket.banner: \"/nonexistent/banner\": No such file"},
       {R"(listen = ["7"]
-connection_rate_action = "drop")", R"(exec = ["/bin/true"])", "socket.connection_rate_action: expected"},
+connection_rate_action = "drop")",
+       R"(exec = ["/bin/true"])", "socket.connection_rate_action: expected"},
       {R"(listen = ["7"]
-bind_ipv6_only = "yes")", R"(exec = ["/bin/true"])", "socket.bind_ipv6_only: expected"},
+bind_ipv6_only = "yes")",
+       R"(exec = ["/bin/true"])", "socket.bind_ipv6_only: expected"},
   };
   for (const Case& c : cases) {
     config::Problems p;
@@ -417,10 +443,18 @@ TEST_CASE("a UDP and a TCP listener on one port do not overlap; two UDP ones do"
 TEST_CASE("in-memory services: disabled ones are set aside, problems point at the source line") {
   config::Problems p;
   std::vector<config::MemoryService> extra = {
-      {"on", "[socket]\nlisten = [\"127.0.0.1:7\"]\n[service]\ninternal = \"echo\"\n", "/etc/xinetd.d/on", {3, 4, 5, 6}},
-      {"off", "[socket]\nlisten = [\"127.0.0.1:9\"]\n[service]\ninternal = \"discard\"\ndisabled = true\n",
-       "/etc/xinetd.d/off", {1, 2, 3, 4, 5}},
-      {"bad", "[socket]\nlisten = [\"127.0.0.1:13\"]\n[service]\ninternal = \"qotd\"\n", "/etc/xinetd.d/bad", {10, 11, 12, 17}},
+      {"on",
+       "[socket]\nlisten = [\"127.0.0.1:7\"]\n[service]\ninternal = \"echo\"\n",
+       "/etc/xinetd.d/on",
+       {3, 4, 5, 6}},
+      {"off",
+       "[socket]\nlisten = [\"127.0.0.1:9\"]\n[service]\ninternal = \"discard\"\ndisabled = true\n",
+       "/etc/xinetd.d/off",
+       {1, 2, 3, 4, 5}},
+      {"bad",
+       "[socket]\nlisten = [\"127.0.0.1:13\"]\n[service]\ninternal = \"qotd\"\n",
+       "/etc/xinetd.d/bad",
+       {10, 11, 12, 17}},
   };
   config::Config c = config::load("", extra, p);
   REQUIRE(c.services.size() == 1);
@@ -438,7 +472,8 @@ TEST_CASE("in-memory services: disabled ones are set aside, problems point at th
 TEST_CASE("config: access_times is parsed once, at load", "[config]") {
   config::Problems p;
   auto svc = svc_from(R"(listen = ["7"]
-access_times = ["08:00-12:00", "22:00-06:00"])", R"(exec = ["/bin/true"])", p);
+access_times = ["08:00-12:00", "22:00-06:00"])",
+                      R"(exec = ["/bin/true"])", p);
   INFO(all(p));
   REQUIRE(svc);
   const admission::AccessTimes& at = svc->socket.access_times;
@@ -458,7 +493,8 @@ access_times = ["08:00-12:00", "22:00-06:00"])", R"(exec = ["/bin/true"])", p);
 
   config::Problems q;
   CHECK_FALSE(svc_from(R"(listen = ["7"]
-access_times = ["08:00-12:00", "25:00-26:00"])", R"(exec = ["/bin/true"])", q));
+access_times = ["08:00-12:00", "25:00-26:00"])",
+                       R"(exec = ["/bin/true"])", q));
   REQUIRE(q.list().size() == 1);
   CHECK(q.list()[0].to_string() ==
         "x.toml:3:16: socket.access_times: access time \"25:00-26:00\": hour 25 is out of range 0..23");
@@ -486,7 +522,8 @@ TEST_CASE("config: internal names the service as a value, from inloop's one list
   // A bad name still counts as set: no "missing exec", but "exclude each other" with exec.
   config::Problems r;
   CHECK_FALSE(svc_from(R"(listen = ["7"])", R"(exec = ["/bin/true"]
-internal = "qotd")", r));
+internal = "qotd")",
+                       r));
   CHECK(all(r) ==
         "x.toml:5:12: service.internal: expected echo, discard, daytime, chargen or time, got \"qotd\"\n"
         "x.toml:5:12: service.internal: exec, internal and redirect exclude each other\n");
@@ -532,7 +569,8 @@ TEST_CASE("config: log_target is parsed into a sink spec; nothing is opened", "[
 
   config::Problems q;
   CHECK_FALSE(svc_from(R"(listen = ["7"])", R"(internal = "echo"
-log_target = "syslog:nosuch")", q));
+log_target = "syslog:nosuch")",
+                       q));
   REQUIRE(q.list().size() == 1);
   CHECK_THAT(q.list()[0].to_string(),
              Catch::StartsWith("x.toml:5:14: service.log_target: log target \"syslog:nosuch\": unknown syslog facility "
@@ -542,8 +580,8 @@ log_target = "syslog:nosuch")", q));
 TEST_CASE("config: one seccomp::Settings, filled from the keys", "[config]") {
   auto sandbox_of = [](const std::string& service) {
     config::Problems p;
-    auto svc = config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\n" + service,
-                                     "s.toml", "s", p);
+    auto svc = config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\n" + service, "s.toml",
+                                     "s", p);
     INFO(all(p));
     REQUIRE(svc);
     return svc->service.sandbox;
@@ -581,7 +619,8 @@ restrict_suid_sgid = false
   CHECK_FALSE(stat.filter_syscalls);
   CHECK_FALSE(stat.seccomp.default_deny_list);
   CHECK_FALSE(stat.seccomp.restrict_suid_sgid);
-  CHECK(sandbox_of("dynamic_user = false\nuser = \"nobody\"\nsystem_call_architectures = [\"native\"]\n").filter_syscalls);
+  CHECK(sandbox_of("dynamic_user = false\nuser = \"nobody\"\nsystem_call_architectures = [\"native\"]\n")
+            .filter_syscalls);
   CHECK(sandbox_of("sandbox = false\nrestrict_suid_sgid = true\n").filter_syscalls);
   CHECK_FALSE(sandbox_of("sandbox = false\nsystem_call_error_number = \"EPERM\"\n").filter_syscalls);
 
@@ -592,7 +631,8 @@ listen = ["1"]
 [service]
 exec = ["/bin/true"]
 system_call_architectures = ["native", "sparc"]
-)", "s.toml", "s", p));
+)",
+                                    "s.toml", "s", p));
   REQUIRE(p.list().size() == 1);
   CHECK_THAT(p.list()[0].to_string(), Catch::StartsWith("s.toml:5:29: service.system_call_architectures: "));
   CHECK_THAT(p.list()[0].to_string(), Contains("sparc"));
@@ -604,7 +644,8 @@ TEST_CASE("config: the admission limits are stored as admission::Limits", "[conf
 allow = ["127.0.0.0/8"]
 deny = ["127.0.0.66"]
 max_connections = 3
-max_connections_per_source = 2)", R"(exec = ["/bin/true"])", p);
+max_connections_per_source = 2)",
+                      R"(exec = ["/bin/true"])", p);
   INFO(all(p));
   REQUIRE(svc);
   const admission::Limits& l = svc->socket.limits;
@@ -637,7 +678,8 @@ max_connections_per_source = 2)", R"(exec = ["/bin/true"])", p);
 
   config::Problems q;
   CHECK_FALSE(svc_from(R"(listen = ["7"]
-max_connections = 0)", R"(exec = ["/bin/true"])", q));
+max_connections = 0)",
+                       R"(exec = ["/bin/true"])", q));
   REQUIRE(q.list().size() == 1);
   CHECK(q.list()[0].to_string() == "x.toml:3:19: socket.max_connections: must be in 1..1048576");
 }

@@ -32,7 +32,8 @@ TEST_CASE("a session has no UID and no PID; TRAFFIC adds the byte counts", "[eve
 }
 
 TEST_CASE("REFUSE follows log_on_failure; FAIL always logs", "[event_log]") {
-  CHECK(el::refuse("hello", "10.0.0.1:1", "denied", config::kLogHost) == "REFUSE hello peer=10.0.0.1:1 reason=\"denied\"");
+  CHECK(el::refuse("hello", "10.0.0.1:1", "denied", config::kLogHost) ==
+        "REFUSE hello peer=10.0.0.1:1 reason=\"denied\"");
   CHECK(el::refuse("hello", "10.0.0.1:1", "denied", config::kLogAttempt) == "REFUSE hello reason=\"denied\"");
   CHECK(el::refuse("hello", "10.0.0.1:1", "denied", 0).empty());
   el::Who w{"hello", 3, "127.0.0.1:9", 61184, 0};

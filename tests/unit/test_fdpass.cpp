@@ -40,7 +40,8 @@ TEST_CASE("a message and its fds arrive whole, close-on-exec, the same files", "
   REQUIRE(fdpass::recv_message(p.b.get(), msg, &got, 3) == std::error_code());
   CHECK(msg == "hello");
   REQUIRE(got.size() == 2);
-  struct stat s1 {}, s2 {};
+  struct stat s1 {
+  }, s2{};
   ::fstat(got[0].get(), &s1);
   ::fstat(null_fd.get(), &s2);
   CHECK((s1.st_ino == s2.st_ino && s1.st_dev == s2.st_dev));

@@ -87,13 +87,12 @@ struct Client {
 
   void send(std::string data, bool then_shutdown) {
     out = std::move(data);
-    asio::async_write(sock, asio::buffer(out),
-                      [this, then_shutdown](boost::system::error_code ec, size_t n) {
-                        sent = n;
-                        write_done = true;
-                        write_err = ec;
-                        if (!ec && then_shutdown) sock.shutdown(Socket::shutdown_send);
-                      });
+    asio::async_write(sock, asio::buffer(out), [this, then_shutdown](boost::system::error_code ec, size_t n) {
+      sent = n;
+      write_done = true;
+      write_err = ec;
+      if (!ec && then_shutdown) sock.shutdown(Socket::shutdown_send);
+    });
   }
   // Reads until EOF or an error, or until `limit` bytes arrived.
   void read_all(size_t limit = SIZE_MAX) {
@@ -389,8 +388,7 @@ TEST_CASE("chargen over loopback TCP stops on the client's reset", "[inloop]") {
   cs.connect(acc.local_endpoint());
   asio::ip::tcp::socket ss = acc.accept();
   Outcome o;
-  auto session =
-      inloop::serve_stream(io, inloop::Internal::chargen, UniqueFd(ss.release()), o.done());
+  auto session = inloop::serve_stream(io, inloop::Internal::chargen, UniqueFd(ss.release()), o.done());
   Client c(io, AF_INET, cs.release());
   c.read_all(5000);
   REQUIRE(run_until(io, [&] { return c.reached_limit || c.closed(); }));
@@ -447,11 +445,11 @@ TEST_CASE("destroying a session never calls done and closes its socket", "[inloo
     auto [server, client_fd] = stream_pair();
     std::unique_ptr<inloop::Session> session;
     int calls = 0;
-    session = inloop::serve_stream(io, inloop::Internal::time, std::move(server),
-                                   [&](inloop::Traffic, std::error_code) {
-                                     ++calls;
-                                     session.reset();
-                                   });
+    session =
+        inloop::serve_stream(io, inloop::Internal::time, std::move(server), [&](inloop::Traffic, std::error_code) {
+          ++calls;
+          session.reset();
+        });
     REQUIRE(run_until(io, [&] { return calls > 0; }));
     run_for(io, 20ms);
     CHECK(calls == 1);
@@ -463,8 +461,7 @@ namespace {
 // A loopback TCP server for the relay tests: reads until EOF (the relay's propagated half-close),
 // then answers "got N" and closes.
 struct CountingServer {
-  explicit CountingServer(asio::io_context& io)
-      : acc(io, {asio::ip::make_address("127.0.0.1"), 0}), sock(io) {
+  explicit CountingServer(asio::io_context& io) : acc(io, {asio::ip::make_address("127.0.0.1"), 0}), sock(io) {
     acc.async_accept(sock, [this](boost::system::error_code ec) {
       if (ec) return;
       accepted = true;
@@ -477,8 +474,7 @@ struct CountingServer {
       if (ec == asio::error::eof) {
         saw_eof = true;
         reply = "got " + std::to_string(received) + "\n";
-        asio::async_write(sock, asio::buffer(reply),
-                          [this](boost::system::error_code, size_t) { sock.close(); });
+        asio::async_write(sock, asio::buffer(reply), [this](boost::system::error_code, size_t) { sock.close(); });
       } else if (!ec) {
         read();
       }
@@ -531,16 +527,14 @@ TEST_CASE("relay: to the loopback echo, interactively", "[inloop]") {
   Outcome echo_o;
   std::unique_ptr<inloop::Session> echo;
   acc.async_accept([&](boost::system::error_code ec, asio::ip::tcp::socket s) {
-    if (!ec)
-      echo = inloop::serve_stream(io, inloop::Internal::echo, UniqueFd(s.release()), echo_o.done());
+    if (!ec) echo = inloop::serve_stream(io, inloop::Internal::echo, UniqueFd(s.release()), echo_o.done());
   });
   auto ep = acc.local_endpoint();
   sockaddr_storage target{};
   std::memcpy(&target, ep.data(), ep.size());
   auto [server, client_fd] = stream_pair();
   Outcome o;
-  auto session =
-      inloop::relay(io, std::move(server), target, static_cast<socklen_t>(ep.size()), o.done());
+  auto session = inloop::relay(io, std::move(server), target, static_cast<socklen_t>(ep.size()), o.done());
   Client c(io, std::move(client_fd));
   c.send("ping\n", false);
   c.read_all(5);
@@ -592,8 +586,7 @@ TEST_CASE("relay: the server's reset ends it with that error", "[inloop]") {
   std::memcpy(&target, ep.data(), ep.size());
   auto [server, client_fd] = stream_pair();
   Outcome o;
-  auto session =
-      inloop::relay(io, std::move(server), target, static_cast<socklen_t>(ep.size()), o.done());
+  auto session = inloop::relay(io, std::move(server), target, static_cast<socklen_t>(ep.size()), o.done());
   Client c(io, std::move(client_fd));
   c.send("unread by the server\n", false);
   REQUIRE(run_until(io, [&] { return accepted && c.write_done; }));
@@ -647,13 +640,11 @@ TEST_CASE("datagram answers", "[inloop]") {
   const time_t now = 1796112136;
   SECTION("echo returns the payload, truncated to the capacity") {
     std::string in = "a datagram";
-    auto n =
-        inloop::answer_datagram(inloop::Internal::echo, in.data(), in.size(), out.data(), 512, now);
+    auto n = inloop::answer_datagram(inloop::Internal::echo, in.data(), in.size(), out.data(), 512, now);
     REQUIRE(n);
     CHECK(std::string(out.data(), *n) == in);
     std::string big = random_bytes(1000);
-    n = inloop::answer_datagram(inloop::Internal::echo, big.data(), big.size(), out.data(), 512,
-                                now);
+    n = inloop::answer_datagram(inloop::Internal::echo, big.data(), big.size(), out.data(), 512, now);
     REQUIRE(n);
     CHECK(*n == 512);
     CHECK(std::string(out.data(), 512) == big.substr(0, 512));
@@ -661,12 +652,10 @@ TEST_CASE("datagram answers", "[inloop]") {
     CHECK(n == size_t{0});  // an empty datagram gets an empty reply
   }
   SECTION("discard never answers") {
-    CHECK_FALSE(
-        inloop::answer_datagram(inloop::Internal::discard, "x", 1, out.data(), out.size(), now));
+    CHECK_FALSE(inloop::answer_datagram(inloop::Internal::discard, "x", 1, out.data(), out.size(), now));
   }
   SECTION("daytime and time ignore the payload") {
-    auto n =
-        inloop::answer_datagram(inloop::Internal::daytime, "junk", 4, out.data(), out.size(), now);
+    auto n = inloop::answer_datagram(inloop::Internal::daytime, "junk", 4, out.data(), out.size(), now);
     REQUIRE(n);
     CHECK(std::string(out.data(), *n) == inloop::daytime_text(now));
     n = inloop::answer_datagram(inloop::Internal::time, "junk", 4, out.data(), out.size(), now);
@@ -678,8 +667,7 @@ TEST_CASE("datagram answers", "[inloop]") {
     const std::string pattern = chargen_stream(512);
     std::set<size_t> lengths;
     for (int i = 0; i < 64; ++i) {
-      auto n =
-          inloop::answer_datagram(inloop::Internal::chargen, "x", 1, out.data(), out.size(), now);
+      auto n = inloop::answer_datagram(inloop::Internal::chargen, "x", 1, out.data(), out.size(), now);
       REQUIRE(n);
       CHECK(*n <= 512);
       CHECK(std::string(out.data(), *n) == pattern.substr(0, *n));
@@ -734,9 +722,9 @@ TEST_CASE("own sockets: a local source on a port superd listens on gets no reply
   inloop::OwnSockets own(specs, host);
   // The server answering itself, and its neighbours on loopback and the host's addresses.
   CHECK(own.contains(sa(v4("127.0.0.1", 16001))));
-  CHECK(own.contains(sa(v4("127.5.5.5", 16001))));      // all of 127/8 is this host
-  CHECK(own.contains(sa(v4("10.1.2.3", 16001))));       // an interface address
-  CHECK(own.contains(sa(v4("192.0.2.7", 16004))));      // a listen address, even if no interface has it
+  CHECK(own.contains(sa(v4("127.5.5.5", 16001))));         // all of 127/8 is this host
+  CHECK(own.contains(sa(v4("10.1.2.3", 16001))));          // an interface address
+  CHECK(own.contains(sa(v4("192.0.2.7", 16004))));         // a listen address, even if no interface has it
   CHECK(own.contains(sa(v6("::ffff:127.0.0.1", 16001))));  // v4-mapped counts as IPv4
   CHECK(own.contains(sa(v6("::1", 16002))));
   CHECK(own.contains(sa(v4("127.0.0.1", 16003))));  // a bare port is dual-stack

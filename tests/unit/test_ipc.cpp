@@ -35,10 +35,12 @@ namespace {
 
 // The header lines of this kernel's /proc/sysvipc files (Linux 6.18), copied verbatim.
 const char kMsgHeader[] =
-    "       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      ctime";
+    "       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid      stime      rtime      "
+    "ctime";
 const char kSemHeader[] = "       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime";
 const char kShmHeader[] =
-    "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      "
+    "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      "
+    "dtime      "
     "ctime                   rss                  swap";
 
 struct Owners {
@@ -48,20 +50,20 @@ struct Owners {
 // Rows as the kernel prints them (ipc/msg.c, sem.c, shm.c sysvipc_*_proc_show).
 std::string msg_row(int id, Owners o, unsigned lspid = 0, unsigned lrpid = 0) {
   char b[256];
-  std::snprintf(b, sizeof b, "%10d %10d  %4o  %10lu %10lu %5u %5u %5u %5u %5u %5u %10llu %10llu %10llu", 0, id, 0600, 0ul,
-                0ul, lspid, lrpid, o.uid, o.gid, o.cuid, o.cgid, 0ull, 0ull, 1796192940ull);
+  std::snprintf(b, sizeof b, "%10d %10d  %4o  %10lu %10lu %5u %5u %5u %5u %5u %5u %10llu %10llu %10llu", 0, id, 0600,
+                0ul, 0ul, lspid, lrpid, o.uid, o.gid, o.cuid, o.cgid, 0ull, 0ull, 1796192940ull);
   return b;
 }
 std::string sem_row(int id, Owners o, unsigned nsems = 2) {
   char b[256];
-  std::snprintf(b, sizeof b, "%10d %10d  %4o %10u %5u %5u %5u %5u %10llu %10llu", 0, id, 0600, nsems, o.uid, o.gid, o.cuid,
-                o.cgid, 0ull, 1796192940ull);
+  std::snprintf(b, sizeof b, "%10d %10d  %4o %10u %5u %5u %5u %5u %10llu %10llu", 0, id, 0600, nsems, o.uid, o.gid,
+                o.cuid, o.cgid, 0ull, 1796192940ull);
   return b;
 }
 std::string shm_row(int id, Owners o, unsigned long size = 4096, unsigned cpid = 0, unsigned lpid = 0) {
   char b[320];
-  std::snprintf(b, sizeof b, "%10d %10d  %4o %21lu %5u %5u  %5lu %5u %5u %5u %5u %10llu %10llu %10llu %21lu %21lu", 0, id,
-                0600, size, cpid, lpid, 0ul, o.uid, o.gid, o.cuid, o.cgid, 0ull, 0ull, 1796192940ull, 0ul, 0ul);
+  std::snprintf(b, sizeof b, "%10d %10d  %4o %21lu %5u %5u  %5lu %5u %5u %5u %5u %10llu %10llu %10llu %21lu %21lu", 0,
+                id, 0600, size, cpid, lpid, 0ul, o.uid, o.gid, o.cuid, o.cgid, 0ull, 0ull, 1796192940ull, 0ul, 0ul);
   return b;
 }
 
@@ -84,7 +86,8 @@ struct Scratch {
     std::error_code ec;
     fs::remove_all(root, ec);
   }
-  void sysv(const std::vector<std::string>& msg, const std::vector<std::string>& sem, const std::vector<std::string>& shm) {
+  void sysv(const std::vector<std::string>& msg, const std::vector<std::string>& sem,
+            const std::vector<std::string>& shm) {
     auto write = [&](const char* name, const char* header, const std::vector<std::string>& rows) {
       std::ofstream out(root / "sysvipc" / name, std::ios::trunc);
       out << header << "\n";
@@ -154,29 +157,28 @@ TEST_CASE("owned_in_range finds SysV objects by owner, group or creator, each co
   s.roots.mqueue.clear();
   s.sysv(
       {
-          msg_row(5, {89001, 0, 0, 0}),                       // owner in range, created by root
-          msg_row(6, {1000, 1000, 1000, 1000}),               // none of ours
-          msg_row(7, {0, 0, 89002, 0}, 89050, 89051),         // only the creator; PIDs are not owners
+          msg_row(5, {89001, 0, 0, 0}),                // owner in range, created by root
+          msg_row(6, {1000, 1000, 1000, 1000}),        // none of ours
+          msg_row(7, {0, 0, 89002, 0}, 89050, 89051),  // only the creator; PIDs are not owners
       },
       {
-          sem_row(32769, {89099, 89099, 89099, 89099}),       // the range's upper end
-          sem_row(32770, {89100, 89100, 89100, 89100}),       // just past it
-          sem_row(32771, {0, 89003, 0, 0}, 89004),            // only the group; nsems is no owner
+          sem_row(32769, {89099, 89099, 89099, 89099}),  // the range's upper end
+          sem_row(32770, {89100, 89100, 89100, 89100}),  // just past it
+          sem_row(32771, {0, 89003, 0, 0}, 89004),       // only the group; nsems is no owner
       },
       {
           shm_row(65536, {89000, 89000, 89000, 89000}),       // the lower end
           shm_row(65537, {0, 0, 0, 0}, 89010, 89011, 89012),  // size, cpid, lpid in range: not owners
           shm_row(65538, {89030, 89030, 0, 0}),               // handed over by root with IPC_SET
       });
-  CHECK(found(ipc::owned_in_range(89000, 89099, s.roots)) ==
-        Found{
-            {ipc::Kind::shm, 65536, "", 89000, 89000},
-            {ipc::Kind::shm, 65538, "", 89030, 0},
-            {ipc::Kind::sem, 32769, "", 89099, 89099},
-            {ipc::Kind::sem, 32771, "", 89003, 0},
-            {ipc::Kind::msg, 5, "", 89001, 0},
-            {ipc::Kind::msg, 7, "", 89002, 89002},
-        });
+  CHECK(found(ipc::owned_in_range(89000, 89099, s.roots)) == Found{
+                                                                 {ipc::Kind::shm, 65536, "", 89000, 89000},
+                                                                 {ipc::Kind::shm, 65538, "", 89030, 0},
+                                                                 {ipc::Kind::sem, 32769, "", 89099, 89099},
+                                                                 {ipc::Kind::sem, 32771, "", 89003, 0},
+                                                                 {ipc::Kind::msg, 5, "", 89001, 0},
+                                                                 {ipc::Kind::msg, 7, "", 89002, 89002},
+                                                             });
   CHECK(ipc::owned_in_range(89040, 89049, s.roots).empty());
   // One entry per object, named by the first matching column (uid, gid, cuid, cgid).
   s.sysv({msg_row(9, {89005, 89006, 89007, 89008})}, {}, {});
@@ -199,14 +201,13 @@ TEST_CASE("owned_in_range finds files in /dev/shm and the mqueue view by owner o
   s.file("mqueue", "q2", 89002, 89002);
   REQUIRE(::symlink("roots", (s.root / "shm" / "link").c_str()) == 0);
   REQUIRE(::lchown((s.root / "shm" / "link").c_str(), 89003, 89003) == 0);  // the link's own owner counts
-  CHECK(found(ipc::owned_in_range(89000, 89099, s.roots)) ==
-        Found{
-            {ipc::Kind::posix_shm, -1, "by-group", 89005, 89005},
-            {ipc::Kind::posix_shm, -1, "by-owner", 89001, 89001},
-            {ipc::Kind::posix_shm, -1, "link", 89003, 89003},
-            {ipc::Kind::mqueue, -1, "q1", 89001, 89001},
-            {ipc::Kind::mqueue, -1, "q2", 89002, 89002},
-        });
+  CHECK(found(ipc::owned_in_range(89000, 89099, s.roots)) == Found{
+                                                                 {ipc::Kind::posix_shm, -1, "by-group", 89005, 89005},
+                                                                 {ipc::Kind::posix_shm, -1, "by-owner", 89001, 89001},
+                                                                 {ipc::Kind::posix_shm, -1, "link", 89003, 89003},
+                                                                 {ipc::Kind::mqueue, -1, "q1", 89001, 89001},
+                                                                 {ipc::Kind::mqueue, -1, "q2", 89002, 89002},
+                                                             });
   // An empty root is skipped (every instance had a private /dev/shm); a missing one finds nothing.
   s.roots.dev_shm.clear();
   s.roots.mqueue = (s.root / "no-such-dir").string();
@@ -221,8 +222,7 @@ TEST_CASE("remove_owned_by removes the given UIDs' files and keeps everyone else
               d = s.file("shm", "d", 89002, 89002), q = s.file("mqueue", "q", 89001, 0),
               r = s.file("mqueue", "r", 89002, 89002);
   // SysV objects of 89001 that do not exist (any more): gone counts as removed, no failure.
-  s.sysv({msg_row(3, {89001, 89001, 89001, 89001})}, {sem_row(4, {0, 0, 89001, 0})},
-         {shm_row(5, {89005, 0, 0, 0})});
+  s.sysv({msg_row(3, {89001, 89001, 89001, 89001})}, {sem_row(4, {0, 0, 89001, 0})}, {shm_row(5, {89005, 0, 0, 0})});
 
   CHECK(ipc::remove_owned_by({}, s.roots).empty());  // nothing asked, nothing touched
   CHECK(fs::exists(a));

@@ -62,7 +62,8 @@ TEST_CASE("landlock: which ABI offers which scope") {
   CHECK(ll::describe_missing(both, 4) ==
         "abstract UNIX socket and signal scoping needs Landlock ABI 6; this kernel has Landlock ABI 4: "
         "restrict_abstract_sockets/restrict_signals are not enforced");
-  CHECK(ll::describe_missing(ll::kScopeSignal, -ENOSYS).find("signal scoping needs Landlock ABI 6; this kernel has no Landlock") == 0);
+  CHECK(ll::describe_missing(ll::kScopeSignal, -ENOSYS)
+            .find("signal scoping needs Landlock ABI 6; this kernel has no Landlock") == 0);
   CHECK(ll::describe_missing(both, -EOPNOTSUPP).find("Landlock is disabled") != std::string::npos);
 }
 

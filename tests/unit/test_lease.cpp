@@ -56,7 +56,9 @@ struct Books {
   }
 };
 
-up::LeaseInfo info(uint64_t serial, const char* service = "svc") { return {serial, 1234, service}; }
+up::LeaseInfo info(uint64_t serial, const char* service = "svc") {
+  return {serial, 1234, service};
+}
 
 }  // namespace
 

@@ -6,8 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -282,10 +282,10 @@ TEST_CASE("the names file: beside the table's directory, superd-UID or the lease
   auto t = open_ok(s);
   std::string blob = slurp(s.names());
   CHECK(blob.compare(0, 8, "SUPERDN1") == 0);
-  t.record(89000, 1, 1, 0, "svc");                                      // a per-connection lease
-  t.record(89009, 2, 2, 0, "group:web", "web");                         // a named lease
-  t.record(89006, 3, 3, 0, "svc", std::string(60, 'u'));                // truncated to fit
-  t.record(89008, 4, 4, 0, std::string(60, 's'));                       // the service name too
+  t.record(89000, 1, 1, 0, "svc");                        // a per-connection lease
+  t.record(89009, 2, 2, 0, "group:web", "web");           // a named lease
+  t.record(89006, 3, 3, 0, "svc", std::string(60, 'u'));  // truncated to fit
+  t.record(89008, 4, 4, 0, std::string(60, 's'));         // the service name too
   auto first = name_slot(s, 89000);
   CHECK(first.uid == 89000);
   CHECK(std::string(first.name) == "superd-89000");

@@ -24,28 +24,44 @@ namespace {
 const char* op_name(sandbox::Op op) {
   using sandbox::Op;
   switch (op) {
-    case Op::make_private: return "make_private";
-    case Op::bind_self: return "bind_self";
-    case Op::set_ro: return "set_ro";
-    case Op::clear_ro: return "clear_ro";
-    case Op::tmpfs: return "tmpfs";
-    case Op::proc: return "proc";
-    case Op::mqueue: return "mqueue";
-    case Op::clone_tree: return "clone_tree";
-    case Op::attach_tree: return "attach_tree";
-    case Op::mkdir: return "mkdir";
-    case Op::mknod_char: return "mknod_char";
-    case Op::symlink: return "symlink";
-    case Op::loopback_up: return "loopback_up";
-    case Op::bind: return "bind";
-    case Op::chown_owned: return "chown_owned";
+    case Op::make_private:
+      return "make_private";
+    case Op::bind_self:
+      return "bind_self";
+    case Op::set_ro:
+      return "set_ro";
+    case Op::clear_ro:
+      return "clear_ro";
+    case Op::tmpfs:
+      return "tmpfs";
+    case Op::proc:
+      return "proc";
+    case Op::mqueue:
+      return "mqueue";
+    case Op::clone_tree:
+      return "clone_tree";
+    case Op::attach_tree:
+      return "attach_tree";
+    case Op::mkdir:
+      return "mkdir";
+    case Op::mknod_char:
+      return "mknod_char";
+    case Op::symlink:
+      return "symlink";
+    case Op::loopback_up:
+      return "loopback_up";
+    case Op::bind:
+      return "bind";
+    case Op::chown_owned:
+      return "chown_owned";
   }
   return "?";
 }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   if (from.empty()) return s;
-  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
+  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size())
+    s.replace(pos, from.size(), to);
   return s;
 }
 

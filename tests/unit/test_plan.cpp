@@ -25,7 +25,8 @@ namespace {
 
 const sandbox::Roots kRoots{"/run", "/var/lib", "/var/cache", "/var/log"};
 
-config::Service parse(const std::string& service_keys, const std::string& socket_keys = "listen = [\"127.0.0.1:7000\"]\n") {
+config::Service parse(const std::string& service_keys,
+                      const std::string& socket_keys = "listen = [\"127.0.0.1:7000\"]\n") {
   config::Problems p;
   auto svc = config::parse_service("[socket]\n" + socket_keys + "[service]\n" + service_keys, "s.toml", "s", p);
   std::string all;
@@ -157,7 +158,8 @@ TEST_CASE("umask and groups: the shared-directory group input sets both", "[plan
   CHECK(shared.groups == std::vector<gid_t>{61234});
   CHECK(shared.umask == 0007);  // group-writable among the service's instances
 
-  auto own_umask = plan_of(parse("exec = [\"/bin/true\"]\nstate_directory = \"st\"\numask = \"0027\"\n"), {}, gid_t{61234});
+  auto own_umask =
+      plan_of(parse("exec = [\"/bin/true\"]\nstate_directory = \"st\"\numask = \"0027\"\n"), {}, gid_t{61234});
   CHECK(own_umask.groups == std::vector<gid_t>{61234});
   CHECK(own_umask.umask == 0027);
 }
@@ -171,7 +173,8 @@ TEST_CASE("static user vs dynamic user: identity, groups, bounding set", "[plan]
   CHECK((dyn.clone_flags & CLONE_NEWNS));
   CHECK_FALSE(dyn.mounts.ops.empty());
 
-  auto st = plan_of(parse("exec = [\"/bin/true\"]\ndynamic_user = false\nuser = \"nobody\"\nsupplementary_groups = [\"nogroup\"]\n"));
+  auto st = plan_of(
+      parse("exec = [\"/bin/true\"]\ndynamic_user = false\nuser = \"nobody\"\nsupplementary_groups = [\"nogroup\"]\n"));
   CHECK(st.static_identity);
   CHECK(st.static_uid == 65534u);
   CHECK(st.static_gid == 65534u);
@@ -189,8 +192,8 @@ TEST_CASE("use_zygote: only sandboxed dynamic users whose filter allows it, when
   auto z = plan_of(svc, {}, std::nullopt, true);
   CHECK(z.use_zygote);
   CHECK(z.clone_flags == (CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET));
-  CHECK(z.zygote_clone_flags ==
-        (CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET));
+  CHECK(z.zygote_clone_flags == (CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID |
+                                 CLONE_NEWIPC | CLONE_NEWNET));
   CHECK(z.gate_filter);
   CHECK(z.filter);
 
@@ -201,9 +204,10 @@ TEST_CASE("use_zygote: only sandboxed dynamic users whose filter allows it, when
 
   CHECK_FALSE(plan_of(parse("exec = [\"/bin/true\"]\nsandbox = false\n"), {}, std::nullopt, true).use_zygote);
   // A static user with a mount namespace and a filter still spawns directly.
-  auto st = plan_of(parse("exec = [\"/bin/true\"]\ndynamic_user = false\nuser = \"nobody\"\nprotect_system = \"strict\"\n"
-                          "system_call_filter = [\"@system-service\"]\n"),
-                    {}, std::nullopt, true);
+  auto st =
+      plan_of(parse("exec = [\"/bin/true\"]\ndynamic_user = false\nuser = \"nobody\"\nprotect_system = \"strict\"\n"
+                    "system_call_filter = [\"@system-service\"]\n"),
+              {}, std::nullopt, true);
   CHECK(st.mount_ns);
   CHECK(st.filter);
   CHECK_FALSE(st.use_zygote);
@@ -221,11 +225,10 @@ TEST_CASE("instance plan: identity, the peer's variables, %c, arrays", "[plan]")
   CHECK(ip.gid == 70001u);
   CHECK_FALSE(ip.passthrough);
   CHECK(ip.serial == 42u);
-  CHECK(strings(ip.envp) ==
-        Strings{"PROTO=TCP", "REMOTE_ADDR=192.0.2.7", "REMOTE_PORT=4242", "REMOTE_HOST=192.0.2.7",
-                "TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4242", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT=7000",
-                "USER=superd-70001", "LOGNAME=superd-70001", "HOME=/", "A=c=42",
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"});
+  CHECK(strings(ip.envp) == Strings{"PROTO=TCP", "REMOTE_ADDR=192.0.2.7", "REMOTE_PORT=4242", "REMOTE_HOST=192.0.2.7",
+                                    "TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4242", "TCPLOCALIP=127.0.0.1",
+                                    "TCPLOCALPORT=7000", "USER=superd-70001", "LOGNAME=superd-70001", "HOME=/",
+                                    "A=c=42", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"});
   CHECK(strings(ip.argv) == Strings{"/bin/echo", "42"});
   REQUIRE_FALSE(ip.argv.empty());
   CHECK(ip.argv.back() == nullptr);
@@ -255,7 +258,8 @@ TEST_CASE("instance plan: identity, the peer's variables, %c, arrays", "[plan]")
 }
 
 TEST_CASE("instance plan: listen-fds and a static user", "[plan]") {
-  auto svc = plan_of(parse("exec = [\"/bin/true\"]\nstdio = \"listen-fds\"\ndynamic_user = false\nuser = \"nobody\"\n"));
+  auto svc =
+      plan_of(parse("exec = [\"/bin/true\"]\nstdio = \"listen-fds\"\ndynamic_user = false\nuser = \"nobody\"\n"));
   spawn::Peer peer;
   peer.remote = v4("192.0.2.7", 1);
   peer.local = v4("127.0.0.1", 2);
@@ -266,8 +270,8 @@ TEST_CASE("instance plan: listen-fds and a static user", "[plan]") {
   Strings env = strings(ip.envp);
   REQUIRE(env.size() == 15);
   CHECK(Strings(env.begin() + 8, env.end()) == Strings{"USER=nobody", "LOGNAME=nobody", "HOME=/nonexistent",
-                                                      "LISTEN_FDS=1", "LISTEN_PID=1", "LISTEN_FDNAMES=connection",
-                                                      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"});
+                                                       "LISTEN_FDS=1", "LISTEN_PID=1", "LISTEN_FDNAMES=connection",
+                                                       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"});
 }
 
 TEST_CASE("wait plan: the listening sockets as conn_fd or as fd 3... with LISTEN_FDS", "[plan]") {

@@ -19,7 +19,9 @@ sockaddr_storage v4(const char* ip) {
   inet_pton(AF_INET, ip, &in->sin_addr);
   return ss;
 }
-const sockaddr* sa(const sockaddr_storage& s) { return reinterpret_cast<const sockaddr*>(&s); }
+const sockaddr* sa(const sockaddr_storage& s) {
+  return reinterpret_cast<const sockaddr*>(&s);
+}
 net::Cidr cidr(const char* s) {
   std::string why;
   return *net::parse_cidr(s, why);
@@ -31,8 +33,12 @@ admission::AccessTimes office() {
 constexpr int k9am = 9 * 60, k1pm = 13 * 60;
 const Clock::time_point t0 = Clock::time_point{} + std::chrono::hours(1);
 
-std::string never_guard(const void*, const sockaddr*) { return {}; }
-std::string always_guard(const void* ctx, const sockaddr*) { return static_cast<const char*>(ctx); }
+std::string never_guard(const void*, const sockaddr*) {
+  return {};
+}
+std::string always_guard(const void* ctx, const sockaddr*) {
+  return static_cast<const char*>(ctx);
+}
 }  // namespace
 
 TEST_CASE("the order: deny before access_times before the rate, and a refusal takes no token", "[policy]") {

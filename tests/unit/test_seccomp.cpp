@@ -73,7 +73,9 @@ int in_child(const sc::Program* prog, Probe probe) {
 }
 
 // 0 for success, else the errno of the failed call.
-int result(long rc) { return rc < 0 ? errno : 0; }
+int result(long rc) {
+  return rc < 0 ? errno : 0;
+}
 
 sc::Program must_compile(const sc::Settings& s) {
   std::string why;
@@ -89,7 +91,9 @@ std::string why_invalid(const sc::Settings& s) {
   return why;
 }
 
-bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
 
 // A scratch directory under /dev/shm, removed with its files.
 struct ScratchDir {
@@ -106,7 +110,9 @@ struct ScratchDir {
   std::string file(const char* name) const { return path + "/" + name; }
 };
 
-long x32_getpid() { return ::syscall(__X32_SYSCALL_BIT | __NR_getpid); }
+long x32_getpid() {
+  return ::syscall(__X32_SYSCALL_BIT | __NR_getpid);
+}
 
 // getpid through the i386 ABI (int 0x80, i386 number 20).
 long i386_getpid() {
@@ -170,10 +176,10 @@ TEST_CASE("seccomp: validation names the bad entry") {
 
 TEST_CASE("seccomp: groups") {
   auto names = sc::group_names();
-  for (const char* g : {"@mount", "@module", "@reboot", "@swap", "@raw-io", "@clock", "@debug", "@cpu-emulation",
-                        "@obsolete", "@privileged", "@setuid", "@keyring", "@resources", "@system-service",
-                        "@basic-io", "@file-system", "@network-io", "@process", "@signal", "@timer", "@ipc",
-                        "@io-event", "@default"})
+  for (const char* g : {"@mount",     "@module",         "@reboot",   "@swap",        "@raw-io",     "@clock",
+                        "@debug",     "@cpu-emulation",  "@obsolete", "@privileged",  "@setuid",     "@keyring",
+                        "@resources", "@system-service", "@basic-io", "@file-system", "@network-io", "@process",
+                        "@signal",    "@timer",          "@ipc",      "@io-event",    "@default"})
     CHECK(std::count(names.begin(), names.end(), g) == 1);
 
   auto svc = sc::group_members("@system-service");
@@ -278,7 +284,9 @@ TEST_CASE("seccomp: the built-in deny list, in a child") {
           }) == 0);
     CHECK(in_child(p, [] {
             pthread_t t;
-            if (::pthread_create(&t, nullptr, [](void*) -> void* { return nullptr; }, nullptr) != 0) return 1;
+            if (::pthread_create(
+                    &t, nullptr, [](void*) -> void* { return nullptr; }, nullptr) != 0)
+              return 1;
             return ::pthread_join(t, nullptr) == 0 ? 0 : 2;
           }) == 0);
   }
@@ -379,8 +387,7 @@ TEST_CASE("seccomp: restrict_suid_sgid") {
     CHECK(in_child(p, [&] { return result(::chmod(f.c_str(), 06755)); }) == EPERM);
     CHECK(in_child(p, [&] { return result(::chmod(f.c_str(), 0640)); }) == 0);
     CHECK(in_child(p, [&] { return result(::fchmodat(AT_FDCWD, f.c_str(), 04700, 0)); }) == EPERM);
-    CHECK(in_child(p, [&] { return result(::syscall(452 /* fchmodat2 */, AT_FDCWD, f.c_str(), 04700, 0)); }) ==
-          EPERM);
+    CHECK(in_child(p, [&] { return result(::syscall(452 /* fchmodat2 */, AT_FDCWD, f.c_str(), 04700, 0)); }) == EPERM);
     CHECK(in_child(p, [&] { return result(::open(dir.file("suid").c_str(), O_CREAT | O_WRONLY, 04755)); }) == EPERM);
     CHECK(in_child(p, [&] { return result(::creat(dir.file("suid").c_str(), 02755)); }) == EPERM);
     CHECK(in_child(p, [&] { return result(::open(dir.path.c_str(), O_TMPFILE | O_WRONLY, 04755)); }) == EPERM);
@@ -603,8 +610,9 @@ TEST_CASE("seccomp: allow lists through the zygote (base, gate, tail)") {
     // In the set-up's window the calls work; after the tail they answer as the whole filter.
     CHECK(in_zygote_child(s, setresuid_self, setresuid_self) == EPERM);
     CHECK(in_zygote_child(s, prctl_get, prctl_get) == EPERM);
-    CHECK(in_zygote_child(s, [] { return result(::syscall(SYS_umask, 022)); },
-                          [] { return result(::syscall(SYS_umask, 022)); }) == EPERM);
+    CHECK(in_zygote_child(
+              s, [] { return result(::syscall(SYS_umask, 022)); }, [] { return result(::syscall(SYS_umask, 022)); }) ==
+          EPERM);
     CHECK(in_zygote_child(s, ok, mount_any) == EPERM);
     CHECK(in_zygote_child(s, ok, mincore_self) == EPERM);
     CHECK(in_zygote_child(s, ok, [] { return result(::getpid()); }) == 0);
@@ -685,7 +693,8 @@ TEST_CASE("config: the default address families and the Landlock keys") {
   CHECK(dflt.restrict_abstract_sockets);
   CHECK(dflt.restrict_signals);
   CHECK(sandbox_of("restrict_address_families = []\n").seccomp.restrict_address_families.empty());
-  CHECK(sandbox_of("restrict_address_families = [\"~AF_PACKET\"]\n").seccomp.restrict_address_families == V{"~AF_PACKET"});
+  CHECK(sandbox_of("restrict_address_families = [\"~AF_PACKET\"]\n").seccomp.restrict_address_families ==
+        V{"~AF_PACKET"});
   // socketcall() would hide the family: the default gives way instead of failing the service.
   CHECK(sandbox_of("system_call_architectures = [\"native\", \"x86\"]\n").seccomp.restrict_address_families.empty());
   auto off = sandbox_of("restrict_abstract_sockets = false\nrestrict_signals = false\n");

@@ -114,15 +114,14 @@ TEST_CASE("sink: syslog targets, every facility and level, default level info", 
   CHECK(a->to_string() == "syslog:authpriv.warning");
 
   const std::pair<const char*, int> facilities[] = {
-      {"daemon", LOG_DAEMON}, {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV},
-      {"user", LOG_USER},     {"mail", LOG_MAIL},     {"lpr", LOG_LPR},
-      {"news", LOG_NEWS},     {"uucp", LOG_UUCP},     {"ftp", LOG_FTP},
-      {"cron", LOG_CRON},     {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},
-      {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
-      {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
-  const std::pair<const char*, int> levels[] = {
-      {"emerg", LOG_EMERG},     {"alert", LOG_ALERT},   {"crit", LOG_CRIT}, {"err", LOG_ERR},
-      {"warning", LOG_WARNING}, {"notice", LOG_NOTICE}, {"info", LOG_INFO}, {"debug", LOG_DEBUG}};
+      {"daemon", LOG_DAEMON}, {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"user", LOG_USER},
+      {"mail", LOG_MAIL},     {"lpr", LOG_LPR},       {"news", LOG_NEWS},         {"uucp", LOG_UUCP},
+      {"ftp", LOG_FTP},       {"cron", LOG_CRON},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
+      {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},     {"local5", LOG_LOCAL5},
+      {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+  const std::pair<const char*, int> levels[] = {{"emerg", LOG_EMERG}, {"alert", LOG_ALERT},     {"crit", LOG_CRIT},
+                                                {"err", LOG_ERR},     {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
+                                                {"info", LOG_INFO},   {"debug", LOG_DEBUG}};
   for (auto [fname, fval] : facilities)
     for (auto [lname, lval] : levels) {
       std::string target = std::string("syslog:") + fname + "." + lname;

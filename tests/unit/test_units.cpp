@@ -28,9 +28,9 @@ units::ParseError size_error(std::string_view s) {
 
 std::string problems_of(const std::string& service_lines) {
   config::Problems p;
-  auto svc = config::parse_service("[socket]\nlisten = [\"127.0.0.1:14001\"]\n[service]\nexec = [\"/bin/true\"]\n" +
-                                       service_lines,
-                                   "u.toml", "u", p);
+  auto svc = config::parse_service(
+      "[socket]\nlisten = [\"127.0.0.1:14001\"]\n[service]\nexec = [\"/bin/true\"]\n" + service_lines, "u.toml", "u",
+      p);
   std::string s;
   for (const auto& x : p.list()) s += x.to_string() + "\n";
   if (svc) CHECK(p.empty());
@@ -99,7 +99,8 @@ TEST_CASE("units: a too-long duration is a config error with its position and ke
   // An integer is seconds: bounded the same way (seconds * 1000 wrapped int64 before).
   CHECK_THAT(problems_of("runtime_max = 9223372036854775\n"),
              Contains("u.toml:5:15: service.runtime_max: duration 9223372036854775 is too long"));
-  CHECK_THAT(problems_of("runtime_max = 3153600001\n"), Contains("service.runtime_max: duration 3153600001 is too long"));
+  CHECK_THAT(problems_of("runtime_max = 3153600001\n"),
+             Contains("service.runtime_max: duration 3153600001 is too long"));
   // A limit, in a sub-table.
   CHECK_THAT(problems_of("[service.limits]\ncpu = \"36501d\"\nfsize = \"16777216T\"\n"),
              Contains("u.toml:6:7: service.limits.cpu: value \"36501d\" is too large") &&

@@ -17,9 +17,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "config/config.hpp"
 #include "xinetd/addr.hpp"
@@ -57,8 +57,7 @@ std::string all_warnings(const xinetd::Result& r) {
 const xinetd::Warning* find_warning(const xinetd::Result& r, const std::string& file, uint32_t line,
                                     const std::string& attribute, const std::string& text = "") {
   for (const auto& w : r.warnings)
-    if (w.file == file && w.line == line && w.attribute == attribute &&
-        w.message.find(text) != std::string::npos)
+    if (w.file == file && w.line == line && w.attribute == attribute && w.message.find(text) != std::string::npos)
       return &w;
   return nullptr;
 }
@@ -140,8 +139,7 @@ TEST_CASE("xinetd: the fixture tree converts byte for byte", "[xinetd]") {
   // services.
   std::vector<std::string> order;
   for (const auto& s : r.services) order.push_back(s.name);
-  CHECK(order ==
-        std::vector<std::string>{"echo-stream", "echo-dgram", "ftp", "tftp", "webproxy", "git"});
+  CHECK(order == std::vector<std::string>{"echo-stream", "echo-dgram", "ftp", "tftp", "webproxy", "git"});
 
   // Skipped by includedir, each with a warning on the includedir line.
   const std::string main = dir + "/xinetd.conf";
@@ -158,8 +156,7 @@ TEST_CASE("xinetd: the fixture tree converts byte for byte", "[xinetd]") {
   CHECK_FALSE(find_service(r, "tftp")->disabled);
   CHECK(find_warning(r, main, 25, "user", "probable inline comment \"# unprivileged\""));
   CHECK(find_warning(r, main, 25, "user", "expects 1 value but 3 were given"));
-  CHECK(find_warning(r, dir + "/xinetd.d/tftp", 10, "server_args",
-                     "probable inline comment \"# chroot dir\""));
+  CHECK(find_warning(r, dir + "/xinetd.d/tftp", 10, "server_args", "probable inline comment \"# chroot dir\""));
 
   // Origins: the service line, and each key's attribute line (0 for values from defaults{}).
   const auto* tftp = find_service(r, "tftp");
@@ -185,8 +182,7 @@ TEST_CASE("xinetd: warnings name file, line and attribute", "[xinetd]") {
   }
   SECTION("a single-value attribute given several values is ignored") {
     auto r = with("\tnice = 5 # be nice\n");
-    CHECK(find_warning(r, "t.conf", 9, "nice",
-                       "expects 1 value but 4 were given: xinetd ignores the attribute"));
+    CHECK(find_warning(r, "t.conf", 9, "nice", "expects 1 value but 4 were given: xinetd ignores the attribute"));
     CHECK_THAT(r.services.at(0).toml, !Contains("nice"));
   }
   SECTION("no blank before the operator drops the service") {
@@ -231,8 +227,7 @@ TEST_CASE("xinetd: warnings name file, line and attribute", "[xinetd]") {
   }
   SECTION("a bad flag disables the service, as in xinetd") {
     auto r = with("\tflags = IPv4 # v4 only\n");
-    CHECK(find_warning(r, "t.conf", 9, "flags",
-                       "bad service flag \"#\": xinetd disables the service"));
+    CHECK(find_warning(r, "t.conf", 9, "flags", "bad service flag \"#\": xinetd disables the service"));
     REQUIRE(r.services.size() == 1);
     CHECK(r.services[0].disabled);
     CHECK_THAT(r.services[0].toml, Contains("disabled = true"));
@@ -381,8 +376,7 @@ TEST_CASE("xinetd: warnings name file, line and attribute", "[xinetd]") {
     auto r = convert(
         "defaults\n{\n\tserver = /bin/sh\n\tdisabled = a\n\tenabled = a b ghost\n}\n"
         "defaults\n{\n\tinstances = 5\n}\n" +
-        replace_all(kHead, "service x", "service a") + "}\n" +
-        replace_all(kHead, "service x", "service b") + "}\n");
+        replace_all(kHead, "service x", "service a") + "}\n" + replace_all(kHead, "service x", "service b") + "}\n");
     CHECK(find_warning(r, "t.conf", 3, "server", "not allowed in the defaults section"));
     CHECK(find_warning(r, "t.conf", 7, "defaults", "only one defaults section per file"));
     CHECK(find_warning(r, "t.conf", 1, "enabled", "\"ghost\" names no converted service"));
@@ -392,8 +386,7 @@ TEST_CASE("xinetd: warnings name file, line and attribute", "[xinetd]") {
     CHECK_THAT(r.services[0].toml, Contains("# listed in the defaults' disabled list"));
   }
   SECTION("a bad line in defaults: the lines before it stay") {
-    auto r = convert("defaults\n{\n\tinstances = 7\n\tper_source=3\n\tcps = 5 5\n}\n" +
-                     std::string(kHead) + "}\n");
+    auto r = convert("defaults\n{\n\tinstances = 7\n\tper_source=3\n\tcps = 5 5\n}\n" + std::string(kHead) + "}\n");
     CHECK(find_warning(r, "t.conf", 4, "per_source", "the lines before it stay in force"));
     CHECK_THAT(r.services.at(0).toml, Contains("max_connections = 7\n"));
     CHECK_THAT(r.services.at(0).toml, !Contains("max_connection_rate"));
@@ -443,8 +436,7 @@ TEST_CASE("xinetd: includes, loops and unreadable files", "[xinetd]") {
   CHECK_THAT(big.errors[0], Contains("larger than"));
 
   // Nesting deeper than the bound.
-  for (int i = 0; i < 12; ++i)
-    std::ofstream(dir / ("n" + std::to_string(i))) << "include n" << i + 1 << "\n";
+  for (int i = 0; i < 12; ++i) std::ofstream(dir / ("n" + std::to_string(i))) << "include n" << i + 1 << "\n";
   auto deep = xinetd::convert_file((dir / "n0").string());
   CHECK_THAT(all_warnings(deep), Contains("nest deeper than 8"));
 
@@ -481,10 +473,9 @@ TEST_CASE("xinetd: address forms", "[xinetd]") {
   CHECK(std::find(local.cidrs.begin(), local.cidrs.end(), "127.0.0.1/32") != local.cidrs.end());
 
   // Through a service: defaults += and a service's own = / += / -=.
-  auto r =
-      convert("defaults\n{\n\tonly_from = 10.0.0.0/8\n\tonly_from += 127.0.0.1\n}\n" +
-              std::string(kHead) + "\tonly_from += 192.168.0.0\n\tonly_from -= 127.0.0.1\n}\n" +
-              replace_all(kHead, "service x", "service y") + "\tonly_from = ::1\n}\n");
+  auto r = convert("defaults\n{\n\tonly_from = 10.0.0.0/8\n\tonly_from += 127.0.0.1\n}\n" + std::string(kHead) +
+                   "\tonly_from += 192.168.0.0\n\tonly_from -= 127.0.0.1\n}\n" +
+                   replace_all(kHead, "service x", "service y") + "\tonly_from = ::1\n}\n");
   REQUIRE(r.services.size() == 2);
   CHECK_THAT(r.services[0].toml, Contains(R"(allow = ["10.0.0.0/8", "192.168.0.0/16"])"));
   CHECK_THAT(r.services[1].toml, Contains(R"(allow = ["::1/128"])"));
@@ -501,8 +492,7 @@ TEST_CASE("xinetd: instances, per_source and cps", "[xinetd]") {
                          "superd defers accepting instead\n"));
   CHECK(find_warning(r, "t.conf", 11, "cps", "the second value (10 s"));
   auto n = with("\tinstances = 30\n\tper_source = 4\n");
-  CHECK_THAT(n.services.at(0).toml,
-             Contains("max_connections = 30\nmax_connections_per_source = 4\n"));
+  CHECK_THAT(n.services.at(0).toml, Contains("max_connections = 30\nmax_connections_per_source = 4\n"));
   // No cps: no rate limit (xinetd's implicit 50 10 is not added).
   CHECK_THAT(n.services.at(0).toml, !Contains("max_connection_rate"));
   check_parses(r.services.at(0));
@@ -521,14 +511,12 @@ TEST_CASE("xinetd: identity, environment and limits", "[xinetd]") {
   CHECK_THAT(t, Contains(R"(environment = ["A=1", "B=x=y"])"));
   CHECK_THAT(t, Contains(R"(pass_environment = ["PATH"])"));
   CHECK_THAT(t, Contains(R"(umask = "0027")"));
-  CHECK_THAT(t,
-             Contains(R"(limits = { as = "infinity", data = 4096, nofile = 2048, stack = "8M" })"));
+  CHECK_THAT(t, Contains(R"(limits = { as = "infinity", data = 4096, nofile = 2048, stack = "8M" })"));
   CHECK_THAT(t, Contains(R"(log_target = "syslog:authpriv")"));
   CHECK_THAT(t, Contains(R"(log_on_success = ["PID", "HOST", "USERID", "EXIT", "DURATION"])"));
   check_parses(r.services.at(0));
   auto root = convert(replace_all(kHead, "nobody", "root") + "}\n");
-  CHECK_THAT(root.services.at(0).toml,
-             Contains("# runs as root without a sandbox, as under xinetd"));
+  CHECK_THAT(root.services.at(0).toml, Contains("# runs as root without a sandbox, as under xinetd"));
   // NAMEINARGS: exec[0] is "@path", argv from server_args.
   auto nia = with("\tserver_args = tcpd-name -x\n\tflags = NAMEINARGS\n");
   CHECK_THAT(nia.services.at(0).toml, Contains(R"(exec = ["@/bin/cat", "tcpd-name", "-x"])"));
@@ -567,8 +555,8 @@ TEST_CASE("xinetd: dynamic_user = yes, superd's extension, in a service or in de
   REQUIRE(svc);
   CHECK(svc->service.dynamic_user);
   // In defaults{} it applies to every service, even one without a user (xinetd would refuse it).
-  auto d = convert("defaults\n{\n\tdynamic_user = yes\n}\n" + replace_all(kHead, "\tuser        = nobody\n", "") +
-                   "}\n");
+  auto d =
+      convert("defaults\n{\n\tdynamic_user = yes\n}\n" + replace_all(kHead, "\tuser        = nobody\n", "") + "}\n");
   INFO(all_warnings(d));
   REQUIRE(d.services.size() == 1);
   CHECK_FALSE(d.services.at(0).disabled);
@@ -578,10 +566,9 @@ TEST_CASE("xinetd: dynamic_user = yes, superd's extension, in a service or in de
 }
 
 TEST_CASE("xinetd: banners and access times, from the service or from defaults", "[xinetd]") {
-  auto r = convert("defaults\n{\n\tbanner = /etc/hostname\n\tbanner_fail = /etc/hostname\n}\n" +
-                   std::string(kHead) +
-                   "\tbanner_success = /etc/hostname\n\tbanner_fail = /etc/passwd\n" +
-                   "\taccess_times = 7:05-9:00\n}\n");
+  auto r =
+      convert("defaults\n{\n\tbanner = /etc/hostname\n\tbanner_fail = /etc/hostname\n}\n" + std::string(kHead) +
+              "\tbanner_success = /etc/hostname\n\tbanner_fail = /etc/passwd\n" + "\taccess_times = 7:05-9:00\n}\n");
   INFO(all_warnings(r));
   const auto& t = r.services.at(0).toml;
   CHECK_THAT(t, Contains("access_times = [\"07:05-09:00\"]\nbanner = \"/etc/hostname\"\n"
@@ -595,14 +582,12 @@ TEST_CASE("xinetd: listen addresses from flags, bind and v6only", "[xinetd]") {
   auto listen = [](const std::string& extra) { return with(extra).services.at(0).toml; };
   CHECK_THAT(listen(""), Contains("listen = [\"7777\"]"));
   CHECK_THAT(listen("\tflags = IPv4\n"), Contains(R"(listen = ["0.0.0.0:7777"])"));
-  CHECK_THAT(listen("\tflags = IPv6\n"),
-             Contains("listen = [\"[::]:7777\"]\nbind_ipv6_only = \"both\""));
+  CHECK_THAT(listen("\tflags = IPv6\n"), Contains("listen = [\"[::]:7777\"]\nbind_ipv6_only = \"both\""));
   CHECK_THAT(listen("\tflags = IPv6\n\tv6only = yes\n"), !Contains("bind_ipv6_only"));
   CHECK_THAT(listen("\tv6only = yes\n"), Contains(R"(listen = ["[::]:7777"])"));
   CHECK_THAT(listen("\tbind = ::1\n"), Contains(R"(listen = ["[::1]:7777"])"));
   CHECK_THAT(listen("\tbind = 127.0.0.1\n"), Contains(R"(listen = ["127.0.0.1:7777"])"));
-  CHECK_THAT(listen("\tflags = NODELAY KEEPALIVE\n"),
-             Contains("no_delay = true\nkeep_alive = true"));
+  CHECK_THAT(listen("\tflags = NODELAY KEEPALIVE\n"), Contains("no_delay = true\nkeep_alive = true"));
   CHECK_THAT(listen("\twait = yes\n"),
              !Contains("accept = false"));  // a second wait is ignored: already set
 }
@@ -685,8 +670,10 @@ std::optional<std::string> convert_bounded(const std::string& path, std::chrono:
     if (::poll(&pf, 1, static_cast<int>(left.count())) <= 0) continue;
     char buf[4096];
     ssize_t n = ::read(p[0], buf, sizeof buf);
-    if (n <= 0) done = true;
-    else out.append(buf, static_cast<size_t>(n));
+    if (n <= 0)
+      done = true;
+    else
+      out.append(buf, static_cast<size_t>(n));
   }
   ::close(p[0]);
   if (!done) ::kill(pid, SIGKILL);

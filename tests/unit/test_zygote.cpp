@@ -64,7 +64,8 @@ struct Scratch {
 // A dynamic-user service with the default sandbox (so it spawns through a zygote).
 spawn::ServicePlan plan_for(const Scratch& s, const std::string& service_keys) {
   config::Problems p;
-  auto svc = config::parse_service("[socket]\nlisten = [\"127.0.0.1:7001\"]\n[service]\n" + service_keys, "z.toml", "z", p);
+  auto svc =
+      config::parse_service("[socket]\nlisten = [\"127.0.0.1:7001\"]\n[service]\n" + service_keys, "z.toml", "z", p);
   std::string problems;
   for (const auto& x : p.list()) problems += x.to_string() + "\n";
   INFO(problems);
@@ -222,8 +223,8 @@ TEST_CASE("a step that fails in the instance comes back as its {step, errno} rec
   auto missing_program = plan_for(s, "exec = [\"/bin/true\"]\n");
   missing_program.path = (s.root / "no-such-program").string();
   check_failure(std::move(missing_program), spawn::Step::exec, ENOENT);
-  auto missing_dir = plan_for(s, "exec = [\"/bin/true\"]\nworking_directory = \"" + (s.root / "no-such-dir").string() +
-                                     "\"\n");
+  auto missing_dir =
+      plan_for(s, "exec = [\"/bin/true\"]\nworking_directory = \"" + (s.root / "no-such-dir").string() + "\"\n");
   check_failure(std::move(missing_dir), spawn::Step::chdir, ENOENT);
 }
 
@@ -262,7 +263,7 @@ TEST_CASE("a zygote whose set-up fails names the step; a zygote that is gone is 
   REQUIRE(z);
   REQUIRE(::kill(z->pid(), SIGKILL) == 0);  // ours: started just above
   pollfd pf{z->socket(), POLLIN, 0};
-  REQUIRE(::poll(&pf, 1, kWaitMs) == 1);    // the peer's end closes with it
+  REQUIRE(::poll(&pf, 1, kWaitMs) == 1);  // the peer's end closes with it
   CHECK((pf.revents & POLLHUP));
   Conn c;
   auto ip = instance(plan, c, 89054, 21);
