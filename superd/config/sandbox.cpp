@@ -158,6 +158,13 @@ void check_syscall_filter(TableReader& r, const seccomp::Settings& sc) {
 
 }  // namespace
 
+// protect_system / protect_home take a word or a boolean: either, as the word to compare.
+std::string word_or_bool(const toml::node& n) {
+  if (n.is_string()) return *n.value<std::string>();
+  if (n.is_boolean()) return *n.value<bool>() ? "true" : "false";
+  return "?";
+}
+
 void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
   SandboxConfig& sb = svc.sandbox;
   r.read_bool("sandbox", sb.enabled);
@@ -175,9 +182,7 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
     sb.restrict_signals = false;
   }
   if (auto* n = r.get("protect_system")) {
-    std::string v = n->is_string()    ? *n->value<std::string>()
-                    : n->is_boolean() ? (*n->value<bool>() ? "true" : "false")
-                                      : "?";
+    std::string v = word_or_bool(*n);
     if (v == "strict")
       sb.protect_system = ProtectSystem::strict;
     else if (v == "full")
@@ -190,9 +195,7 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
       r.bad(*n, "protect_system", "expected \"strict\", \"full\", true or false");
   }
   if (auto* n = r.get("protect_home")) {
-    std::string v = n->is_string()    ? *n->value<std::string>()
-                    : n->is_boolean() ? (*n->value<bool>() ? "true" : "false")
-                                      : "?";
+    std::string v = word_or_bool(*n);
     if (v == "read-only")
       sb.protect_home = ProtectHome::read_only;
     else if (v == "tmpfs")
