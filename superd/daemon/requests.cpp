@@ -39,7 +39,7 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
     if (fds.size() != 3) return reply_error("run needs stdin, stdout and stderr");
     try {
       handle_run(conn, req, std::move(fds));
-    } catch (const std::exception& e) {
+    } catch (const nlohmann::json::exception& e) {  // a field of the wrong type: the peer's error
       reply_error(e.what());
     }
     return;
@@ -147,8 +147,9 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   }
   // The config must live as long as the instance: the Service owns it.
   auto holder = std::make_shared<config::Service>(std::move(*svc_cfg));
-  auto owned = std::make_unique<Service>(holder, spawn::make_service_plan(*holder, roots_, environ, host_limits_),
-                                         admission::Policy({}, {}, {}));
+  auto service_plan = spawn::make_service_plan(*holder, roots_, environ, host_limits_);
+  if (!service_plan) return reply({{"error", service_plan.error()}});
+  auto owned = std::make_unique<Service>(holder, std::move(*service_plan), admission::Policy({}, {}, {}));
   const auto& sb = holder->service.sandbox;
   auto dirs = sandbox::boundary_dirs(sb, roots_);
   uid_pool::LeaseInfo info{serial, uid_pool::Leases::now_ms(), name};

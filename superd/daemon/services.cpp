@@ -74,14 +74,16 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   auto svc = std::make_unique<Service>(sc, spawn::ServicePlan{}, policy_for(sc->socket));
   if (previous && sandbox::boundary_dirs(sc->service.sandbox, roots_).empty()) previous = nullptr;
   if (spawns && !lease_group(*svc, previous)) return nullptr;
-  try {
-    std::optional<gid_t> group;
-    if (svc->group) group = svc->group->uid();
-    // A wait-mode instance starts rarely and gets the listening sockets: no zygote for it.
-    if (spawns) svc->plan = spawn::make_service_plan(*sc, roots_, environ, host_limits_, group, !wait_mode);
-  } catch (const std::exception& e) {
-    log::error("{}", e.what());
-    return nullptr;
+  std::optional<gid_t> group;
+  if (svc->group) group = svc->group->uid();
+  // A wait-mode instance starts rarely and gets the listening sockets: no zygote for it.
+  if (spawns) {
+    auto plan = spawn::make_service_plan(*sc, roots_, environ, host_limits_, group, !wait_mode);
+    if (!plan) {
+      log::error("{}", plan.error());
+      return nullptr;
+    }
+    svc->plan = std::move(*plan);
   }
   if (auto w = sandbox::landlock::warning_once(svc->plan.landlock_missing)) log::warning("{}", *w);
   svc->wait_mode = wait_mode;

@@ -115,8 +115,8 @@ HostLimits raise_nofile_limit() noexcept {
   return host;
 }
 
-ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
-                              const HostLimits& host, std::optional<gid_t> shared_group, bool use_zygote) {
+Result<ServicePlan> make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
+                                      const HostLimits& host, std::optional<gid_t> shared_group, bool use_zygote) {
   ServicePlan p;
   const auto& s = svc.service;
   const auto& sb = s.sandbox;
@@ -209,19 +209,22 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
       p.zygote_clone_flags = CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID |
                              (p.clone_flags & (CLONE_NEWIPC | CLONE_NEWNET));
       auto gate = seccomp::zygote_gate(st, static_cast<uint32_t>(p.zygote_clone_flags), why);
-      if (!gate) throw std::runtime_error("service " + svc.name + ": cannot compile the syscall filter: " + why);
+      if (!gate)
+        return Result<ServicePlan>::failure("service " + svc.name + ": cannot compile the syscall filter: " + why);
       p.gate_filter = std::make_unique<seccomp::Program>(std::move(*gate));
       if (seccomp::needs_instance_tail(st)) {
         seccomp::Settings tail = st;
         tail.part = seccomp::Settings::Part::instance_tail;
         auto t = seccomp::compile(tail, why);
-        if (!t) throw std::runtime_error("service " + svc.name + ": cannot compile the syscall filter: " + why);
+        if (!t)
+          return Result<ServicePlan>::failure("service " + svc.name + ": cannot compile the syscall filter: " + why);
         p.tail_filter = std::make_unique<seccomp::Program>(std::move(*t));
       }
       st.part = seccomp::Settings::Part::zygote_base;
     }
     auto prog = seccomp::compile(st, why);
-    if (!prog) throw std::runtime_error("service " + svc.name + ": cannot compile the syscall filter: " + why);
+    if (!prog)
+      return Result<ServicePlan>::failure("service " + svc.name + ": cannot compile the syscall filter: " + why);
     p.filter = std::make_unique<seccomp::Program>(std::move(*prog));
     // The filter needs no_new_privs to be loaded by an unprivileged process.
     p.no_new_privs = true;
@@ -233,7 +236,7 @@ ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& 
     p.landlock_missing = scopes & ~p.landlock_scopes;
     if (p.landlock_scopes) p.no_new_privs = true;  // landlock_restrict_self needs it (or CAP_SYS_ADMIN)
   }
-  return p;
+  return Result<ServicePlan>(std::move(p));
 }
 
 namespace {

@@ -16,6 +16,7 @@
 #include "config/config.hpp"
 #include "sandbox/mounts.hpp"
 #include "sandbox/seccomp.hpp"
+#include "util/result.hpp"
 
 namespace superd::spawn {
 
@@ -105,13 +106,13 @@ struct HostLimits {
   std::optional<rlimit> original_nofile;
 };
 
-// Throws std::runtime_error on a sandbox that cannot be prepared (bad syscall filter).
+// The plan, or why it cannot be built (a syscall filter that does not compile).
 // `host`: from raise_nofile_limit(). `shared_group`: the service's shared-directory group
 // (sandbox/dirs.hpp), leased by the daemon: the instances' supplementary group, and umask 0007
 // unless the service sets its own. `use_zygote`: the daemon may spawn this service through zygotes.
-ServicePlan make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
-                              const HostLimits& host, std::optional<gid_t> shared_group = std::nullopt,
-                              bool use_zygote = false);
+Result<ServicePlan> make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
+                                      const HostLimits& host, std::optional<gid_t> shared_group = std::nullopt,
+                                      bool use_zygote = false);
 // Drops every capability the plan does not keep from this process's bounding set; false with
 // errno set on failure. Allocation-free: the child checklist and the zygote both call it.
 bool drop_bounding_set(const ServicePlan& plan) noexcept;

@@ -39,7 +39,9 @@ config::Service parse(const std::string& service_keys,
 
 spawn::ServicePlan plan_of(const config::Service& svc, const spawn::HostLimits& host = {},
                            std::optional<gid_t> group = std::nullopt, bool use_zygote = false, char** env = nullptr) {
-  return spawn::make_service_plan(svc, kRoots, env, host, group, use_zygote);
+  auto plan = spawn::make_service_plan(svc, kRoots, env, host, group, use_zygote);
+  REQUIRE(plan);
+  return std::move(*plan);
 }
 
 std::optional<rlim_t> limit_of(const spawn::ServicePlan& p, int resource) {

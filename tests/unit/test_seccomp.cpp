@@ -657,7 +657,9 @@ TEST_CASE("plan: allow-list services spawn through the zygote") {
                                              "s.toml", "s", p);
     REQUIRE(svc);
     superd::sandbox::Roots roots{"/run", "/var/lib", "/var/cache", "/var/log"};
-    return superd::spawn::make_service_plan(*svc, roots, nullptr, {}, std::nullopt, true);
+    auto plan = superd::spawn::make_service_plan(*svc, roots, nullptr, {}, std::nullopt, true);
+    REQUIRE(plan);
+    return std::move(*plan);
   };
   auto ss = plan_for("system_call_filter = [\"@system-service\"]\n");
   CHECK(ss.use_zygote);

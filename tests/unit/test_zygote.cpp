@@ -70,7 +70,9 @@ spawn::ServicePlan plan_for(const Scratch& s, const std::string& service_keys) {
   for (const auto& x : p.list()) problems += x.to_string() + "\n";
   INFO(problems);
   REQUIRE(svc);
-  auto plan = spawn::make_service_plan(*svc, s.roots, nullptr, {}, std::nullopt, true);
+  auto built = spawn::make_service_plan(*svc, s.roots, nullptr, {}, std::nullopt, true);
+  REQUIRE(built);
+  auto plan = std::move(*built);
   REQUIRE(plan.use_zygote);
   return plan;
 }
