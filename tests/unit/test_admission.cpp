@@ -3,32 +3,17 @@
 
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include "admission/admission.hpp"
 
 using namespace superd;
 
 namespace {
-sockaddr_storage v4(const char* ip) {
-  sockaddr_storage ss{};
-  auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-  in->sin_family = AF_INET;
-  inet_pton(AF_INET, ip, &in->sin_addr);
-  return ss;
-}
-sockaddr_storage v6(const char* ip) {
-  sockaddr_storage ss{};
-  auto* in = reinterpret_cast<sockaddr_in6*>(&ss);
-  in->sin6_family = AF_INET6;
-  inet_pton(AF_INET6, ip, &in->sin6_addr);
-  return ss;
-}
-net::Cidr cidr(const char* s) {
-  std::string why;
-  return *net::parse_cidr(s, why);
-}
-const sockaddr* sa(const sockaddr_storage& s) {
-  return reinterpret_cast<const sockaddr*>(&s);
-}
+using superd::test::cidr;
+using superd::test::sa;
+using superd::test::v4;
+using superd::test::v6;
 }  // namespace
 
 TEST_CASE("allow and deny lists; deny wins; v4-mapped peers match IPv4 ranges") {

@@ -3,6 +3,8 @@
 // cgroup v2 detection from fake /proc files, and the config keys for the bounds.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,17 +33,8 @@ std::vector<std::string> per_instance_ops(const sandbox::MountPlan& p) {
   return out;
 }
 
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    char tmpl[] = "/srv/superd-unit-XXXXXX";
-    fs::create_directories("/srv");
-    path = ::mkdtemp(tmpl);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct ScratchDir : superd::test::ScratchDir {
+  ScratchDir() : superd::test::ScratchDir("superd-unit") {}
 };
 }  // namespace
 

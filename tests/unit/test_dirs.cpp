@@ -2,6 +2,8 @@
 // scratch tree (the two owner lookups differ: lstat and any owner, or stat and not root).
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,18 +18,8 @@ namespace fs = std::filesystem;
 using sandbox::OwnerLookup;
 
 namespace {
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    fs::create_directories("/srv");
-    char tmpl[] = "/srv/ut-dirs-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct ScratchDir : superd::test::ScratchDir {
+  ScratchDir() : superd::test::ScratchDir("ut-dirs") {}
 };
 }  // namespace
 

@@ -20,6 +20,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
+
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +30,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include "support.hpp"
 
 #include "inloop/inloop.hpp"
 
@@ -38,6 +40,9 @@ namespace asio = boost::asio;
 using Socket = asio::generic::stream_protocol::socket;
 
 namespace {
+using superd::test::sa;
+using superd::test::v4;
+using superd::test::v6;
 
 // Runs `io` until `pred()` holds or `limit` passes; false on timeout.
 template <class Pred>
@@ -130,26 +135,6 @@ std::string chargen_stream(size_t bytes) {
   for (size_t n = 0; s.size() < bytes; ++n) s += inloop::chargen_line(n);
   s.resize(bytes);
   return s;
-}
-
-sockaddr_storage v4(const char* ip, uint16_t port) {
-  sockaddr_storage ss{};
-  auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-  in->sin_family = AF_INET;
-  in->sin_port = htons(port);
-  REQUIRE(inet_pton(AF_INET, ip, &in->sin_addr) == 1);
-  return ss;
-}
-sockaddr_storage v6(const char* ip, uint16_t port) {
-  sockaddr_storage ss{};
-  auto* in = reinterpret_cast<sockaddr_in6*>(&ss);
-  in->sin6_family = AF_INET6;
-  in->sin6_port = htons(port);
-  REQUIRE(inet_pton(AF_INET6, ip, &in->sin6_addr) == 1);
-  return ss;
-}
-const sockaddr* sa(const sockaddr_storage& s) {
-  return reinterpret_cast<const sockaddr*>(&s);
 }
 
 int open_fd_count() {

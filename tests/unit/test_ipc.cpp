@@ -7,6 +7,8 @@
 // die with the namespace whatever happens to the test.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/ipc.h>
@@ -69,22 +71,15 @@ std::string shm_row(int id, Owners o, unsigned long size = 4096, unsigned cpid =
 
 // A scratch directory (/srv/ut-XXXXXX) with sysvipc/{msg,sem,shm}, shm/ and mqueue/ inside.
 struct Scratch {
-  fs::path root;
+  superd::test::ScratchDir dir_{"ut"};
+  fs::path root = dir_.path;
   ipc::Roots roots;
   Scratch() {
-    char tmpl[] = "/srv/ut-XXXXXX";
-    fs::create_directories("/srv");
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    root = tmpl;
     for (const char* d : {"sysvipc", "shm", "mqueue"}) fs::create_directories(root / d);
     roots.sysvipc = (root / "sysvipc").string();
     roots.dev_shm = (root / "shm").string();
     roots.mqueue = (root / "mqueue").string();
     sysv({}, {}, {});
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
   }
   void sysv(const std::vector<std::string>& msg, const std::vector<std::string>& sem,
             const std::vector<std::string>& shm) {

@@ -3,6 +3,8 @@
 // one with objects left is quarantined before its lease drops).
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,18 +26,9 @@ constexpr uint32_t kFirst = 89100, kLast = 89103;
 
 // A scratch runtime dir outside /tmp, removed with the fixture.
 struct Scratch {
-  fs::path root;
-  Scratch() {
-    fs::create_directories("/srv");
-    char tmpl[] = "/srv/ut-lease-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl));
-    root = tmpl;
-    fs::create_directories(root / "superd" / "dynamic-uid");
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
+  superd::test::ScratchDir dir_{"ut-lease"};
+  fs::path root = dir_.path;
+  Scratch() { fs::create_directories(root / "superd" / "dynamic-uid"); }
   std::string dir() const { return (root / "superd" / "dynamic-uid").string(); }
 };
 
@@ -55,6 +48,16 @@ struct Books {
     return std::nullopt;
   }
 };
+
+// IPC roots where only a /dev/shm (the scratch's shm/) has anything in it.
+superd::ipc::Roots shm_only_roots(const fs::path& root) {
+  fs::create_directories(root / "shm");
+  superd::ipc::Roots roots;
+  roots.sysvipc = (root / "no-sysvipc").string();
+  roots.dev_shm = (root / "shm").string();
+  roots.mqueue = (root / "no-mqueue").string();
+  return roots;
+}
 
 up::LeaseInfo info(uint64_t serial, const char* service = "svc") {
   return {serial, 1234, service};
@@ -171,11 +174,7 @@ TEST_CASE("orphans of a previous daemon stay blocked and recorded until swept", 
 TEST_CASE("the cleanup batch returns UIDs only after their IPC is gone, and quarantines the rest", "[lease][cleanup]") {
   Books b;
   fs::path shm = b.scratch.root / "shm";
-  fs::create_directories(shm);
-  superd::ipc::Roots roots;
-  roots.sysvipc = (b.scratch.root / "no-sysvipc").string();
-  roots.dev_shm = shm.string();
-  roots.mqueue = (b.scratch.root / "no-mqueue").string();
+  superd::ipc::Roots roots = shm_only_roots(b.scratch.root);
 
   auto clean = b.leases.acquire(info(1));
   auto dirty = b.leases.acquire(info(2));
@@ -215,11 +214,7 @@ TEST_CASE("the cleanup batch returns UIDs only after their IPC is gone, and quar
 TEST_CASE("a batch of instances that all had a private /dev/shm does not look at the host's", "[lease][cleanup]") {
   Books b;
   fs::path shm = b.scratch.root / "shm";
-  fs::create_directories(shm);
-  superd::ipc::Roots roots;
-  roots.sysvipc = (b.scratch.root / "no-sysvipc").string();
-  roots.dev_shm = shm.string();
-  roots.mqueue = (b.scratch.root / "no-mqueue").string();
+  superd::ipc::Roots roots = shm_only_roots(b.scratch.root);
   auto lease = b.leases.acquire(info(1));
   REQUIRE(lease);
   fs::path file = shm / "host-file";

@@ -5,6 +5,8 @@
 // reset rather than read, and UIDs outside the range write nothing.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -33,18 +35,12 @@ constexpr size_t kHeader = 64;  // one slot-sized header block before the slots
 
 // <root>/superd/dynamic-uid, as the daemon lays it out: the names file lands in <root>/superd.
 struct Scratch {
-  fs::path root, dir;
+  superd::test::ScratchDir dir_{"ut"};
+  fs::path root = dir_.path;
+  fs::path dir;
   Scratch() {
-    char tmpl[] = "/srv/ut-XXXXXX";
-    fs::create_directories("/srv");
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    root = tmpl;
     dir = root / "superd" / "dynamic-uid";
     fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
   }
   std::string table() const { return (dir / "leases").string(); }
   std::string names() const { return (root / "superd" / "names").string(); }

@@ -5,6 +5,8 @@
 // binds, superd's own directory hidden last), so any reordering must show up here.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -89,18 +91,8 @@ std::string snapshot(const sandbox::MountPlan& p, const std::string& scratch = "
   return scratch.empty() ? out : replace_all(out, scratch, "$S");
 }
 
-struct ScratchDir {
-  fs::path path;
-  ScratchDir() {
-    fs::create_directories("/srv");
-    char tmpl[] = "/srv/ut-mounts-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct ScratchDir : superd::test::ScratchDir {
+  ScratchDir() : superd::test::ScratchDir("ut-mounts") {}
 };
 
 // Trailing slash on logs: join() must not double it.

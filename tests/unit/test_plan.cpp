@@ -3,6 +3,8 @@
 // wait-mode and `superd run` plans put in the child's identity, environment, argv and fds.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -22,6 +24,9 @@ using namespace superd;
 using Strings = std::vector<std::string>;
 
 namespace {
+using superd::test::sa;
+using superd::test::v4;
+using superd::test::v6;
 
 const sandbox::Roots kRoots{"/run", "/var/lib", "/var/cache", "/var/log"};
 
@@ -55,24 +60,6 @@ Strings strings(const std::vector<char*>& v) {
   for (char* s : v)
     if (s) out.emplace_back(s);
   return out;
-}
-
-sockaddr_storage v4(const char* ip, uint16_t port) {
-  sockaddr_storage ss{};
-  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-  a->sin_family = AF_INET;
-  a->sin_port = htons(port);
-  REQUIRE(::inet_pton(AF_INET, ip, &a->sin_addr) == 1);
-  return ss;
-}
-
-sockaddr_storage v6(const char* ip, uint16_t port) {
-  sockaddr_storage ss{};
-  auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-  a->sin6_family = AF_INET6;
-  a->sin6_port = htons(port);
-  REQUIRE(::inet_pton(AF_INET6, ip, &a->sin6_addr) == 1);
-  return ss;
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include "admission/policy.hpp"
 
 using namespace superd;
@@ -12,20 +14,10 @@ using admission::Path;
 using Clock = admission::Policy::Clock;
 
 namespace {
-sockaddr_storage v4(const char* ip) {
-  sockaddr_storage ss{};
-  auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-  in->sin_family = AF_INET;
-  inet_pton(AF_INET, ip, &in->sin_addr);
-  return ss;
-}
-const sockaddr* sa(const sockaddr_storage& s) {
-  return reinterpret_cast<const sockaddr*>(&s);
-}
-net::Cidr cidr(const char* s) {
-  std::string why;
-  return *net::parse_cidr(s, why);
-}
+using superd::test::cidr;
+using superd::test::sa;
+using superd::test::v4;
+using superd::test::v6;
 admission::AccessTimes office() {
   std::string why;
   return *admission::AccessTimes::parse({"08:00-12:00"}, why);

@@ -7,6 +7,8 @@
 // bounded (the whole file takes well under a second). UIDs 89050-89059.
 #include <catch2/catch.hpp>
 
+#include "support.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,21 +45,14 @@ bool root() {
 
 // Scratch sandbox roots (/srv/ut-XXXXXX/{run,lib,cache,log}), removed at the end.
 struct Scratch {
-  fs::path root;
+  superd::test::ScratchDir dir_{"ut"};
+  fs::path root = dir_.path;
   sandbox::Roots roots;
   Scratch() {
-    char tmpl[] = "/srv/ut-XXXXXX";
-    fs::create_directories("/srv");
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    root = tmpl;
     fs::permissions(root, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                               fs::perms::others_read | fs::perms::others_exec);  // instances look up paths in it
     for (const char* d : {"run", "lib", "cache", "log"}) fs::create_directories(root / d);
     roots = {(root / "run").string(), (root / "lib").string(), (root / "cache").string(), (root / "log").string()};
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
   }
 };
 
