@@ -65,8 +65,6 @@ class Policy {
 
   Gate& gate() noexcept { return gate_; }
   const Gate& gate() const noexcept { return gate_; }
-  const AccessTimes& access() const noexcept { return access_; }
-  const Rate& rate() const noexcept { return spec_; }
 
  private:
   Gate gate_;

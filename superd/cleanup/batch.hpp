@@ -20,7 +20,6 @@ class Batch {
   // sweep must look there too.
   void add(uid_pool::Lease lease, bool host_shm);
   bool empty() const noexcept { return leases_.empty(); }
-  size_t size() const noexcept { return leases_.size(); }
 
   // Removes every IPC object of the batch's UIDs, quarantines the UIDs with objects left, then
   // drops the leases. Returns what could not be removed (the caller logs it once); the batch

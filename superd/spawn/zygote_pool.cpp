@@ -64,13 +64,6 @@ bool ZygotePool::backlog_full() const noexcept {
   return !slots_.empty();
 }
 
-std::vector<pid_t> ZygotePool::pids() const {
-  std::vector<pid_t> out;
-  for (const auto& z : slots_)
-    if (z->zygote) out.push_back(z->zygote->pid());
-  return out;
-}
-
 void ZygotePool::note_exit(pid_t pid, int wait_status) {
   if (!in_flight_) return;
   if (early_exits_.size() >= kMaxEarlyExits) early_exits_.erase(early_exits_.begin());

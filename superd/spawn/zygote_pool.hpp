@@ -79,8 +79,6 @@ class ZygotePool {
 
   bool backlog_full() const noexcept;  // every zygote has kMaxPendingPerZygote in flight
   size_t in_flight() const noexcept { return in_flight_; }
-  size_t size() const noexcept { return slots_.size(); }
-  std::vector<pid_t> pids() const;
 
  private:
   struct Slot;

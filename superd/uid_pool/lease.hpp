@@ -81,9 +81,6 @@ class Leases {
   void orphan_swept(uint32_t uid) noexcept;        // clean: the record goes, the UID is free
   void orphan_quarantined(uint32_t uid) noexcept;  // something survived: never reused
 
-  Pool& pool() noexcept { return pool_; }
-  const Pool& pool() const noexcept { return pool_; }
-
   static int64_t now_ms() noexcept;  // CLOCK_REALTIME in ms, for LeaseInfo::started_ms
 
  private:

@@ -37,6 +37,20 @@ namespace {
 
 constexpr int kWaitMs = 5000;
 
+// One request and its answer (the zygote's socket blocking, as start() leaves it).
+struct Answer {
+  spawn::Child child;
+  spawn::ChildError err;
+  std::error_code ec;
+  bool lost = false;
+};
+Answer round_trip(spawn::Zygote& z, const spawn::InstancePlan& ip) {
+  Answer a;
+  REQUIRE_FALSE(z.send(ip));
+  a.child = z.receive(a.err, a.ec, a.lost);
+  return a;
+}
+
 bool root() {
   if (::geteuid() == 0) return true;
   WARN("not root: a zygote needs to unshare and switch UIDs; skipped");
@@ -150,11 +164,7 @@ TEST_CASE("a zygote answers each request with its instance, in request order", "
   // A round trip: send, then the answer.
   Conn c;
   auto ip = instance(plan, c, 89050, 17);
-  spawn::ChildError err;
-  std::error_code ec;
-  REQUIRE_FALSE(z->send(ip));
-  bool lost = false;
-  spawn::Child child = z->receive(err, ec, lost);  // blocks: start() left the socket blocking
+  auto [child, err, ec, lost] = round_trip(*z, ip);  // blocks: start() left the socket blocking
   REQUIRE_FALSE(ec);
   CHECK(err.step == spawn::Step::none);
   CHECK(err.err == 0);
@@ -203,11 +213,7 @@ TEST_CASE("a step that fails in the instance comes back as its {step, errno} rec
     REQUIRE(z);
     Conn c;
     auto ip = instance(plan, c, 89053, 20);
-    spawn::ChildError err;
-    std::error_code ec;
-    REQUIRE_FALSE(z->send(ip));
-    bool lost = false;
-    spawn::Child child = z->receive(err, ec, lost);
+    auto [child, err, ec, lost] = round_trip(*z, ip);
     REQUIRE_FALSE(ec);  // the clone worked: the failure is the child's
     CHECK(err.step == step);
     CHECK(err.err == err_no);
