@@ -32,6 +32,7 @@ MODULES = {
     "spawn": (["spawn/"], ["util", "config", "sandbox", "sandbox_filters", "uid_pool"]),
     "control": (["control/"], ["util"]),
     "xinetd": (["xinetd/"], ["util", "config", "inloop"]),
+    "nss": (["nss/"], ["uid_pool"]),
     "daemon": (["daemon/"], ["*"]),
     "main": (["main.cpp"], ["*"]),
 }

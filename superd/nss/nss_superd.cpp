@@ -1,0 +1,226 @@
+// libnss_superd.so.2: passwd and group entries for superd's live dynamic UIDs, answered only from
+// the world-readable names file the daemon keeps (uid_pool/lease_table.hpp). The module never
+// talks to the daemon and takes no lock the daemon takes: each lookup opens the file, reads the
+// header and the one slot it needs with pread (no mapping, so a truncated file cannot raise
+// SIGBUS), and closes it. A slot is accepted only if its sequence number is even and the same
+// before and after the copy (the writer's seqlock), so a record being written is read whole or
+// not at all. Enumeration keeps its cursor under the module's own mutex.
+//
+// The names file is <dir>/../names, dir = $SUPERD_NSS_LEASES (secure_getenv, for tests) or
+// /run/superd/dynamic-uid. Every user has a group of the same name and number, as systemd's
+// dynamic users do.
+#include <fcntl.h>
+#include <grp.h>
+#include <nss.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "uid_pool/lease_table.hpp"
+
+namespace {
+
+using superd::uid_pool::NameRecord;
+
+struct Header {
+  char magic[8];
+  uint32_t first, size;
+  char pad[48];
+};
+constexpr char kNamesMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'N', '1'};
+constexpr const char* kGecos = "superd dynamic user";
+constexpr const char* kShell = "/usr/sbin/nologin";
+
+void names_path(char* out, size_t len) {
+  const char* dir = secure_getenv("SUPERD_NSS_LEASES");
+  if (!dir || !*dir) dir = "/run/superd/dynamic-uid";
+  std::snprintf(out, len, "%s/../names", dir);
+}
+
+// An open names file and its header; fd < 0 if missing, unreadable, short or not a names file.
+struct File {
+  int fd = -1;
+  Header h{};
+  File() {
+    char path[4096];
+    names_path(path, sizeof path);
+    fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return;
+    if (::pread(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h) || std::memcmp(h.magic, kNamesMagic, 8) != 0 ||
+        h.size == 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ~File() {
+    if (fd >= 0) ::close(fd);
+  }
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  // Slot i copied consistently; false if free, torn beyond retries, or past the file's end.
+  bool read(uint32_t i, NameRecord& out) const {
+    if (fd < 0 || i >= h.size) return false;
+    off_t off = static_cast<off_t>(sizeof(Header) + size_t(i) * sizeof(NameRecord));
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      uint32_t before = 0, after = 0;
+      if (::pread(fd, &before, sizeof before, off) != sizeof before) return false;
+      if (before & 1) continue;  // being written
+      if (::pread(fd, &out, sizeof out, off) != sizeof out) return false;
+      if (::pread(fd, &after, sizeof after, off) != sizeof after) return false;
+      if (before != after || out.seq != before) continue;
+      out.name[sizeof out.name - 1] = '\0';
+      return out.uid != 0 && out.uid == h.first + i && out.name[0] != '\0';
+    }
+    return false;
+  }
+  bool find_id(uint32_t id, NameRecord& out) const {
+    return fd >= 0 && id >= h.first && id - h.first < h.size && read(id - h.first, out);
+  }
+  // By name: "superd-UID" is found by its number; any other name by a scan of the slots.
+  bool find_name(const char* name, NameRecord& out) const {
+    if (fd < 0 || !name) return false;
+    unsigned long n = 0;
+    char tail = 0;
+    if (std::sscanf(name, "superd-%lu%c", &n, &tail) == 1 && n <= UINT32_MAX)
+      return find_id(static_cast<uint32_t>(n), out) && std::strcmp(out.name, name) == 0;
+    for (uint32_t i = 0; i < h.size; ++i)
+      if (read(i, out) && std::strcmp(out.name, name) == 0) return true;
+    return false;
+  }
+};
+
+// Copies `s` into the caller's buffer; nullptr if it does not fit.
+char* put(const char* s, char*& buf, size_t& left) {
+  size_t n = std::strlen(s) + 1;
+  if (n > left) return nullptr;
+  std::memcpy(buf, s, n);
+  char* at = buf;
+  buf += n;
+  left -= n;
+  return at;
+}
+
+nss_status fill_passwd(const NameRecord& r, passwd* pw, char* buf, size_t len, int* errnop) {
+  char* name = put(r.name, buf, len);
+  char* pass = put("x", buf, len);
+  char* gecos = put(kGecos, buf, len);
+  char* dir = put("/", buf, len);
+  char* shell = put(kShell, buf, len);
+  if (!name || !pass || !gecos || !dir || !shell) {
+    *errnop = ERANGE;
+    return NSS_STATUS_TRYAGAIN;
+  }
+  *pw = passwd{name, pass, r.uid, r.uid, gecos, dir, shell};
+  return NSS_STATUS_SUCCESS;
+}
+
+nss_status fill_group(const NameRecord& r, group* gr, char* buf, size_t len, int* errnop) {
+  // The member list: one null pointer, aligned.
+  uintptr_t misalign = reinterpret_cast<uintptr_t>(buf) % alignof(char*);
+  size_t skip = misalign ? alignof(char*) - misalign : 0;
+  if (len < skip + sizeof(char*)) {
+    *errnop = ERANGE;
+    return NSS_STATUS_TRYAGAIN;
+  }
+  char** members = reinterpret_cast<char**>(buf + skip);
+  members[0] = nullptr;
+  buf += skip + sizeof(char*);
+  len -= skip + sizeof(char*);
+  char* name = put(r.name, buf, len);
+  char* pass = put("x", buf, len);
+  if (!name || !pass) {
+    *errnop = ERANGE;
+    return NSS_STATUS_TRYAGAIN;
+  }
+  *gr = group{name, pass, r.uid, members};
+  return NSS_STATUS_SUCCESS;
+}
+
+// Enumeration cursors (glibc serialises set/get/endpwent itself; the mutex makes it certain).
+std::mutex cursor_mutex;
+uint32_t pw_cursor = 0, gr_cursor = 0;
+
+template <typename Fill, typename Entry>
+nss_status next_entry(uint32_t& cursor, Entry* e, char* buf, size_t len, int* errnop, Fill fill) {
+  std::lock_guard<std::mutex> lock(cursor_mutex);
+  File f;
+  NameRecord r{};
+  for (; f.fd >= 0 && cursor < f.h.size; ++cursor) {
+    if (!f.read(cursor, r)) continue;
+    nss_status st = fill(r, e, buf, len, errnop);
+    if (st == NSS_STATUS_SUCCESS) ++cursor;  // on ERANGE the same entry is tried again
+    return st;
+  }
+  *errnop = ENOENT;
+  return NSS_STATUS_NOTFOUND;
+}
+
+nss_status not_found(int* errnop) {
+  *errnop = ENOENT;
+  return NSS_STATUS_NOTFOUND;
+}
+
+}  // namespace
+
+extern "C" {
+
+nss_status _nss_superd_getpwuid_r(uid_t uid, passwd* pw, char* buf, size_t len, int* errnop) {
+  File f;
+  NameRecord r{};
+  if (!f.find_id(uid, r)) return not_found(errnop);
+  return fill_passwd(r, pw, buf, len, errnop);
+}
+
+nss_status _nss_superd_getpwnam_r(const char* name, passwd* pw, char* buf, size_t len, int* errnop) {
+  File f;
+  NameRecord r{};
+  if (!f.find_name(name, r)) return not_found(errnop);
+  return fill_passwd(r, pw, buf, len, errnop);
+}
+
+nss_status _nss_superd_getgrgid_r(gid_t gid, group* gr, char* buf, size_t len, int* errnop) {
+  File f;
+  NameRecord r{};
+  if (!f.find_id(gid, r)) return not_found(errnop);
+  return fill_group(r, gr, buf, len, errnop);
+}
+
+nss_status _nss_superd_getgrnam_r(const char* name, group* gr, char* buf, size_t len, int* errnop) {
+  File f;
+  NameRecord r{};
+  if (!f.find_name(name, r)) return not_found(errnop);
+  return fill_group(r, gr, buf, len, errnop);
+}
+
+nss_status _nss_superd_setpwent(int) {
+  std::lock_guard<std::mutex> lock(cursor_mutex);
+  pw_cursor = 0;
+  return NSS_STATUS_SUCCESS;
+}
+nss_status _nss_superd_endpwent() {
+  return _nss_superd_setpwent(0);
+}
+nss_status _nss_superd_getpwent_r(passwd* pw, char* buf, size_t len, int* errnop) {
+  return next_entry(pw_cursor, pw, buf, len, errnop, fill_passwd);
+}
+
+nss_status _nss_superd_setgrent(int) {
+  std::lock_guard<std::mutex> lock(cursor_mutex);
+  gr_cursor = 0;
+  return NSS_STATUS_SUCCESS;
+}
+nss_status _nss_superd_endgrent() {
+  return _nss_superd_setgrent(0);
+}
+nss_status _nss_superd_getgrent_r(group* gr, char* buf, size_t len, int* errnop) {
+  return next_entry(gr_cursor, gr, buf, len, errnop, fill_group);
+}
+
+}  // extern "C"
