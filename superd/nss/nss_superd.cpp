@@ -26,14 +26,10 @@
 
 namespace {
 
+using superd::uid_pool::kNamesMagic;
 using superd::uid_pool::NameRecord;
+using Header = superd::uid_pool::FileHeader;
 
-struct Header {
-  char magic[8];
-  uint32_t first, size;
-  char pad[48];
-};
-constexpr char kNamesMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'N', '1'};
 constexpr const char* kGecos = "superd dynamic user";
 constexpr const char* kShell = "/usr/sbin/nologin";
 
@@ -162,9 +158,16 @@ nss_status next_entry(uint32_t& cursor, Entry* e, char* buf, size_t len, int* er
   return NSS_STATUS_NOTFOUND;
 }
 
-nss_status not_found(int* errnop) {
-  *errnop = ENOENT;
-  return NSS_STATUS_NOTFOUND;
+// A by-key lookup: `find` picks the record, `fill` writes the entry.
+template <typename Find, typename Fill, typename Entry>
+nss_status lookup(Find find, Fill fill, Entry* e, char* buf, size_t len, int* errnop) {
+  File f;
+  NameRecord r{};
+  if (!find(f, r)) {
+    *errnop = ENOENT;
+    return NSS_STATUS_NOTFOUND;
+  }
+  return fill(r, e, buf, len, errnop);
 }
 
 }  // namespace
@@ -172,31 +175,19 @@ nss_status not_found(int* errnop) {
 extern "C" {
 
 nss_status _nss_superd_getpwuid_r(uid_t uid, passwd* pw, char* buf, size_t len, int* errnop) {
-  File f;
-  NameRecord r{};
-  if (!f.find_id(uid, r)) return not_found(errnop);
-  return fill_passwd(r, pw, buf, len, errnop);
+  return lookup([&](const File& f, NameRecord& r) { return f.find_id(uid, r); }, fill_passwd, pw, buf, len, errnop);
 }
 
 nss_status _nss_superd_getpwnam_r(const char* name, passwd* pw, char* buf, size_t len, int* errnop) {
-  File f;
-  NameRecord r{};
-  if (!f.find_name(name, r)) return not_found(errnop);
-  return fill_passwd(r, pw, buf, len, errnop);
+  return lookup([&](const File& f, NameRecord& r) { return f.find_name(name, r); }, fill_passwd, pw, buf, len, errnop);
 }
 
 nss_status _nss_superd_getgrgid_r(gid_t gid, group* gr, char* buf, size_t len, int* errnop) {
-  File f;
-  NameRecord r{};
-  if (!f.find_id(gid, r)) return not_found(errnop);
-  return fill_group(r, gr, buf, len, errnop);
+  return lookup([&](const File& f, NameRecord& r) { return f.find_id(gid, r); }, fill_group, gr, buf, len, errnop);
 }
 
 nss_status _nss_superd_getgrnam_r(const char* name, group* gr, char* buf, size_t len, int* errnop) {
-  File f;
-  NameRecord r{};
-  if (!f.find_name(name, r)) return not_found(errnop);
-  return fill_group(r, gr, buf, len, errnop);
+  return lookup([&](const File& f, NameRecord& r) { return f.find_name(name, r); }, fill_group, gr, buf, len, errnop);
 }
 
 nss_status _nss_superd_setpwent(int) {

@@ -13,16 +13,8 @@
 namespace superd::uid_pool {
 namespace {
 
-// The first slot-sized block is a header: the range, so a reader needs nothing else.
-struct Header {
-  char magic[8];  // "SUPERDL1"
-  uint32_t first, size;
-  char pad[48];
-};
-static_assert(sizeof(Header) == sizeof(LeaseRecord));
-constexpr char kMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'L', '1'};
-constexpr char kNamesMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'N', '1'};
-static_assert(sizeof(Header) >= sizeof(NameRecord));
+using Header = FileHeader;
+constexpr const char (&kMagic)[8] = kTableMagic;
 
 std::error_code last_error() {
   return {errno, std::generic_category()};

@@ -40,6 +40,17 @@ struct LeaseRecord {
 };
 static_assert(sizeof(LeaseRecord) == 64);
 
+// The first slot-sized block of both files: the magic and the range, so a reader (`superd
+// status`, the NSS module) needs nothing else.
+struct FileHeader {
+  char magic[8];  // kTableMagic or kNamesMagic
+  uint32_t first, size;
+  char pad[48];
+};
+static_assert(sizeof(FileHeader) == sizeof(LeaseRecord) && sizeof(FileHeader) >= sizeof(NameRecord));
+inline constexpr char kTableMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'L', '1'};
+inline constexpr char kNamesMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'N', '1'};
+
 // The names file of the table in `dir`: "<dir>/../names" (<runtime_root>/superd/names).
 std::string names_path_for(const std::string& dir);
 

@@ -6,8 +6,8 @@ import os
 import subprocess
 import threading
 import time
-from harness import Superd, check, main, read_all, service, skip, talk_tcp, wait_until
 import socket
+from harness import Superd, check, main, service, skip, talk_tcp, wait_until
 
 LO, HI = 89200, 89399
 PORT = 17000
