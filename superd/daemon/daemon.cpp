@@ -60,8 +60,9 @@ bool Daemon::prepare_runtime() {
     log::error("cannot create {}: {}", dir.string(), ec.message());
     return false;
   }
-  ::chmod(dir.parent_path().c_str(), 0755);  // the names file there is world-readable
-  ::chmod(dir.c_str(), 0700);                // the lease table is root's
+  // The names file there is world-readable; the lease table's own mode (0600) keeps it root's.
+  ::chmod(dir.parent_path().c_str(), 0755);
+  ::chmod(dir.c_str(), 0755);
   table_ = uid_pool::LeaseTable::open(dir.string(), cfg_.global.uid_min, cfg_.global.uid_max, ec);
   if (ec) {
     if (ec == std::errc::device_or_resource_busy)

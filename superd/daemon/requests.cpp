@@ -152,7 +152,9 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   auto owned = std::make_unique<Service>(holder, std::move(*service_plan), admission::Policy({}, {}, {}));
   const auto& sb = holder->service.sandbox;
   auto dirs = sandbox::boundary_dirs(sb, roots_);
-  uid_pool::LeaseInfo info{serial, uid_pool::Leases::now_ms(), name};
+  // A unit's user name is the names file's and USER's; a one-off run is superd-UID.
+  std::string user = unit.empty() ? std::string() : uid_pool::user_name_for(unit);
+  uid_pool::LeaseInfo info{serial, uid_pool::Leases::now_ms(), name, user};
   std::optional<uid_pool::Lease> lease;
   if (!unit.empty()) {
     // A named lease prefers the owner of the unit's existing directory: no chown needed.
@@ -166,7 +168,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   if (auto ec = sandbox::prepare_dirs(sb, roots_, uid, uid, 0, failed))
     return reply({{"error", "cannot prepare " + failed + ": " + ec.message()}});
   spawn::InstancePlan plan;
-  spawn::make_run_plan(plan, owned->plan, uid, serial, unit.empty() ? "superd-" + std::to_string(uid) : unit);
+  spawn::make_run_plan(plan, owned->plan, uid, serial, user.empty() ? "superd-" + std::to_string(uid) : user);
   plan.stdin_fd = fds[0].get();
   plan.stdout_fd = fds[1].get();
   plan.stderr_fd = fds[2].get();

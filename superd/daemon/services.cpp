@@ -37,8 +37,9 @@ bool Daemon::lease_group(Service& s, Service* previous) {
     s.group = previous->group;
     return true;
   }
-  std::string name = "group:" + s.cfg->name;
-  auto lease = leases_.acquire_named(name, sandbox::existing_group(dirs), {0, 0, name});
+  std::string name = "group:" + s.cfg->name, group = uid_pool::user_name_for(name);
+  auto lease =
+      leases_.acquire_named(name, sandbox::existing_group(dirs), {0, 0, name, group, uid_pool::NameKind::group});
   if (!lease) {
     log::error("service {}: no GID left in the dynamic range for its directories", s.cfg->name);
     return false;

@@ -36,10 +36,11 @@ void Daemon::start_wait_instance(Service& s) {
   if (!s.policy.take_rate(Clock::now())) return defer_for_rate(s);
   uid_pool::Lease lease;
   uint32_t uid = s.plan.static_uid;
+  std::string user = uid_pool::user_name_for(name);  // the names file's and USER's
   if (!s.plan.static_identity) {
     auto owner =
         sandbox::existing_owner(sandbox::boundary_dirs(s.cfg->service.sandbox, roots_), sandbox::OwnerLookup::non_root);
-    auto got = leases_.acquire_named("wait:" + name, owner, {serial_ + 1, uid_pool::Leases::now_ms(), name});
+    auto got = leases_.acquire_named("wait:" + name, owner, {serial_ + 1, uid_pool::Leases::now_ms(), name, user});
     if (!got) {
       log::error("FAIL {}: no UID left in the dynamic range for its wait-mode instance; retrying in 1s", name);
       return to_held(s, Clock::now() + std::chrono::seconds(1), false);
@@ -55,7 +56,7 @@ void Daemon::start_wait_instance(Service& s) {
   for (auto& l : s.listeners)
     if (n < config::kMaxListenFds) listen_fds[n++] = l->sd.native_handle();
   set_blocking(s, true);
-  spawn::make_wait_plan(plan_, s.plan, uid, serial, listen_fds, n);
+  spawn::make_wait_plan(plan_, s.plan, uid, user, serial, listen_fds, n);
   plan_.stderr_fd = err_write.get();
   plan_.null_fd = null_fd_.get();
   spawn::Launch started = spawn::launch(plan_);

@@ -1,20 +1,23 @@
 // libnss_superd.so.2: passwd and group entries for superd's live dynamic UIDs, answered only from
 // the world-readable names file the daemon keeps (uid_pool/lease_table.hpp). The module never
-// talks to the daemon and takes no lock the daemon takes: each lookup opens the file, reads the
-// header and the one slot it needs with pread (no mapping, so a truncated file cannot raise
-// SIGBUS), and closes it. A slot is accepted only if its sequence number is even and the same
-// before and after the copy (the writer's seqlock), so a record being written is read whole or
-// not at all. Enumeration keeps its cursor under the module's own mutex.
+// talks to the daemon and takes no lock the daemon takes: each lookup reads the header and the
+// one slot it needs with pread (no mapping, so a truncated file cannot raise SIGBUS) from a
+// descriptor the module keeps open (names_fd). A slot is accepted only if its sequence number
+// is even and the same before and after the copy (the writer's seqlock), so a record being
+// written is read whole or not at all. Enumeration keeps its cursor under the module's own mutex.
 //
-// The names file is <dir>/../names, dir = $SUPERD_NSS_LEASES (secure_getenv, for tests) or
+// The names file is <dir>/names, dir = $SUPERD_NSS_LEASES (secure_getenv, for tests) or
 // /run/superd/dynamic-uid. Every user has a group of the same name and number, as systemd's
-// dynamic users do.
+// dynamic users do; a shared-directory group (NameKind::group) is a group only, and wins a
+// by-name group lookup over a user's own group of the same name.
 #include <fcntl.h>
 #include <grp.h>
 #include <nss.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -27,6 +30,7 @@
 namespace {
 
 using superd::uid_pool::kNamesMagic;
+using superd::uid_pool::NameKind;
 using superd::uid_pool::NameRecord;
 using Header = superd::uid_pool::FileHeader;
 
@@ -36,26 +40,55 @@ constexpr const char* kShell = "/usr/sbin/nologin";
 void names_path(char* out, size_t len) {
   const char* dir = secure_getenv("SUPERD_NSS_LEASES");
   if (!dir || !*dir) dir = "/run/superd/dynamic-uid";
-  std::snprintf(out, len, "%s/../names", dir);
+  std::snprintf(out, len, "%s/names", dir);
 }
 
-// An open names file and its header; fd < 0 if missing, unreadable, short or not a names file.
-struct File {
+// The names file, opened once and kept: open and close are a third of a lookup's cost. Each
+// use checks with fstat that the descriptor is still the file it opened and that the file is
+// still linked: a program may close every descriptor (and reuse the number) and the file may be
+// removed; either way the module opens it again. Lookups hold the mutex while they read, so no
+// thread closes the descriptor under another.
+std::mutex file_mutex;
+struct Cached {
   int fd = -1;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  char path[4096] = {};
+} cached;
+
+int names_fd() {
+  char path[4096];
+  names_path(path, sizeof path);
+  struct stat st {};
+  if (cached.fd >= 0 && std::strcmp(path, cached.path) == 0 && ::fstat(cached.fd, &st) == 0 &&
+      st.st_dev == cached.dev && st.st_ino == cached.ino && st.st_nlink > 0)
+    return cached.fd;
+  // Ours but stale (unlinked, or the variable changed): close it; a number reused by the
+  // program for another file is not ours to close.
+  if (cached.fd >= 0 && ::fstat(cached.fd, &st) == 0 && st.st_dev == cached.dev && st.st_ino == cached.ino)
+    ::close(cached.fd);
+  cached.fd = -1;
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return -1;
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  cached = {fd, st.st_dev, st.st_ino, {}};
+  std::memcpy(cached.path, path, sizeof path);
+  return fd;
+}
+
+// The names file and its header for one lookup; fd < 0 if missing, unreadable, short or not a
+// names file.
+struct File {
+  std::lock_guard<std::mutex> lock{file_mutex};
+  int fd = names_fd();
   Header h{};
   File() {
-    char path[4096];
-    names_path(path, sizeof path);
-    fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return;
-    if (::pread(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h) || std::memcmp(h.magic, kNamesMagic, 8) != 0 ||
-        h.size == 0) {
-      ::close(fd);
+    if (fd >= 0 && (::pread(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h) ||
+                    std::memcmp(h.magic, kNamesMagic, 8) != 0 || h.size == 0))
       fd = -1;
-    }
-  }
-  ~File() {
-    if (fd >= 0) ::close(fd);
   }
   File(const File&) = delete;
   File& operator=(const File&) = delete;
@@ -79,16 +112,42 @@ struct File {
   bool find_id(uint32_t id, NameRecord& out) const {
     return fd >= 0 && id >= h.first && id - h.first < h.size && read(id - h.first, out);
   }
-  // By name: "superd-UID" is found by its number; any other name by a scan of the slots.
-  bool find_name(const char* name, NameRecord& out) const {
+  // By name: "superd-UID" is found by its number; any other name by a scan of the file, read in
+  // large blocks, with each candidate then read again through the seqlock. `group`: a group
+  // lookup, which prefers a group-only record; a passwd lookup sees users only.
+  bool find_name(const char* name, bool group, NameRecord& out) const {
     if (fd < 0 || !name) return false;
     unsigned long n = 0;
     char tail = 0;
     if (std::sscanf(name, "superd-%lu%c", &n, &tail) == 1 && n <= UINT32_MAX)
-      return find_id(static_cast<uint32_t>(n), out) && std::strcmp(out.name, name) == 0;
-    for (uint32_t i = 0; i < h.size; ++i)
-      if (read(i, out) && std::strcmp(out.name, name) == 0) return true;
-    return false;
+      return find_id(static_cast<uint32_t>(n), out) && std::strcmp(out.name, name) == 0 &&
+             (group || out.kind == NameKind::user);
+    if (std::strlen(name) >= sizeof out.name) return false;
+    constexpr uint32_t kBlock = 256;  // 12 KiB of stack
+    NameRecord block[kBlock];
+    bool found_user = false;
+    NameRecord user{};
+    for (uint32_t at = 0; at < h.size; at += kBlock) {
+      uint32_t count = std::min(kBlock, h.size - at);
+      off_t off = static_cast<off_t>(sizeof(Header) + size_t(at) * sizeof(NameRecord));
+      ssize_t got = ::pread(fd, block, size_t(count) * sizeof(NameRecord), off);
+      if (got <= 0) break;
+      count = std::min<uint32_t>(count, static_cast<uint32_t>(size_t(got) / sizeof(NameRecord)));
+      for (uint32_t i = 0; i < count; ++i) {
+        if (block[i].uid == 0 || std::strncmp(block[i].name, name, sizeof block[i].name) != 0) continue;
+        if (!read(at + i, out) || std::strcmp(out.name, name) != 0) continue;  // changed meanwhile
+        if (out.kind == NameKind::group) {
+          if (group) return true;
+        } else if (!group) {
+          return true;
+        } else if (!found_user) {
+          found_user = true;
+          user = out;
+        }
+      }
+    }
+    if (found_user) out = user;
+    return found_user;
   }
 };
 
@@ -143,13 +202,14 @@ nss_status fill_group(const NameRecord& r, group* gr, char* buf, size_t len, int
 std::mutex cursor_mutex;
 uint32_t pw_cursor = 0, gr_cursor = 0;
 
-template <typename Fill, typename Entry>
-nss_status next_entry(uint32_t& cursor, Entry* e, char* buf, size_t len, int* errnop, Fill fill) {
+// `accept`: which records the enumeration lists.
+template <typename Accept, typename Fill, typename Entry>
+nss_status next_entry(uint32_t& cursor, Entry* e, char* buf, size_t len, int* errnop, Accept accept, Fill fill) {
   std::lock_guard<std::mutex> lock(cursor_mutex);
   File f;
   NameRecord r{};
   for (; f.fd >= 0 && cursor < f.h.size; ++cursor) {
-    if (!f.read(cursor, r)) continue;
+    if (!f.read(cursor, r) || !accept(r)) continue;
     nss_status st = fill(r, e, buf, len, errnop);
     if (st == NSS_STATUS_SUCCESS) ++cursor;  // on ERANGE the same entry is tried again
     return st;
@@ -175,11 +235,13 @@ nss_status lookup(Find find, Fill fill, Entry* e, char* buf, size_t len, int* er
 extern "C" {
 
 nss_status _nss_superd_getpwuid_r(uid_t uid, passwd* pw, char* buf, size_t len, int* errnop) {
-  return lookup([&](const File& f, NameRecord& r) { return f.find_id(uid, r); }, fill_passwd, pw, buf, len, errnop);
+  return lookup([&](const File& f, NameRecord& r) { return f.find_id(uid, r) && r.kind == NameKind::user; },
+                fill_passwd, pw, buf, len, errnop);
 }
 
 nss_status _nss_superd_getpwnam_r(const char* name, passwd* pw, char* buf, size_t len, int* errnop) {
-  return lookup([&](const File& f, NameRecord& r) { return f.find_name(name, r); }, fill_passwd, pw, buf, len, errnop);
+  return lookup([&](const File& f, NameRecord& r) { return f.find_name(name, false, r); }, fill_passwd, pw, buf, len,
+                errnop);
 }
 
 nss_status _nss_superd_getgrgid_r(gid_t gid, group* gr, char* buf, size_t len, int* errnop) {
@@ -187,7 +249,8 @@ nss_status _nss_superd_getgrgid_r(gid_t gid, group* gr, char* buf, size_t len, i
 }
 
 nss_status _nss_superd_getgrnam_r(const char* name, group* gr, char* buf, size_t len, int* errnop) {
-  return lookup([&](const File& f, NameRecord& r) { return f.find_name(name, r); }, fill_group, gr, buf, len, errnop);
+  return lookup([&](const File& f, NameRecord& r) { return f.find_name(name, true, r); }, fill_group, gr, buf, len,
+                errnop);
 }
 
 nss_status _nss_superd_setpwent(int) {
@@ -199,7 +262,8 @@ nss_status _nss_superd_endpwent() {
   return _nss_superd_setpwent(0);
 }
 nss_status _nss_superd_getpwent_r(passwd* pw, char* buf, size_t len, int* errnop) {
-  return next_entry(pw_cursor, pw, buf, len, errnop, fill_passwd);
+  return next_entry(
+      pw_cursor, pw, buf, len, errnop, [](const NameRecord& r) { return r.kind == NameKind::user; }, fill_passwd);
 }
 
 nss_status _nss_superd_setgrent(int) {
@@ -211,7 +275,8 @@ nss_status _nss_superd_endgrent() {
   return _nss_superd_setgrent(0);
 }
 nss_status _nss_superd_getgrent_r(group* gr, char* buf, size_t len, int* errnop) {
-  return next_entry(gr_cursor, gr, buf, len, errnop, fill_group);
+  return next_entry(
+      gr_cursor, gr, buf, len, errnop, [](const NameRecord&) { return true; }, fill_group);
 }
 
 }  // extern "C"

@@ -253,8 +253,9 @@ std::vector<std::string>& begin_plan(InstancePlan& out, const ServicePlan& svc, 
 
 // USER, LOGNAME and HOME: a dynamic user has no passwd entry and no home, so HOME=/ as systemd
 // does for DynamicUser=; a static user's come from passwd.
-void add_identity(std::vector<std::string>& env, const ServicePlan& svc, uid_t uid) {
-  std::string user = svc.static_identity ? svc.user_name : "superd-" + std::to_string(uid);
+// `dynamic`: the dynamic user's name, as the names file (and so NSS) has it.
+void add_identity(std::vector<std::string>& env, const ServicePlan& svc, const std::string& dynamic) {
+  const std::string& user = svc.static_identity ? svc.user_name : dynamic;
   env.push_back("USER=" + user);
   env.push_back("LOGNAME=" + user);
   env.push_back("HOME=" + (svc.static_identity ? svc.home : std::string("/")));
@@ -286,7 +287,7 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
     add("TCPLOCALIP", net::address_string(l));
     add("TCPLOCALPORT", std::to_string(net::address_port(l)));
   }
-  add_identity(env, svc, uid);
+  add_identity(env, svc, "superd-" + std::to_string(uid));
   if (svc.stdio == config::Stdio::listen_fds) {
     // The service is PID 1 of its own PID namespace (see spawn.cpp), so LISTEN_PID is 1.
     add("LISTEN_FDS", "1");
@@ -323,9 +324,10 @@ void finish_arrays(InstancePlan& out, const ServicePlan& svc, uint64_t serial_nu
   out.envp.push_back(nullptr);
 }
 
-void make_wait_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const int* fds, unsigned n) {
+void make_wait_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, const std::string& user, uint64_t serial,
+                    const int* fds, unsigned n) {
   auto& env = begin_plan(out, svc, uid, false);
-  add_identity(env, svc, uid);
+  add_identity(env, svc, user);
   if (svc.stdio == config::Stdio::listen_fds) {
     out.n_listen_fds = std::min<unsigned>(n, config::kMaxListenFds);
     std::copy(fds, fds + out.n_listen_fds, out.listen_fds);

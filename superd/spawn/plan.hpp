@@ -154,7 +154,8 @@ struct InstancePlan {
 void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& peer, uid_t uid, uint64_t serial);
 // Wait mode: no peer; the listening socket is conn_fd (stdio = "socket") or the `n` sockets of
 // `fds` become fd 3... with LISTEN_FDS=n (stdio = "listen-fds").
-void make_wait_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const int* fds, unsigned n);
+void make_wait_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, const std::string& user, uint64_t serial,
+                    const int* fds, unsigned n);
 // For superd run: no peer variables; USER/LOGNAME name the unit (or superd-UID).
 void make_run_plan(InstancePlan& out, const ServicePlan& svc, uid_t uid, uint64_t serial, const std::string& user);
 // The argv/envp arrays of `out` (env_storage filled), with %c expanded to `serial`.

@@ -37,7 +37,7 @@ int64_t Leases::now_ms() noexcept {
 }
 
 Lease Leases::take(uint32_t uid, const LeaseInfo& info) noexcept {
-  table_.record(uid, 0, info.serial, info.started_ms, info.service, info.user);
+  table_.record(uid, 0, info.serial, info.started_ms, info.service, info.user, info.kind);
   return Lease(this, uid);
 }
 
@@ -74,6 +74,7 @@ std::vector<LeaseRecord> Leases::hold_orphans() {
     // Shared-directory groups are GIDs on directories; no process runs as them: free at once.
     if (std::string_view(r.service).rfind("group:", 0) == 0) continue;
     pool_.block(r.uid, kOrphan);
+    // Named "superd-UID" until swept: the old names file is started anew with the table.
     table_.record(r.uid, r.pid, r.serial, r.started_ms, r.service);
     held.push_back(r);
   }

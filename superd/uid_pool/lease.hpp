@@ -59,6 +59,7 @@ struct LeaseInfo {
   int64_t started_ms = 0;      // CLOCK_REALTIME, ms
   std::string_view service;    // truncated to the record's field
   std::string_view user = {};  // the names file's user name; empty: "superd-UID"
+  NameKind kind = NameKind::user;
 };
 
 class Leases {

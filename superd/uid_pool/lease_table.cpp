@@ -24,8 +24,25 @@ std::error_code last_error() {
 
 std::string names_path_for(const std::string& dir) {
   size_t end = dir.find_last_not_of('/');
-  size_t slash = end == std::string::npos ? std::string::npos : dir.rfind('/', end);
-  return (slash == std::string::npos ? std::string(".") : dir.substr(0, slash == 0 ? 1 : slash)) + "/names";
+  return (end == std::string::npos ? std::string(dir.empty() ? "." : "") : dir.substr(0, end + 1)) + "/names";
+}
+
+std::string user_name_for(std::string_view lease_name) {
+  for (std::string_view prefix : {"wait:", "group:"})
+    if (lease_name.substr(0, prefix.size()) == prefix) lease_name.remove_prefix(prefix.size());
+  std::string out;
+  auto word = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  if (lease_name.empty() || !word(lease_name[0])) out = "_";
+  for (char c : lease_name) out += word(c) || (c >= '0' && c <= '9') || c == '-' ? c : '-';
+  if (out.size() > kMaxUserName) {
+    uint32_t h = 2166136261u;
+    for (unsigned char c : lease_name) h = (h ^ c) * 16777619u;
+    char tail[10];
+    std::snprintf(tail, sizeof tail, "-%08x", h);
+    out.resize(kMaxUserName - 9);
+    out += tail;
+  }
+  return out;
 }
 
 LeaseTable::LeaseTable(LeaseTable&& o) noexcept {
@@ -198,7 +215,7 @@ void seq_write(NameRecord& n, Change change) noexcept {
 }
 }  // namespace
 
-void LeaseTable::write_name(uint32_t uid, std::string_view user) noexcept {
+void LeaseTable::write_name(uint32_t uid, std::string_view user, NameKind kind) noexcept {
   if (!names_) return;
   NameRecord& n = names_[uid - first_];
   seq_write(n, [&] {
@@ -209,6 +226,7 @@ void LeaseTable::write_name(uint32_t uid, std::string_view user) noexcept {
       std::memcpy(n.name, user.data(), len);
       n.name[len] = '\0';
     }
+    n.kind = kind;
     n.uid = uid;
   });
 }
@@ -218,15 +236,16 @@ void LeaseTable::clear_name(uint32_t uid) noexcept {
   NameRecord& n = names_[uid - first_];
   seq_write(n, [&] {
     n.uid = 0;
+    n.kind = NameKind{};
     n.name[0] = '\0';
   });
 }
 
 void LeaseTable::record(uint32_t uid, int32_t pid, uint64_t serial, int64_t started_ms, std::string_view service,
-                        std::string_view user) noexcept {
+                        std::string_view user, NameKind kind) noexcept {
   LeaseRecord* r = slot(uid);
   if (!r) return;
-  write_name(uid, user);
+  write_name(uid, user, kind);
   r->pid = pid;
   r->serial = serial;
   r->started_ms = started_ms;

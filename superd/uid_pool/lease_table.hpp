@@ -6,7 +6,8 @@
 //
 // The table is root-only (0600): it names every service, UID and PID. What others may read,
 // the user names an NSS module resolves, is a second mapped file beside it, `names` (0644),
-// holding only UID and name per slot.
+// holding only UID, kind and name per slot. The directory is 0755 so the names file can be
+// opened; the table's own mode keeps it root's.
 //
 // Both files are allocated in full when opened (posix_fallocate): a store into a sparse mapped
 // page the filesystem cannot back raises SIGBUS, so a full disk would crash the daemon at some
@@ -24,10 +25,16 @@ namespace superd::uid_pool {
 
 // A slot of the names file. `seq` is odd while the writer changes the slot: a reader copies the
 // slot between two equal even reads of `seq`, so it sees a record whole or not at all.
+enum class NameKind : uint8_t {
+  user = 1,   // a user and its group of the same name and number (every lease of a process)
+  group = 2,  // a group only: a service's shared-directory GID, no process runs as it
+};
+
 struct NameRecord {
   uint32_t seq;
-  uint32_t uid;   // 0: free slot
-  char name[40];  // NUL-terminated user name ("superd-61234", or a named lease's name)
+  uint32_t uid;  // 0: free slot
+  NameKind kind;
+  char name[39];  // NUL-terminated, at most kMaxUserName ("superd-61234", "foobard-acme")
 };
 static_assert(sizeof(NameRecord) == 48);
 
@@ -49,10 +56,19 @@ struct FileHeader {
 };
 static_assert(sizeof(FileHeader) == sizeof(LeaseRecord) && sizeof(FileHeader) >= sizeof(NameRecord));
 inline constexpr char kTableMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'L', '1'};
-inline constexpr char kNamesMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'N', '1'};
+inline constexpr char kNamesMagic[8] = {'S', 'U', 'P', 'E', 'R', 'D', 'N', '2'};
 
-// The names file of the table in `dir`: "<dir>/../names" (<runtime_root>/superd/names).
+// The names file of the table in `dir`: "<dir>/names" (<runtime_root>/superd/dynamic-uid/names).
 std::string names_path_for(const std::string& dir);
+
+// A user name for a named lease, made valid as systemd does for DynamicUser= names: the kind
+// prefix ("wait:", "group:") dropped, every character outside [A-Za-z0-9_-] turned into '-', a
+// name that does not start with a letter or '_' prefixed with '_', and at most kMaxUserName
+// characters: a longer name keeps its head and ends in '-' and 8 hex digits of its FNV-1a hash,
+// so two long names stay apart.
+// "foobard@acme" -> "foobard-acme", "capsule:web" -> "capsule-web".
+inline constexpr size_t kMaxUserName = 31;
+std::string user_name_for(std::string_view lease_name);
 
 class LeaseTable {
  public:
@@ -69,7 +85,7 @@ class LeaseTable {
 
   // `user`: the user name for the names file; empty gives "superd-UID" (a per-connection lease).
   void record(uint32_t uid, int32_t pid, uint64_t serial, int64_t started_ms, std::string_view service,
-              std::string_view user = {}) noexcept;
+              std::string_view user = {}, NameKind kind = NameKind::user) noexcept;
   void set_pid(uint32_t uid, int32_t pid) noexcept;
   void clear(uint32_t uid) noexcept;
   std::vector<LeaseRecord> live() const;  // every occupied slot
@@ -81,7 +97,7 @@ class LeaseTable {
 
  private:
   LeaseRecord* slot(uint32_t uid) noexcept;
-  void write_name(uint32_t uid, std::string_view user) noexcept;
+  void write_name(uint32_t uid, std::string_view user, NameKind kind) noexcept;
   void clear_name(uint32_t uid) noexcept;
   UniqueFd fd_, names_fd_;
   LeaseRecord* slots_ = nullptr;

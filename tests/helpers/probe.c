@@ -354,8 +354,8 @@ int main(int argc, char** argv) {
       int n = getgroups(64, groups);
       fprintf(f, "uid=%u,%u,%u gid=%u,%u,%u groups=", ru, eu, su, rg, eg, sg);
       for (int i = 0; i < n; ++i) fprintf(f, "%s%u", i ? "," : "", (unsigned)groups[i]);
-      fprintf(f, " pid=%d inst=%llx conn=%d listen_fds=%s\n", (int)getpid(), inst, ++served,
-              getenv("LISTEN_FDS") ? getenv("LISTEN_FDS") : "-");
+      fprintf(f, " pid=%d inst=%llx conn=%d listen_fds=%s user=%s\n", (int)getpid(), inst, ++served,
+              getenv("LISTEN_FDS") ? getenv("LISTEN_FDS") : "-", getenv("USER") ? getenv("USER") : "-");
       fclose(f);
     }
   } else if (!strcmp(mode, "confine")) {

@@ -70,15 +70,48 @@ def test_by_number_name_enumeration_group_and_ps_while_live_and_gone_after():
         d.stop_clean()
 
 
+def test_named_leases_and_shared_directory_groups_by_name():
+    """A wait-mode instance's named lease is the service's name made valid (as USER says); a
+    service with a state directory has a group of its name, which is a group and not a user."""
+    accept = service(PORT + 3, "accept", "2", "6000", socket_extra="accept = false")
+    with Superd("nss-named", {"wuff.dog": accept,
+                              "keeper": service(PORT + 4, "sleep", "30", extra='state_directory = "keeper"')},
+                (LO, HI)) as d:
+        d.start()
+        line = talk_tcp(PORT + 3).decode()
+        uid = next(r[0] for r in d.lease_records() if r[1] > 0)
+        check(f"uid={uid},{uid},{uid} " in line and line.endswith(" user=wuff-dog\n"), f"USER of the instance: {line!r}")
+        rc, out = nss_run(d, "getent", "passwd", "wuff-dog")
+        check(rc == 0 and out == f"wuff-dog:x:{uid}:{uid}:superd dynamic user:/:/usr/sbin/nologin\n",
+              f"getent passwd wuff-dog: rc {rc} {out!r}")
+        rc, out = nss_run(d, "getent", "passwd", str(uid))
+        check(rc == 0 and out.startswith("wuff-dog:x:"), f"by number: rc {rc} {out!r}")
+        rc, out = nss_run(d, "getent", "group", "keeper")
+        check(rc == 0 and out.startswith("keeper:x:"), f"the shared-directory group by name: rc {rc} {out!r}")
+        gid = int(out.split(":")[2])
+        st = os.stat(os.path.join(d.root, "lib", "private", "keeper"))
+        check(st.st_gid == gid and LO <= gid <= HI, f"the group owns the state directory: {st.st_gid} != {gid}")
+        rc, out = nss_run(d, "getent", "group", str(gid))
+        check(rc == 0 and out == f"keeper:x:{gid}:\n", f"the group by number: rc {rc} {out!r}")
+        for args in (("passwd", "keeper"), ("passwd", str(gid))):
+            rc, out = nss_run(d, "getent", *args)
+            check(rc == 2, f"a group-only lease is no user: getent {' '.join(args)}: rc {rc} {out!r}")
+        rc, out = nss_run(d, "getent", "passwd")
+        check("wuff-dog:x:" in out and "keeper:" not in out, f"enumeration lists users only: {out[-400:]!r}")
+        rc, out = nss_run(d, "getent", "group")
+        check(f"keeper:x:{gid}:" in out and f"wuff-dog:x:{uid}:" in out, f"group enumeration: {out[-400:]!r}")
+        d.stop_clean()
+
+
 def test_missing_truncated_or_foreign_names_file_is_not_found():
     with Superd("nss-bad", {"sleeper": service(PORT + 1, "sleep", "60")}, (LO, HI)) as d:
         d.start()
         conn = hold(PORT + 1)
         uid = live_uids(d, 1)[0][0]
-        names = os.path.join(d.root, "run", "superd", "names")
+        names = os.path.join(d.root, "run", "superd", "dynamic-uid", "names")
         fake = os.path.join(d.root, "fake", "dynamic-uid")
         os.makedirs(fake)
-        fake_names = os.path.join(d.root, "fake", "names")
+        fake_names = os.path.join(fake, "names")
         rc, out = nss_run(d, "getent", "passwd", str(uid), leases=fake)
         check(rc == 2 and out == "", f"missing file: rc {rc} {out!r}")
         with open(names, "rb") as f:
@@ -96,6 +129,30 @@ def test_missing_truncated_or_foreign_names_file_is_not_found():
             f.write(data)
         rc, out = nss_run(d, "getent", "passwd", str(uid), leases=fake)
         check(rc == 0 and out.startswith(f"superd-{uid}:"), f"a whole copy answers: rc {rc} {out!r}")
+        # One process: the module keeps the file open, yet sees it removed, replaced, cut, and its
+        # descriptor closed by the program and the number reused for another file.
+        script = f"""
+import os, pwd, shutil
+def look():
+    try:
+        return pwd.getpwuid({uid}).pw_name
+    except KeyError:
+        return "-"
+seen = [look()]
+os.unlink({fake_names!r}); seen.append(look())
+shutil.copy({names!r}, {fake_names!r}); seen.append(look())
+with open({fake_names!r}, "r+b") as f:
+    f.truncate(40)
+seen.append(look())
+shutil.copy({names!r}, {fake_names!r}); seen.append(look())
+os.closerange(3, 1024)
+other = [os.open("/dev/zero", os.O_RDONLY) for _ in range(8)]
+seen.append(look())
+print(" ".join(seen))
+"""
+        rc, out = nss_run(d, "python3", "-c", script, leases=fake)
+        want = " ".join([f"superd-{uid}", "-", f"superd-{uid}", "-", f"superd-{uid}", f"superd-{uid}"])
+        check(rc == 0 and out.strip() == want, f"one process through changes of the file: rc {rc} {out!r} != {want!r}")
         conn.close()
         d.stop_clean()
 
@@ -133,5 +190,6 @@ def test_lookups_in_threads_while_1000_connections_come_and_go():
 
 if __name__ == "__main__":
     main([test_by_number_name_enumeration_group_and_ps_while_live_and_gone_after,
+          test_named_leases_and_shared_directory_groups_by_name,
           test_missing_truncated_or_foreign_names_file_is_not_found,
           test_lookups_in_threads_while_1000_connections_come_and_go])

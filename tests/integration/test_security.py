@@ -241,13 +241,14 @@ def test_the_lease_table_is_root_only_and_hidden_from_instances():
     with Superd("sec-table", {
         "secretsvc": svc(PORT + 12, "sleep", "30"),
         "look": svc(PORT + 13, "ls", "@ROOT@/run/superd"),
-        "read": svc(PORT + 14, "cat", "@ROOT@/run/superd/dynamic-uid/leases", "@ROOT@/run/superd/names"),
+        "read": svc(PORT + 14, "cat", "@ROOT@/run/superd/dynamic-uid/leases",
+                    "@ROOT@/run/superd/dynamic-uid/names"),
     }, (lo, hi)) as d:
         d.start()
         hold = socket.create_connection(("127.0.0.1", PORT + 12))
         d.wait_log("START secretsvc")
         table = os.path.join(d.root, "run", "superd", "dynamic-uid", "leases")
-        names = os.path.join(d.root, "run", "superd", "names")
+        names = os.path.join(d.root, "run", "superd", "dynamic-uid", "names")
         check(stat.S_IMODE(os.stat(table).st_mode) == 0o600, f"lease table mode {oct(os.stat(table).st_mode)}")
         check(stat.S_IMODE(os.stat(names).st_mode) == 0o644, "the names file is world-readable")
         with open(names, "rb") as f:

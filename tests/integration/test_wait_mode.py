@@ -23,13 +23,13 @@ def report(out):
     """The probe's line: {"uid": [r,e,s], "gid": [r,e,s], "groups": [...], "inst": random id of the
     instance (its pid may be 1 in a PID namespace), "conn": K}."""
     m = re.match(r"uid=(\d+),(\d+),(\d+) gid=(\d+),(\d+),(\d+) groups=([\d,]*) pid=(\d+) inst=([0-9a-f]+) conn=(\d+) "
-                 r"listen_fds=(\S+)\n$",
+                 r"listen_fds=(\S+) user=(\S+)\n$",
                  out.decode(errors="replace"))
     check(m, f"not a probe accept line: {out!r}")
     g = m.groups()
     return {"uid": [int(x) for x in g[0:3]], "gid": [int(x) for x in g[3:6]],
             "groups": sorted(int(x) for x in g[6].split(",") if x), "pid": int(g[7]), "inst": g[8],
-            "conn": int(g[9]), "listen_fds": g[10]}
+            "conn": int(g[9]), "listen_fds": g[10], "user": g[11]}
 
 
 def starts(d, svc):
@@ -50,6 +50,7 @@ def test_one_instance_serves_several_connections_then_superd_polls_again():
         check(LO <= uid <= HI and first[0]["uid"] == [uid] * 3, f"a dynamic UID of the range: {first[0]['uid']}")
         check(first[0]["gid"] == [uid] * 3, f"GID = UID: {first[0]['gid']}")
         check(first[0]["listen_fds"] == "-", "stdio = socket sets no LISTEN_FDS")
+        check(first[0]["user"] == "waiter", f"USER is the named lease's user name: {first[0]['user']}")
         # The instance exits after three connections; the next one starts a new instance.
         d.wait_log("EXIT waiter ", 1)
         check(re.search(r"EXIT waiter .*status=0", d.log()), d.log()[-2000:])

@@ -130,7 +130,7 @@ TEST_CASE("the lease table is 0600 and allocated; the names file holds only UIDs
   t.record(5003, 42, 7, 0, "secretservice");
   t.record(5004, 43, 8, 0, "group:web", "web");
   std::string names_path = uid_pool::names_path_for((d.path / "superd" / "dynamic-uid").string());
-  CHECK(names_path == (d.path / "superd" / "names").string());
+  CHECK(names_path == (d.path / "superd" / "dynamic-uid" / "names").string());
   REQUIRE(::stat(names_path.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0644);
   std::ifstream in(names_path, std::ios::binary);

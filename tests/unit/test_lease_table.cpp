@@ -33,7 +33,7 @@ namespace {
 constexpr uint32_t kFirst = 89000, kLast = 89009;
 constexpr size_t kHeader = 64;  // one slot-sized header block before the slots
 
-// <root>/superd/dynamic-uid, as the daemon lays it out: the names file lands in <root>/superd.
+// <root>/superd/dynamic-uid, as the daemon lays it out: the names file lands beside the table.
 struct Scratch {
   superd::test::ScratchDir dir_{"ut"};
   fs::path root = dir_.path;
@@ -43,7 +43,7 @@ struct Scratch {
     fs::create_directories(dir);
   }
   std::string table() const { return (dir / "leases").string(); }
-  std::string names() const { return (root / "superd" / "names").string(); }
+  std::string names() const { return (dir / "names").string(); }
 };
 
 uid_pool::LeaseTable open_ok(const Scratch& s, uint32_t first = kFirst, uint32_t last = kLast) {
@@ -268,32 +268,35 @@ TEST_CASE("the table is 0600 and the names file 0644, whatever they were; symlin
   CHECK(slurp(target) == "x");
 }
 
-TEST_CASE("the names file: beside the table's directory, superd-UID or the lease's user name", "[lease_table]") {
-  CHECK(uid_pool::names_path_for("/srv/r/superd/dynamic-uid") == "/srv/r/superd/names");
-  CHECK(uid_pool::names_path_for("/srv/r/superd/dynamic-uid//") == "/srv/r/superd/names");
-  CHECK(uid_pool::names_path_for("superd/dynamic-uid") == "superd/names");
-  CHECK(uid_pool::names_path_for("dynamic-uid") == "./names");
+TEST_CASE("the names file: beside the table, superd-UID or the lease's user name, and its kind", "[lease_table]") {
+  CHECK(uid_pool::names_path_for("/srv/r/superd/dynamic-uid") == "/srv/r/superd/dynamic-uid/names");
+  CHECK(uid_pool::names_path_for("/srv/r/superd/dynamic-uid//") == "/srv/r/superd/dynamic-uid/names");
+  CHECK(uid_pool::names_path_for("dynamic-uid") == "dynamic-uid/names");
 
   Scratch s;
   auto t = open_ok(s);
   std::string blob = slurp(s.names());
-  CHECK(blob.compare(0, 8, "SUPERDN1") == 0);
-  t.record(89000, 1, 1, 0, "svc");                        // a per-connection lease
-  t.record(89009, 2, 2, 0, "group:web", "web");           // a named lease
-  t.record(89006, 3, 3, 0, "svc", std::string(60, 'u'));  // truncated to fit
-  t.record(89008, 4, 4, 0, std::string(60, 's'));         // the service name too
+  CHECK(blob.compare(0, 8, "SUPERDN2") == 0);
+  t.record(89000, 1, 1, 0, "svc");                                          // a per-connection lease
+  t.record(89009, 2, 2, 0, "group:web", "web", uid_pool::NameKind::group);  // a shared-directory group
+  t.record(89007, 5, 5, 0, "echo", "echo");                                 // a named lease
+  t.record(89006, 3, 3, 0, "svc", std::string(60, 'u'));                    // truncated to fit
+  t.record(89008, 4, 4, 0, std::string(60, 's'));                           // the service name too
   auto first = name_slot(s, 89000);
   CHECK(first.uid == 89000);
   CHECK(std::string(first.name) == "superd-89000");
   CHECK(first.seq % 2 == 0);  // complete, not being written
   CHECK(first.seq > 0);
+  CHECK(first.kind == uid_pool::NameKind::user);
   auto named = name_slot(s, 89009);
   CHECK(named.uid == 89009);
   CHECK(std::string(named.name) == "web");
-  CHECK(std::string(name_slot(s, 89006).name) == std::string(39, 'u'));
+  CHECK(named.kind == uid_pool::NameKind::group);
+  CHECK(name_slot(s, 89007).kind == uid_pool::NameKind::user);
+  CHECK(std::string(name_slot(s, 89006).name) == std::string(38, 'u'));
   auto live = t.live();
-  REQUIRE(live.size() == 4);
-  CHECK(std::string(live[2].service) == std::string(39, 's'));  // 89008
+  REQUIRE(live.size() == 5);
+  CHECK(std::string(live[3].service) == std::string(39, 's'));  // 89008
   // The names file holds UIDs and names only: no service, serial or PID.
   blob = slurp(s.names());
   CHECK(blob.find("group:web") == std::string::npos);
@@ -305,6 +308,28 @@ TEST_CASE("the names file: beside the table's directory, superd-UID or the lease
   CHECK(cleared.uid == 0);
   CHECK(cleared.name[0] == '\0');
   CHECK(cleared.seq == seq + 2);  // one more complete write
+}
+
+TEST_CASE("user names for named leases are made valid and short, as systemd's are", "[lease_table]") {
+  using uid_pool::user_name_for;
+  CHECK(user_name_for("wait:wuff") == "wuff");
+  CHECK(user_name_for("group:web") == "web");
+  CHECK(user_name_for("foobard@acme") == "foobard-acme");
+  CHECK(user_name_for("capsule:NAME") == "capsule-NAME");
+  CHECK(user_name_for("wait:a.b c/d") == "a-b-c-d");
+  CHECK(user_name_for("9lives") == "_9lives");  // a name starts with a letter or '_'
+  CHECK(user_name_for("-x") == "_-x");
+  CHECK(user_name_for("") == "_");
+  CHECK(user_name_for("x_y-Z09") == "x_y-Z09");  // already valid: unchanged
+  // Long names: 31 characters, the head kept, a hash of the whole name at the end.
+  std::string a = user_name_for("foobard@" + std::string(40, 'a')),
+              b = user_name_for("foobard@" + std::string(41, 'a'));
+  CHECK(a.size() == uid_pool::kMaxUserName);
+  CHECK(b.size() == uid_pool::kMaxUserName);
+  CHECK(a != b);
+  CHECK(a.rfind("foobard-aaaaaaaaaaaaaa-", 0) == 0);
+  CHECK(user_name_for(std::string(31, 'q')) == std::string(31, 'q'));  // exactly the limit: unchanged
+  CHECK(user_name_for(std::string(32, 'q')).size() == 31);
 }
 
 TEST_CASE("a file that is not a lease table is reset on open and refused read-only", "[lease_table]") {

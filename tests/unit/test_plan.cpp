@@ -269,23 +269,23 @@ TEST_CASE("wait plan: the listening sockets as conn_fd or as fd 3... with LISTEN
   auto fdmode = plan_of(parse("exec = [\"/bin/true\"]\nstdio = \"listen-fds\"\n", two));
   CHECK(fdmode.listen_fdnames == "s:s");
   spawn::InstancePlan ip;
-  spawn::make_wait_plan(ip, fdmode, 70010, 7, fds, 2);
+  spawn::make_wait_plan(ip, fdmode, 70010, "foobard-acme", 7, fds, 2);
   CHECK(ip.uid == 70010u);
   CHECK(ip.n_listen_fds == 2u);
   CHECK(ip.listen_fds[0] == 11);
   CHECK(ip.listen_fds[1] == 12);
-  CHECK(strings(ip.envp) == Strings{"USER=superd-70010", "LOGNAME=superd-70010", "HOME=/", "LISTEN_FDS=2",
+  CHECK(strings(ip.envp) == Strings{"USER=foobard-acme", "LOGNAME=foobard-acme", "HOME=/", "LISTEN_FDS=2",
                                     "LISTEN_PID=1", "LISTEN_FDNAMES=s:s",
                                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"});
 
   // stdio = "socket" takes exactly one listening socket (the config says so).
   auto sock = plan_of(parse("exec = [\"/bin/true\"]\n", "listen = [\"127.0.0.1:7001\"]\naccept = false\n"));
   spawn::InstancePlan ws;
-  spawn::make_wait_plan(ws, sock, 70011, 8, fds, 1);
+  spawn::make_wait_plan(ws, sock, 70011, "echo", 8, fds, 1);
   CHECK(ws.conn_fd == 11);
   CHECK(ws.n_listen_fds == 0u);
-  CHECK(strings(ws.envp) == Strings{"USER=superd-70011", "LOGNAME=superd-70011", "HOME=/",
-                                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"});
+  CHECK(strings(ws.envp) ==
+        Strings{"USER=echo", "LOGNAME=echo", "HOME=/", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"});
 }
 
 TEST_CASE("run plan: passthrough, the unit's name, no peer variables", "[plan]") {
