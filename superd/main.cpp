@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "cli/units.hpp"
 #include "config/config.hpp"
 #include "control/control.hpp"
 #include "daemon/daemon.hpp"
@@ -92,7 +93,25 @@ int main(int argc, char** argv) {
   status->add_option("-c,--config", config_path, "main configuration file (for runtime_root)")->capture_default_str();
   status->add_flag("--json", status_json, "print the daemon's JSON answer");
 
+  // Services at run time and template instances' links: one subcommand each, same options.
+  std::string unit_name;
+  bool unit_now = false;
+  std::vector<CLI::App*> unit_cmds;
+  for (auto [verb, help] : {std::pair{"start", "start a service or a template instance (until superd restarts)"},
+                            {"stop", "stop a service or an instance (until superd restarts)"},
+                            {"enable", "link NAME@INSTANCE.toml to its template, so it runs whenever superd does"},
+                            {"disable", "remove the link enable made"}}) {
+    auto* c = app.add_subcommand(verb, help);
+    c->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
+    c->add_option("name", unit_name, "NAME or NAME@INSTANCE")->required();
+    if (std::string(verb) == "enable" || std::string(verb) == "disable")
+      c->add_flag("--now", unit_now, std::string(verb) == "enable" ? "start it too" : "stop it too");
+    unit_cmds.push_back(c);
+  }
+
   CLI11_PARSE(app, argc, argv);
+  for (auto* c : unit_cmds)
+    if (c->parsed()) return superd::cli::unit_command(c->get_name(), unit_name, unit_now, config_path);
   // With --xinetd and no -c, the global settings are the defaults rather than a missing file.
   if (!xinetd_path.empty() && !serve_c->count() && !check_c->count() && ::access(config_path.c_str(), F_OK) != 0)
     config_path.clear();
@@ -145,9 +164,17 @@ int main(int argc, char** argv) {
     for (const auto& s : j["services"]) {
       std::string listen;
       for (const auto& l : s["listen"]) listen += (listen.empty() ? "" : " ") + l.get<std::string>();
-      std::printf("service %-20s %-8s live %u/%u%s  %s\n", s["name"].get<std::string>().c_str(),
+      std::string origin = s.value("origin", std::string("file"));
+      std::printf("service %-20s %-8s live %u/%u%s  %s%s\n", s["name"].get<std::string>().c_str(),
                   s.value("mode", std::string("accept")).c_str(), s["live"].get<unsigned>(),
-                  s["max_connections"].get<unsigned>(), s["paused"].get<bool>() ? " (deferring)" : "", listen.c_str());
+                  s["max_connections"].get<unsigned>(), s["paused"].get<bool>() ? " (deferring)" : "", listen.c_str(),
+                  origin == "file" ? "" : ("  (" + origin + ")").c_str());
+    }
+    for (const auto& t : j.value("templates", nlohmann::json::array())) {
+      std::string names;
+      for (const auto& n : t["instances"]) names += (names.empty() ? "" : " ") + n.get<std::string>();
+      std::printf("template %-19s %zu running%s%s\n", t["name"].get<std::string>().c_str(), t["instances"].size(),
+                  names.empty() ? "" : ": ", names.c_str());
     }
     for (const auto& d : j.value("disabled", nlohmann::json::array()))
       std::printf("service %-20s disabled\n", d.get<std::string>().c_str());

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -224,9 +225,14 @@ struct ServiceConfig {
   SandboxConfig sandbox;
 };
 
+// Where a service comes from: its own file, a link to a template (`enable`), or a template
+// instance started at run time (`superd start`).
+enum class Origin { file, link, runtime };
+
 struct Service {
-  std::string name;  // the file stem
-  Location where;    // the file
+  std::string name;  // the file stem ("echo", "foobard@acme")
+  Location where;    // the file (a link's template)
+  Origin origin = Origin::file;
   SocketConfig socket;
   ServiceConfig service;
 };
@@ -247,6 +253,8 @@ struct Config {
   Global global;
   std::vector<Service> services;      // the enabled ones
   std::vector<std::string> disabled;  // names of services with disabled = true
+  // Templates by name ("foobard@") -> their file: not served themselves.
+  std::map<std::string, std::string> templates;
 };
 
 // Parses the main file from text; `file` names it in problems.
@@ -265,6 +273,10 @@ std::string expand_specifiers(std::string_view s, const std::string& name, const
 void validate(const Config& config, Problems& problems);
 // Checks against the running system: exec[0] exists and is executable (by a dynamic user).
 void validate_system(const Config& config, Problems& problems);
+
+// An instance of a template in `config` (a run-time start): parsed from the template's file as
+// it is now. nullopt with a problem for an unknown template or a bad instance name.
+std::optional<Service> load_instance(const Config& config, const std::string& name, Problems& problems);
 
 // Reads the main file and every included service file, then runs all validations.
 Config load(const std::string& path, Problems& problems);

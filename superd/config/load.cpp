@@ -1,7 +1,11 @@
 // Loading: the main file, the service files its include globs match (a service is named by
 // its file stem, at most kMaxServices), services converted in memory (superd serve --xinetd),
-// then the validations of validate.cpp.
+// then the validations of validate.cpp. A file `NAME@.toml` is a template (template.hpp): it is
+// only read for its TOML syntax; `NAME@INSTANCE.toml`, a link to it or a file of its own, is an
+// instance.
 #include <glob.h>
+
+#include <toml++/toml.h>
 
 #include <cerrno>
 #include <cstring>
@@ -11,6 +15,8 @@
 #include <sstream>
 
 #include "config/config.hpp"
+#include "config/reader.hpp"
+#include "config/template.hpp"
 
 namespace superd::config {
 namespace {
@@ -42,7 +48,51 @@ void map_lines(Problems& p, size_t from, const MemoryService& m) {
   p = std::move(mapped);
 }
 
+// An instance from `file`: a link is read through (its problems name the file it points at),
+// a regular file replaces the template for this instance.
+std::optional<Service> read_instance(const std::string& file, const std::string& name, Problems& p) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  bool link = fs::is_symlink(fs::symlink_status(file, ec));
+  std::string source = file;
+  if (link) {
+    fs::path target = fs::canonical(file, ec);
+    if (ec) {
+      p.add({file, 0, 0}, "", "a link to nothing (" + ec.message() + ")");
+      return std::nullopt;
+    }
+    source = target.string();
+  }
+  auto text = read_file(source, p);
+  if (!text) return std::nullopt;
+  auto svc = parse_service(*text, source, name, p);
+  if (svc) svc->origin = link ? Origin::link : Origin::file;
+  return svc;
+}
+
 }  // namespace
+
+std::optional<Service> load_instance(const Config& c, const std::string& name, Problems& p) {
+  auto unit = split_unit_name(name);
+  if (!unit || unit->is_template()) {
+    p.add({}, "", "\"" + name + "\" is not an instance name (NAME@INSTANCE)");
+    return std::nullopt;
+  }
+  if (std::string why = instance_name_error(unit->instance); !why.empty()) {
+    p.add({}, "", name + ": " + why);
+    return std::nullopt;
+  }
+  auto t = c.templates.find(unit->template_name());
+  if (t == c.templates.end()) {
+    p.add({}, "", "no template " + unit->template_name() + " for " + name);
+    return std::nullopt;
+  }
+  auto text = read_file(t->second, p);
+  if (!text) return std::nullopt;
+  auto svc = parse_service(*text, t->second, name, p);
+  if (svc) svc->origin = Origin::runtime;
+  return svc;
+}
 
 Config load(const std::string& path, Problems& p) {
   return load(path, {}, p);
@@ -85,27 +135,51 @@ Config load(const std::string& path, const std::vector<MemoryService>& extra, Pr
     }
     add(std::move(svc));
   }
+  // The files first, then templates before instances (an instance needs its template).
+  std::vector<std::string> files;
   for (const std::string& pattern : c.global.include) {
     fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : base / pattern;
     glob_t g{};
     int rc = ::glob(full.c_str(), 0, nullptr, &g);
     if (rc != 0 && rc != GLOB_NOMATCH) p.add({path, 1, 1}, "superd.include", "cannot expand \"" + pattern + "\"");
-    for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) {
-      std::string file = g.gl_pathv[i];
-      std::string name = fs::path(file).stem().string();
-      if (c.services.size() >= kMaxServices) {
-        p.add({file, 1, 1}, "", "more than " + std::to_string(kMaxServices) + " services");
-        break;
-      }
-      if (!names.insert(name).second) {
-        p.add({file, 1, 1}, "", "service \"" + name + "\" is defined twice");
+    for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) files.push_back(g.gl_pathv[i]);
+    globfree(&g);
+  }
+  std::vector<std::string> services;
+  for (const std::string& file : files) {
+    std::string name = fs::path(file).stem().string();
+    auto unit = split_unit_name(name);
+    if (!unit || !unit->is_template()) {
+      services.push_back(file);
+      continue;
+    }
+    if (!c.templates.emplace(name, file).second) {
+      p.add({file, 1, 1}, "", "template \"" + name + "\" is defined twice");
+      continue;
+    }
+    if (auto body = read_file(file, p)) detail::parse_toml(*body, file, p);  // its syntax, at least
+  }
+  for (const std::string& file : services) {
+    std::string name = fs::path(file).stem().string();
+    if (c.services.size() >= kMaxServices) {
+      p.add({file, 1, 1}, "", "more than " + std::to_string(kMaxServices) + " services");
+      break;
+    }
+    if (!names.insert(name).second) {
+      p.add({file, 1, 1}, "", "service \"" + name + "\" is defined twice");
+      continue;
+    }
+    if (auto unit = split_unit_name(name)) {
+      if (std::string why = instance_name_error(unit->instance); !why.empty()) {
+        p.add({file, 0, 0}, "", "bad instance name \"" + name + "\": " + why);
         continue;
       }
-      auto body = read_file(file, p);
-      if (!body) continue;
-      add(parse_service(*body, file, name, p));
+      add(read_instance(file, name, p));
+      continue;
     }
-    globfree(&g);
+    auto body = read_file(file, p);
+    if (!body) continue;
+    add(parse_service(*body, file, name, p));
   }
   validate(c, p);
   validate_system(c, p);

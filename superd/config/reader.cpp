@@ -10,7 +10,10 @@
 namespace superd::config {
 
 std::string Problem::to_string() const {
-  std::string s = where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": ";
+  // A problem of no file (a name given on the command line) is its message alone.
+  std::string s = where.file.empty()
+                      ? ""
+                      : where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": ";
   if (!key.empty()) s += key + ": ";
   return s + message;
 }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "config/tables.hpp"
+#include "config/template.hpp"
 #include "inloop/internal_service.hpp"
 #include "util/sink.hpp"
 #include "util/units.hpp"
@@ -340,10 +341,25 @@ void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
 
 namespace {
 
+// A plain name, or a template's prefix: letters, digits, - _ . (at most 128). An instance's
+// part after the '@' follows instance_name_error.
 bool valid_service_name(std::string_view n) {
+  if (auto unit = split_unit_name(n))
+    return valid_service_name(unit->prefix) && (unit->is_template() || instance_name_error(unit->instance).empty());
   return !n.empty() && n.size() <= 128 && std::all_of(n.begin(), n.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '@';
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
   });
+}
+
+// An instance's specifiers, in every string value of the document (template.hpp).
+void expand_strings(toml::node& n, const UnitName& name) {
+  if (auto* s = n.as_string()) {
+    s->get() = expand_instance(s->get(), name);
+  } else if (auto* t = n.as_table()) {
+    for (auto&& [k, v] : *t) expand_strings(v, name);
+  } else if (auto* a = n.as_array()) {
+    for (auto& v : *a) expand_strings(v, name);
+  }
 }
 
 // The combinations of socket and service kinds that make sense.
@@ -379,12 +395,16 @@ std::optional<Service> parse_service_file(std::string_view text, const std::stri
   svc.name = name;
   svc.where = {file, 1, 1};
   if (!valid_service_name(name)) {
-    p.add(svc.where, "", "bad service name \"" + name + "\" (letters, digits, - _ . @)");
+    auto unit = split_unit_name(name);
+    std::string why = unit && !unit->is_template() ? instance_name_error(unit->instance) : "";
+    p.add(svc.where, "",
+          "bad service name \"" + name + "\" (" + (why.empty() ? "letters, digits, - _ . and one @" : why) + ")");
     return std::nullopt;
   }
   size_t before = p.list().size();
   auto doc = parse_toml(text, file, p);
   if (!doc) return std::nullopt;
+  if (auto unit = split_unit_name(name); unit && !unit->is_template()) expand_strings(*doc, *unit);
   TableReader top(*doc, "", file, p);
   if (auto* t = sub_table(top, "socket")) {
     TableReader r(*t, "socket", file, p);

@@ -19,9 +19,11 @@
 #include <utility>  // first: Boost 1.74's Asio misses it under C++20
 
 #include <boost/asio.hpp>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -89,6 +91,13 @@ class Daemon {
   void instance_ended(Service& s, const net::SourceKey& source);  // count_out, then maybe retire
   void maybe_retire(Service& s);
 
+  // --- services started and stopped at run time (units.cpp) ---
+  Service* find_service(const std::string& name) const;
+  std::string apply_runtime(config::Config& next);  // problems, one per line; "" if none
+  std::string start_unit(const std::string& name);
+  std::string stop_unit(const std::string& name);
+  void keep_unit(const std::string& name);
+
   // --- the connection path (connection.cpp) ---
   void on_readable(Listener& l);
   void on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer,
@@ -152,6 +161,8 @@ class Daemon {
                            if (!stopping_) on_control_request(std::move(c));
                          }};
   std::unordered_set<std::string> live_units_;
+  std::set<std::string> started_;                   // instances started at run time, without a file
+  std::map<std::string, config::Service> stopped_;  // services of the files, stopped at run time
   OrphanSweep orphans_{io_};
   bool stopping_ = false;
 };

@@ -55,6 +55,21 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
     control::send_message(conn->native_handle(), status_json().dump());
     return;
   }
+  if (req["op"] == "start" || req["op"] == "stop" || req["op"] == "keep") {
+    if (!req.contains("name") || !req["name"].is_string()) return reply_error("no service name");
+    std::string name = req["name"];
+    if (stopping_) return reply_error("shutting down");
+    std::string error;
+    if (req["op"] == "start")
+      error = start_unit(name);
+    else if (req["op"] == "stop")
+      error = stop_unit(name);
+    else
+      keep_unit(name);
+    control::send_message(conn->native_handle(),
+                          (error.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", error}}).dump());
+    return;
+  }
   reply_error("unknown op");
 }
 
@@ -99,7 +114,18 @@ nlohmann::json Daemon::status_json() const {
                                  : s->cfg->service.redirect ? "redirect " + s->cfg->service.redirect->to_string()
                                  : s->wait_mode             ? std::string("wait")
                                                             : std::string("accept")},
-                        {"group", s->group ? nlohmann::json(s->group->uid()) : nlohmann::json(nullptr)}});
+                        {"group", s->group ? nlohmann::json(s->group->uid()) : nlohmann::json(nullptr)},
+                        {"origin", s->cfg->origin == config::Origin::file   ? "file"
+                                   : s->cfg->origin == config::Origin::link ? "link"
+                                                                            : "runtime"}});
+  }
+  // Templates and the instances of each that run now.
+  nlohmann::json templates = nlohmann::json::array();
+  for (const auto& [name, file] : cfg_.templates) {
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& s : services_)
+      if (s->cfg->name.rfind(name, 0) == 0) names.push_back(s->cfg->name);
+    templates.push_back({{"name", name}, {"file", file}, {"instances", names}});
   }
   nlohmann::json instances = nlohmann::json::array();
   for (const auto& [pid, inst] : instances_)
@@ -116,11 +142,8 @@ nlohmann::json Daemon::status_json() const {
                          {"pid", 0},
                          {"peer", se.peer},
                          {"age_s", std::chrono::duration<double>(now - se.started).count()}});
-  return {{"pid", ::getpid()},
-          {"services", services},
-          {"disabled", cfg_.disabled},
-          {"instances", instances},
-          {"pool", pool_json()}};
+  return {{"pid", ::getpid()},      {"services", services},   {"disabled", cfg_.disabled},
+          {"templates", templates}, {"instances", instances}, {"pool", pool_json()}};
 }
 
 void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,

@@ -166,6 +166,11 @@ std::string Daemon::reload() {
     log::error("{}", report);
     return report;
   }
+  // What was started or stopped at run time stays so.
+  if (std::string runtime = apply_runtime(next); !runtime.empty()) {
+    log::error("reload: the services started at run time do not fit; the running configuration stays");
+    return "reload: the services started at run time do not fit:\n" + runtime;
+  }
   std::vector<std::unique_ptr<Service>> built;
   std::vector<std::vector<Listener*>> reuses;
   for (const config::Service& sc : next.services) {
@@ -212,6 +217,7 @@ std::string Daemon::reload() {
     for (auto& l : s->listeners) arm(*l);
   cfg_.services = std::move(next.services);
   cfg_.disabled = std::move(next.disabled);
+  cfg_.templates = std::move(next.templates);
   log::info("reloaded: {} services", services_.size());
   return {};
 }

@@ -34,6 +34,7 @@ MODULES = {
     "xinetd": (["xinetd/"], ["util", "config", "inloop"]),
     "nss": (["nss/"], ["uid_pool"]),
     "daemon": (["daemon/"], ["*"]),
+    "cli": (["cli/"], ["util", "config", "control"]),
     "main": (["main.cpp"], ["*"]),
 }
 
