@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "cli/capsule.hpp"
 #include "cli/units.hpp"
 #include "config/config.hpp"
 #include "control/control.hpp"
@@ -65,6 +66,12 @@ int main(int argc, char** argv) {
                     "also serve the services of this xinetd.conf (and its includes), converted in memory; "
                     "without -c the global settings are the defaults");
 
+  // Set by the host superd when it starts a capsule's superd (capsule/launch.hpp); not for people.
+  std::string capsule_name, capsule_home, capsule_runtime;
+  serve->add_option("--capsule", capsule_name)->group("");
+  serve->add_option("--capsule-home", capsule_home)->group("");
+  serve->add_option("--capsule-runtime", capsule_runtime)->group("");
+
   auto* check = app.add_subcommand("check", "validate the configuration; one line per problem");
   auto* check_c = check->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
   check->add_option("--xinetd", xinetd_path, "check the services converted from this xinetd.conf too");
@@ -109,7 +116,29 @@ int main(int argc, char** argv) {
     unit_cmds.push_back(c);
   }
 
+  auto* capsule = app.add_subcommand("capsule", "capsules: a superd of their own, as a dynamic user with a home");
+  capsule->require_subcommand(1);
+  std::string capsule_arg;
+  bool capsule_json = false;
+  std::vector<CLI::App*> capsule_cmds;
+  for (auto [verb, help] : {std::pair{"start", "start capsule NAME (its home is created on first start)"},
+                            {"stop", "stop capsule NAME: every process of its UIDs ends; the home stays"},
+                            {"list", "capsules: running, stopped (a home), enabled"},
+                            {"status", "one capsule, with its own superd's services and instances"},
+                            {"enable", "start capsule NAME whenever superd starts"},
+                            {"disable", "undo enable"}}) {
+    auto* c = capsule->add_subcommand(verb, help);
+    c->add_option("-c,--config", config_path, "main configuration file")->capture_default_str();
+    if (std::string(verb) != "list") c->add_option("name", capsule_arg, "the capsule's name")->required();
+    if (std::string(verb) == "list" || std::string(verb) == "status") c->add_flag("--json", capsule_json, "JSON");
+    capsule_cmds.push_back(c);
+  }
+  std::string run_capsule;
+  run->add_option("--capsule", run_capsule, "run inside capsule NAME (under one of its UIDs)");
+
   CLI11_PARSE(app, argc, argv);
+  for (auto* c : capsule_cmds)
+    if (c->parsed()) return superd::cli::capsule_command(c->get_name(), capsule_arg, capsule_json, config_path);
   for (auto* c : unit_cmds)
     if (c->parsed()) return superd::cli::unit_command(c->get_name(), unit_name, unit_now, config_path);
   // With --xinetd and no -c, the global settings are the defaults rather than a missing file.
@@ -188,6 +217,14 @@ int main(int argc, char** argv) {
   if (run->parsed()) {
     // Only runtime_root is needed from the config; a missing file means the defaults.
     std::string runtime_root = runtime_root_of();
+    if (!run_capsule.empty()) {
+      std::string error;
+      runtime_root = superd::cli::capsule_runtime_root(run_capsule, config_path, error);
+      if (runtime_root.empty()) {
+        std::fprintf(stderr, "superd run: %s\n", error.c_str());
+        return 125;
+      }
+    }
     // Resolve the command on the caller's PATH, as systemd-run does.
     if (run_argv[0].find('/') == std::string::npos) {
       const char* path = ::getenv("PATH");
@@ -221,6 +258,16 @@ int main(int argc, char** argv) {
                 cfg->services.size(), cfg->services.size() == 1 ? "" : "s",
                 cfg->disabled.empty() ? "" : fmt::format(" ({} disabled)", cfg->disabled.size()).c_str());
     return 0;
+  }
+  if (serve->parsed() && !capsule_name.empty()) {
+    superd::config::Problems problems;
+    auto cfg = superd::config::load_capsule(capsule_name, capsule_home, capsule_runtime, problems);
+    for (const auto& p : problems.list()) std::fprintf(stderr, "%s\n", p.to_string().c_str());
+    if (!problems.empty()) return 2;
+    superd::log::Level level;
+    if (superd::log::parse_level(cfg.global.log_level, level)) superd::log::set_level(level);
+    if (ready_fd >= 0) ::fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+    return superd::daemon::serve(cfg, superd::daemon::Options{ready_fd, "", ""});
   }
   if (serve->parsed()) {
     auto cfg = load_checked(config_path, xinetd_path);

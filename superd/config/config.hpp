@@ -247,6 +247,11 @@ struct Global {
   std::string state_root = "/var/lib";
   std::string cache_root = "/var/cache";
   std::string logs_root = "/var/log";
+  // Blocks of 65,536 UIDs for capsules (capsule/block.hpp), never overlapping the dynamic range.
+  uint32_t capsule_first = 0x70000000, capsule_last = 0x7FFFFFFF;
+  Location capsule_range_where;
+  // Set when this superd runs inside a capsule (load_capsule): its roots are the capsule's.
+  std::string capsule, capsule_home;
 };
 
 struct Config {
@@ -271,12 +276,23 @@ std::optional<Service> parse_run_service(const std::vector<std::string>& propert
 std::string expand_specifiers(std::string_view s, const std::string& name, const std::string* serial = nullptr);
 // Checks that need the whole config: listeners used twice, the range against the user database.
 void validate(const Config& config, Problems& problems);
+// Inside a capsule: listeners on TCP/UDP ports >= 1024 or UNIX paths under the runtime root.
+void validate_capsule(const Config& config, Problems& problems);
 // Checks against the running system: exec[0] exists and is executable (by a dynamic user).
 void validate_system(const Config& config, Problems& problems);
 
 // An instance of a template in `config` (a run-time start): parsed from the template's file as
 // it is now. nullopt with a problem for an unknown template or a bad instance name.
 std::optional<Service> load_instance(const Config& config, const std::string& name, Problems& problems);
+
+// The configuration of the superd inside capsule `name`: `<home>/.config/superd/` holds its
+// service files and an optional superd.toml, in which only log_level may be set (roots, ranges
+// and includes could reach outside the capsule: they are refused, with their position). The
+// roots are the capsule's: runtime `runtime_dir`, state `<home>/.local/state`, cache
+// `<home>/.cache`, logs `<home>/.local/state/log`. Listeners must be TCP/UDP ports >= 1024 or
+// UNIX paths under `runtime_dir`.
+Config load_capsule(const std::string& name, const std::string& home, const std::string& runtime_dir,
+                    Problems& problems);
 
 // Reads the main file and every included service file, then runs all validations.
 Config load(const std::string& path, Problems& problems);

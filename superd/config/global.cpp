@@ -40,6 +40,19 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
         }
       }
     }
+    if (auto* n = r.get("capsule_uid_range")) {
+      g.capsule_range_where = r.where(*n);
+      auto* a = n->as_array();
+      int64_t lo = a && a->size() == 2 && a->get(0)->is_integer() ? *a->get(0)->value<int64_t>() : -1;
+      int64_t hi = a && a->size() == 2 && a->get(1)->is_integer() ? *a->get(1)->value<int64_t>() : -1;
+      // Whole blocks of 65,536, above the 16-bit range, below (uid_t)-1.
+      if (lo < 65536 || hi > 4294967294LL || lo > hi || lo % 65536 != 0 || (hi + 1) % 65536 != 0)
+        r.bad(*n, "capsule_uid_range",
+              "expected [FIRST, LAST] of whole blocks of 65536: FIRST a multiple of 65536 (at least 65536), LAST "
+              "one below a multiple of 65536");
+      else
+        g.capsule_first = static_cast<uint32_t>(lo), g.capsule_last = static_cast<uint32_t>(hi);
+    }
     auto inc = r.read_strings("include", true);
     if (r.get("include")) {
       g.include.clear();
@@ -58,6 +71,13 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
     r.finish();
   }
   top.finish();
+  bool overlap = g.uid_min <= g.capsule_last && g.capsule_first <= g.uid_max;
+  if (overlap)
+    p.add(g.capsule_range_where.line ? g.capsule_range_where : g.uid_range_where.line ? g.uid_range_where
+                                                                                    : Location{file, 1, 1},
+          "superd.capsule_uid_range",
+          "[" + std::to_string(g.capsule_first) + ", " + std::to_string(g.capsule_last) + "] overlaps dynamic_uid_range [" +
+              std::to_string(g.uid_min) + ", " + std::to_string(g.uid_max) + "]: the host pool would lease capsule UIDs");
   return g;
 }
 

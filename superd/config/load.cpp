@@ -72,77 +72,31 @@ std::optional<Service> read_instance(const std::string& file, const std::string&
 
 }  // namespace
 
-std::optional<Service> load_instance(const Config& c, const std::string& name, Problems& p) {
-  auto unit = split_unit_name(name);
-  if (!unit || unit->is_template()) {
-    p.add({}, "", "\"" + name + "\" is not an instance name (NAME@INSTANCE)");
-    return std::nullopt;
-  }
-  if (std::string why = instance_name_error(unit->instance); !why.empty()) {
-    p.add({}, "", name + ": " + why);
-    return std::nullopt;
-  }
-  auto t = c.templates.find(unit->template_name());
-  if (t == c.templates.end()) {
-    p.add({}, "", "no template " + unit->template_name() + " for " + name);
-    return std::nullopt;
-  }
-  auto text = read_file(t->second, p);
-  if (!text) return std::nullopt;
-  auto svc = parse_service(*text, t->second, name, p);
-  if (svc) svc->origin = Origin::runtime;
-  return svc;
+// A parsed service: served, or listed as disabled.
+void add_service(Config& c, std::optional<Service> svc) {
+  if (!svc) return;
+  if (svc->service.disabled)
+    c.disabled.push_back(svc->name);
+  else
+    c.services.push_back(std::move(*svc));
 }
 
-Config load(const std::string& path, Problems& p) {
-  return load(path, {}, p);
-}
-
-Config load(const std::string& path, const std::vector<MemoryService>& extra, Problems& p) {
+// The service files and templates the include globs match (relative to `base`); the main
+// file itself is never one, though a glob may match it.
+void read_includes(Config& c, const std::filesystem::path& base, const std::string& main, std::set<std::string>& names,
+                   Problems& p) {
   namespace fs = std::filesystem;
-  Config c;
-  std::set<std::string> names;
-  auto add = [&](std::optional<Service> svc) {
-    if (!svc) return;
-    if (svc->service.disabled)
-      c.disabled.push_back(svc->name);
-    else
-      c.services.push_back(std::move(*svc));
-  };
-  if (path.empty()) {
-    c.global.include.clear();
-  } else {
-    auto text = read_file(path, p);
-    if (!text) return c;
-    c.global = parse_global(*text, path, p);
-  }
-  fs::path base = fs::path(path).parent_path();
-  for (const MemoryService& m : extra) {
-    if (!names.insert(m.name).second) {
-      p.add({m.file, m.line_origin.empty() ? 0 : m.line_origin.front(), 0}, "",
-            "service \"" + m.name + "\" is defined twice");
-      continue;
-    }
-    size_t before = p.list().size();
-    auto svc = parse_service(m.toml, m.file, m.name, p);
-    if (p.list().size() != before) map_lines(p, before, m);
-    if (svc) {
-      // Later checks (overlaps, exec) name the source lines too.
-      svc->where = {m.file, m.origin_line, 0};
-      for (Listen& l : svc->socket.listen)
-        l.where = {m.file,
-                   l.where.line >= 1 && l.where.line <= m.line_origin.size() ? m.line_origin[l.where.line - 1] : 0, 0};
-    }
-    add(std::move(svc));
-  }
+  std::error_code ec;
+  auto add = [&](std::optional<Service> svc) { add_service(c, std::move(svc)); };
   // The files first, then templates before instances (an instance needs its template).
   std::vector<std::string> files;
   for (const std::string& pattern : c.global.include) {
     fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : base / pattern;
     glob_t g{};
     int rc = ::glob(full.c_str(), 0, nullptr, &g);
-    if (rc != 0 && rc != GLOB_NOMATCH) p.add({path, 1, 1}, "superd.include", "cannot expand \"" + pattern + "\"");
-    for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i) files.push_back(g.gl_pathv[i]);
+    if (rc != 0 && rc != GLOB_NOMATCH) p.add({main, 1, 1}, "superd.include", "cannot expand \"" + pattern + "\"");
+    for (size_t i = 0; rc == 0 && i < g.gl_pathc; ++i)
+      if (main.empty() || !fs::equivalent(g.gl_pathv[i], main, ec)) files.push_back(g.gl_pathv[i]);  // not itself
     globfree(&g);
   }
   std::vector<std::string> services;
@@ -181,6 +135,102 @@ Config load(const std::string& path, const std::vector<MemoryService>& extra, Pr
     if (!body) continue;
     add(parse_service(*body, file, name, p));
   }
+}
+
+std::optional<Service> load_instance(const Config& c, const std::string& name, Problems& p) {
+  auto unit = split_unit_name(name);
+  if (!unit || unit->is_template()) {
+    p.add({}, "", "\"" + name + "\" is not an instance name (NAME@INSTANCE)");
+    return std::nullopt;
+  }
+  if (std::string why = instance_name_error(unit->instance); !why.empty()) {
+    p.add({}, "", name + ": " + why);
+    return std::nullopt;
+  }
+  auto t = c.templates.find(unit->template_name());
+  if (t == c.templates.end()) {
+    p.add({}, "", "no template " + unit->template_name() + " for " + name);
+    return std::nullopt;
+  }
+  auto text = read_file(t->second, p);
+  if (!text) return std::nullopt;
+  auto svc = parse_service(*text, t->second, name, p);
+  if (svc) svc->origin = Origin::runtime;
+  return svc;
+}
+
+Config load_capsule(const std::string& name, const std::string& home, const std::string& runtime_dir, Problems& p) {
+  namespace fs = std::filesystem;
+  Config c;
+  fs::path dir = fs::path(home) / ".config" / "superd";
+  std::string main = (dir / "superd.toml").string();
+  std::error_code ec;
+  if (fs::exists(main, ec)) {
+    auto text = read_file(main, p);
+    if (!text) return c;
+    size_t before = p.list().size();
+    if (auto doc = detail::parse_toml(*text, main, p)) {
+      if (auto* t = (*doc)["superd"].as_table())
+        for (auto&& [key, node] : *t)
+          if (key.str() != "log_level")
+            p.add({main, node.source().begin.line, node.source().begin.column}, "superd." + std::string(key.str()),
+                  "not allowed in a capsule's superd.toml: the capsule sets it (only log_level may be set)");
+    }
+    if (p.list().size() != before) return c;
+    c.global = parse_global(*text, main, p);
+  }
+  c.global.file = main;
+  c.global.capsule = name;
+  c.global.capsule_home = home;
+  c.global.include = {"*.toml"};
+  c.global.runtime_root = runtime_dir;
+  c.global.state_root = home + "/.local/state";
+  c.global.cache_root = home + "/.cache";
+  c.global.logs_root = home + "/.local/state/log";
+  std::set<std::string> names;
+  read_includes(c, dir, main, names, p);
+  validate(c, p);
+  validate_capsule(c, p);
+  validate_system(c, p);
+  return c;
+}
+
+Config load(const std::string& path, Problems& p) {
+  return load(path, {}, p);
+}
+
+Config load(const std::string& path, const std::vector<MemoryService>& extra, Problems& p) {
+  namespace fs = std::filesystem;
+  Config c;
+  std::set<std::string> names;
+  auto add = [&](std::optional<Service> svc) { add_service(c, std::move(svc)); };
+  if (path.empty()) {
+    c.global.include.clear();
+  } else {
+    auto text = read_file(path, p);
+    if (!text) return c;
+    c.global = parse_global(*text, path, p);
+  }
+  fs::path base = fs::path(path).parent_path();
+  for (const MemoryService& m : extra) {
+    if (!names.insert(m.name).second) {
+      p.add({m.file, m.line_origin.empty() ? 0 : m.line_origin.front(), 0}, "",
+            "service \"" + m.name + "\" is defined twice");
+      continue;
+    }
+    size_t before = p.list().size();
+    auto svc = parse_service(m.toml, m.file, m.name, p);
+    if (p.list().size() != before) map_lines(p, before, m);
+    if (svc) {
+      // Later checks (overlaps, exec) name the source lines too.
+      svc->where = {m.file, m.origin_line, 0};
+      for (Listen& l : svc->socket.listen)
+        l.where = {m.file,
+                   l.where.line >= 1 && l.where.line <= m.line_origin.size() ? m.line_origin[l.where.line - 1] : 0, 0};
+    }
+    add(std::move(svc));
+  }
+  read_includes(c, base, path, names, p);
   validate(c, p);
   validate_system(c, p);
   return c;

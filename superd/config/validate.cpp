@@ -24,8 +24,10 @@ void validate(const Config& c, Problems& p) {
                     other_svc->name + " (" + other->where.file + ":" + std::to_string(other->where.line) + ")");
       all.emplace_back(&l, &s);
     }
-  // The dynamic range must not hold a user or group the system database knows.
-  auto clash = userdb::first_clashes(c.global.uid_min, c.global.uid_max, 3);
+  // The dynamic range must not hold a user or group the system database knows (a capsule's
+  // users are its own: its user namespace maps them to its block).
+  auto clash = c.global.capsule.empty() ? userdb::first_clashes(c.global.uid_min, c.global.uid_max, 3)
+                                        : decltype(userdb::first_clashes(0, 0, 0)){};
   if (!clash.empty()) {
     std::string names;
     for (auto& cl : clash) names += (names.empty() ? "" : ", ") + cl;
@@ -34,6 +36,20 @@ void validate(const Config& c, Problems& p) {
           "[" + std::to_string(c.global.uid_min) + ", " + std::to_string(c.global.uid_max) +
               "] overlaps the system database: " + names);
   }
+}
+
+void validate_capsule(const Config& c, Problems& p) {
+  std::string under = c.global.runtime_root + "/";
+  for (const Service& s : c.services)
+    for (const Listen& l : s.socket.listen) {
+      const net::ListenSpec& spec = l.spec;
+      if (spec.kind == net::Kind::unix_abstract)
+        p.add(l.where, "socket.listen", "\"" + spec.to_string() + "\": a capsule has no abstract sockets (use a path under " + under + ")");
+      else if (spec.kind == net::Kind::unix_path && spec.path.rfind(under, 0) != 0)
+        p.add(l.where, "socket.listen", "\"" + spec.to_string() + "\": a capsule's UNIX sockets live under " + under);
+      else if (!spec.is_unix() && spec.port < 1024)
+        p.add(l.where, "socket.listen", "\"" + spec.to_string() + "\": a capsule binds ports 1024 and above only");
+    }
 }
 
 void validate_system(const Config& c, Problems& p) {

@@ -8,6 +8,7 @@
 // namespace) before IPC is removed, and IPC is removed before the UID returns. A UID whose
 // cleanup fails is quarantined.
 #include "daemon/hub.hpp"
+#include "listener/unix_path.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -52,6 +53,7 @@ Daemon::Daemon(const config::Config& cfg, const Options& opt)
       stop_timer_(io_) {}
 
 bool Daemon::prepare_runtime() {
+  if (!cfg_.global.capsule.empty()) listener::unix_path::trust_prepared_root(cfg_.global.runtime_root);
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path dir = fs::path(cfg_.global.runtime_root) / "superd" / "dynamic-uid";
@@ -138,6 +140,10 @@ void Daemon::begin_shutdown() {
   sessions_.clear();
   control_.close();
   auto grace = std::chrono::milliseconds(0);
+  for (auto& [name, c] : capsules_) {
+    spawn::pidfd_signal(c->pidfd.native_handle(), SIGTERM);
+    grace = std::max<std::chrono::milliseconds>(grace, std::chrono::seconds(10));
+  }
   for (auto& [pid, inst] : instances_) {
     spawn::pidfd_signal(inst->pidfd.native_handle(), SIGTERM);
     grace = std::max(grace, inst->service->cfg->service.timeout_stop);
@@ -150,12 +156,18 @@ void Daemon::begin_shutdown() {
                    inst->serial, inst->uid, pid);
       spawn::pidfd_signal(inst->pidfd.native_handle(), SIGKILL);
     }
+    for (auto& [name, c] : capsules_) {
+      log::warning("KILL capsule {}: still running at shutdown deadline", name);
+      spawn::pidfd_signal(c->pidfd.native_handle(), SIGKILL);
+    }
   });
   maybe_finish_shutdown();
 }
 
 void Daemon::maybe_finish_shutdown() {
-  if (!stopping_ || !instances_.empty() || spawns_in_flight() || cleanup_posted_ || !cleanup_.empty()) return;
+  if (!stopping_ || !instances_.empty() || !capsules_.empty() || spawns_in_flight() || cleanup_posted_ ||
+      !cleanup_.empty())
+    return;
   stop_timer_.cancel();
   signals_.cancel();
   for (auto* list : {&services_, &retired_})
@@ -179,6 +191,7 @@ int Daemon::run() {
   };
   signals_.async_wait(handler);
   if (!open_listeners() || !open_control()) return 1;
+  sweep_capsule_records();
   // Two fds per live instance (pidfd, stderr pipe): say so at start rather than fail later.
   rlimit nofile{};
   uint64_t need = 64;
@@ -193,6 +206,7 @@ int Daemon::run() {
   log::info("ready: {} services, UIDs {}..{} ({} free of {})", services_.size(), pool_.first(), pool_.last(),
             pool_.size() - pool_.held(), pool_.size());
   notify_ready(opt_.ready_fd);
+  start_enabled_capsules();
   io_.run();
   log::info("stopped: every instance ended and every UID returned ({} quarantined)", pool_.quarantined());
   return 0;

@@ -28,6 +28,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "capsule/capsule.hpp"
 #include "cleanup/batch.hpp"
 #include "cleanup/ipc.hpp"
 #include "daemon/control_server.hpp"
@@ -56,6 +57,23 @@ std::string peer_string(const sockaddr* sa);
 
 // An instance's stderr: a pipe whose (non-blocking) read end the loop drains into the log.
 bool log_pipe(UniqueFd& read_end, UniqueFd& write_end);
+
+// A running capsule (daemon/capsules.cpp): its superd is PID 1 of the capsule's namespaces.
+struct CapsuleRun {
+  std::string name, home;
+  uint32_t block = 0;
+  pid_t pid = -1;
+  asio::posix::stream_descriptor pidfd, ready, out;
+  asio::steady_timer timer;  // ready deadline, then the stop grace
+  UniqueFd alive;            // its read end in the capsule sees the daemon die (capsule/launch.cpp)
+  bool ready_seen = false, stopping = false;
+  Clock::time_point started, stop_asked;
+  double ready_ms = 0;
+  std::string early, line;  // output before ready (for the answer), a partial line
+  std::vector<std::shared_ptr<asio::posix::stream_descriptor>> start_waiters, stop_waiters;
+  CapsuleRun(asio::io_context& io, int pidfd_raw, int ready_raw, int out_raw)
+      : pidfd(io, pidfd_raw), ready(io, ready_raw), out(io, out_raw), timer(io) {}
+};
 
 class Daemon {
  public:
@@ -97,6 +115,19 @@ class Daemon {
   std::string start_unit(const std::string& name);
   std::string stop_unit(const std::string& name);
   void keep_unit(const std::string& name);
+
+  // --- capsules (capsules.cpp) ---
+  capsule::Roots capsule_roots() const;
+  std::string capsule_records_dir() const;
+  void sweep_capsule_records();
+  void start_enabled_capsules();
+  void capsule_start(const std::string& name, std::shared_ptr<asio::posix::stream_descriptor> conn);
+  void capsule_stop(const std::string& name, std::shared_ptr<asio::posix::stream_descriptor> conn);
+  void read_capsule_output(CapsuleRun& c);
+  bool drain_capsule_output(CapsuleRun& c);
+  void capsule_exited(CapsuleRun& c);
+  nlohmann::json capsules_json() const;
+  void write_capsule_names() const;
 
   // --- the connection path (connection.cpp) ---
   void on_readable(Listener& l);
@@ -161,6 +192,7 @@ class Daemon {
                            if (!stopping_) on_control_request(std::move(c));
                          }};
   std::unordered_set<std::string> live_units_;
+  std::map<std::string, std::unique_ptr<CapsuleRun>> capsules_;
   std::set<std::string> started_;                   // instances started at run time, without a file
   std::map<std::string, config::Service> stopped_;  // services of the files, stopped at run time
   OrphanSweep orphans_{io_};

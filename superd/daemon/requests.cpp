@@ -55,6 +55,17 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
     control::send_message(conn->native_handle(), status_json().dump());
     return;
   }
+  if (req["op"] == "capsule") {
+    std::string action = req.value("action", std::string{}), name = req.value("name", std::string{});
+    if (stopping_) return reply_error("shutting down");
+    if (action == "start") return capsule_start(name, conn);
+    if (action == "stop") return capsule_stop(name, conn);
+    if (action == "list") {
+      control::send_message(conn->native_handle(), nlohmann::json{{"capsules", capsules_json()}}.dump());
+      return;
+    }
+    return reply_error("unknown capsule action \"" + action + "\"");
+  }
   if (req["op"] == "start" || req["op"] == "stop" || req["op"] == "keep") {
     if (!req.contains("name") || !req["name"].is_string()) return reply_error("no service name");
     std::string name = req["name"];

@@ -128,8 +128,9 @@ int main(int argc, char** argv) {
     int st;
     waitpid(p, &st, 0);
     print_id(out);
-  } else if (!strcmp(mode, "ipc")) {
-    /* Leaves one of each IPC kind behind; prints their handles for the test to look for. */
+  } else if (!strcmp(mode, "ipc") || !strcmp(mode, "ipc-hold")) {
+    /* Leaves one of each IPC kind behind; prints their handles for the test to look for.
+     * ipc-hold SECONDS: then stays that long (the objects live while it does). */
     int shm = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
     int sem = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
     int msg = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
@@ -141,6 +142,10 @@ int main(int argc, char** argv) {
     mqd_t q = mq_open(qname, O_CREAT | O_RDWR, 0600, NULL);
     fprintf(out, "shm=%d sem=%d msg=%d posix=%s%s mq=%s%s uid=%u\n", shm, sem, msg, name + 1,
             pfd >= 0 ? "" : "(failed)", qname + 1, q != (mqd_t)-1 ? "" : "(failed)", (unsigned)getuid());
+    if (!strcmp(mode, "ipc-hold")) {
+      fflush(out);
+      sleep(argc > 2 ? (unsigned)atoi(argv[2]) : 10);
+    }
   } else if (!strcmp(mode, "write")) {
     /* Tries to create a file in each directory given; reports "PATH ok" or "PATH ERRNO". */
     for (int i = 2; i < argc; ++i) {
@@ -167,6 +172,8 @@ int main(int argc, char** argv) {
 #define TRY(name, call) do { errno = 0; long r_ = (long)(call); fprintf(out, "%s %s\n", name, r_ == -1 ? strerrorname_np(errno) : "ok"); } while (0)
     TRY("mount", mount("none", "/mnt", "tmpfs", 0, NULL));
     TRY("unshare", unshare(CLONE_NEWNS));
+    TRY("unshare_user", unshare(CLONE_NEWUSER));
+    TRY("setuid0", setuid(0));
     TRY("ptrace", ptrace(PTRACE_TRACEME, 0, NULL, NULL));
     /* The one mount() form the zygote's seccomp gate lets through: it must still fail (EPERM, no caps). */
     TRY("mount_magic", mount("none", "/mnt", "tmpfs", 0xC0ED0000UL, NULL));

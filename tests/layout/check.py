@@ -33,8 +33,9 @@ MODULES = {
     "control": (["control/"], ["util"]),
     "xinetd": (["xinetd/"], ["util", "config", "inloop"]),
     "nss": (["nss/"], ["uid_pool"]),
+    "capsule": (["capsule/"], ["util"]),
     "daemon": (["daemon/"], ["*"]),
-    "cli": (["cli/"], ["util", "config", "control"]),
+    "cli": (["cli/"], ["util", "config", "control", "capsule"]),
     "main": (["main.cpp"], ["*"]),
 }
 
