@@ -22,7 +22,8 @@ std::error_code make_dir(const std::string& path, mode_t mode, uid_t uid, std::s
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return failed = path, last_error();
   if (!S_ISDIR(st.st_mode)) return failed = path, std::make_error_code(std::errc::not_a_directory);
-  if ((st.st_uid != uid || st.st_gid != uid) && ::lchown(path.c_str(), uid, uid) != 0) return failed = path, last_error();
+  if ((st.st_uid != uid || st.st_gid != uid) && ::lchown(path.c_str(), uid, uid) != 0)
+    return failed = path, last_error();
   if ((st.st_mode & 07777) != mode && ::chmod(path.c_str(), mode) != 0) return failed = path, last_error();
   return {};
 }

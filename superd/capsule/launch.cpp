@@ -6,9 +6,9 @@
 #include <grp.h>
 #include <linux/mount.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <poll.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -88,14 +88,13 @@ void mkdirs(const std::string& path) {
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) die(log, "mount /proc");
   // Other capsules, the host's boundary directories and superd's own: covered.
   for (const std::string& h : s.hide)
-    if (::access(h.c_str(), F_OK) == 0 && ::mount("tmpfs", h.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                                                  "mode=0755,size=16k,nr_inodes=64") != 0)
+    if (::access(h.c_str(), F_OK) == 0 &&
+        ::mount("tmpfs", h.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16k,nr_inodes=64") != 0)
       die(log, "tmpfs over", h);
   mkdirs(s.home);  // mount points in a covering tmpfs
   mkdirs(s.runtime_dir);
   // The whole tree read-only and nosuid, then the two writable places put back.
-  if (setattr("/", AT_RECURSIVE, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0) != 0)
-    die(log, "mount_setattr / read-only");
+  if (setattr("/", AT_RECURSIVE, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0) != 0) die(log, "mount_setattr / read-only");
   for (auto [fd, path] : {std::pair{home_fd, &s.home}, std::pair{run_fd, &s.runtime_dir}}) {
     if (put_tree(fd, path->c_str()) != 0) die(log, "move_mount", *path);
     if (setattr(path->c_str(), AT_RECURSIVE, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0) != 0)
@@ -112,9 +111,17 @@ void mkdirs(const std::string& path) {
   std::string env_home = "HOME=" + s.home, env_user = "USER=" + user, env_logname = "LOGNAME=" + user;
   const char* envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", env_home.c_str(),
                         env_user.c_str(), env_logname.c_str(), nullptr};
-  const char* argv[] = {s.exe.c_str(), "serve",         "--capsule",   s.name.c_str(),
-                        "--capsule-home", s.home.c_str(), "--capsule-runtime", s.runtime_dir.c_str(),
-                        "--ready-fd",   "3",            nullptr};
+  const char* argv[] = {s.exe.c_str(),
+                        "serve",
+                        "--capsule",
+                        s.name.c_str(),
+                        "--capsule-home",
+                        s.home.c_str(),
+                        "--capsule-runtime",
+                        s.runtime_dir.c_str(),
+                        "--ready-fd",
+                        "3",
+                        nullptr};
   ::execve(s.exe.c_str(), const_cast<char**>(argv), const_cast<char**>(envp));
   die(2, "exec", s.exe);
 }

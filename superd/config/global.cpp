@@ -73,11 +73,13 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
   top.finish();
   bool overlap = g.uid_min <= g.capsule_last && g.capsule_first <= g.uid_max;
   if (overlap)
-    p.add(g.capsule_range_where.line ? g.capsule_range_where : g.uid_range_where.line ? g.uid_range_where
-                                                                                    : Location{file, 1, 1},
+    p.add(g.capsule_range_where.line ? g.capsule_range_where
+          : g.uid_range_where.line   ? g.uid_range_where
+                                     : Location{file, 1, 1},
           "superd.capsule_uid_range",
-          "[" + std::to_string(g.capsule_first) + ", " + std::to_string(g.capsule_last) + "] overlaps dynamic_uid_range [" +
-              std::to_string(g.uid_min) + ", " + std::to_string(g.uid_max) + "]: the host pool would lease capsule UIDs");
+          "[" + std::to_string(g.capsule_first) + ", " + std::to_string(g.capsule_last) +
+              "] overlaps dynamic_uid_range [" + std::to_string(g.uid_min) + ", " + std::to_string(g.uid_max) +
+              "]: the host pool would lease capsule UIDs");
   return g;
 }
 

@@ -44,7 +44,8 @@ void validate_capsule(const Config& c, Problems& p) {
     for (const Listen& l : s.socket.listen) {
       const net::ListenSpec& spec = l.spec;
       if (spec.kind == net::Kind::unix_abstract)
-        p.add(l.where, "socket.listen", "\"" + spec.to_string() + "\": a capsule has no abstract sockets (use a path under " + under + ")");
+        p.add(l.where, "socket.listen",
+              "\"" + spec.to_string() + "\": a capsule has no abstract sockets (use a path under " + under + ")");
       else if (spec.kind == net::Kind::unix_path && spec.path.rfind(under, 0) != 0)
         p.add(l.where, "socket.listen", "\"" + spec.to_string() + "\": a capsule's UNIX sockets live under " + under);
       else if (!spec.is_unix() && spec.port < 1024)

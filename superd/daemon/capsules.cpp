@@ -98,7 +98,8 @@ void Daemon::capsule_start(const std::string& name, std::shared_ptr<asio::posix:
   auto block = capsule::choose_block(roots, name, running);
   if (!block) return fail("no free block of 65536 UIDs left in capsule_uid_range");
   std::string failed;
-  if (auto e = capsule::prepare_dirs(roots, name, *block, failed)) return fail("cannot prepare " + failed + ": " + e.message());
+  if (auto e = capsule::prepare_dirs(roots, name, *block, failed))
+    return fail("cannot prepare " + failed + ": " + e.message());
   int ready[2], out[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) return fail(std::string("pipe2: ") + std::strerror(errno));
   UniqueFd ready_r(ready[0]), ready_w(ready[1]);
@@ -118,7 +119,7 @@ void Daemon::capsule_start(const std::string& name, std::shared_ptr<asio::posix:
   spec.block = *block;
   const auto& g = cfg_.global;
   spec.hide = {g.state_root + "/capsules", g.runtime_root + "/capsules", g.runtime_root + "/superd",
-               g.state_root + "/private", g.cache_root + "/private", g.logs_root + "/private"};
+               g.state_root + "/private",  g.cache_root + "/private",    g.logs_root + "/private"};
   spec.ready_fd = ready_w.get();
   spec.log_fd = out_w.get();
   spec.alive_fd = alive_r.get();
@@ -238,7 +239,10 @@ nlohmann::json Daemon::capsules_json() const {
     auto it = capsules_.find(n);
     const CapsuleRun* c = it == capsules_.end() ? nullptr : it->second.get();
     list.push_back({{"name", n},
-                    {"state", !c ? "stopped" : c->stopping ? "stopping" : c->ready_seen ? "running" : "starting"},
+                    {"state", !c              ? "stopped"
+                              : c->stopping   ? "stopping"
+                              : c->ready_seen ? "running"
+                                              : "starting"},
                     {"pid", c ? c->pid : 0},
                     {"uids", block ? nlohmann::json{block, block + capsule::kBlockSize - 1} : nlohmann::json(nullptr)},
                     {"home", roots.home(n)},

@@ -151,8 +151,9 @@ bool Daemon::open_listeners() {
 std::string Daemon::reload() {
   config::Problems problems;
   const auto& g0 = cfg_.global;  // a capsule's superd reads its capsule's files again
-  config::Config next = g0.capsule.empty() ? load_config(opt_.config_path, opt_.xinetd_path, problems)
-                                            : config::load_capsule(g0.capsule, g0.capsule_home, g0.runtime_root, problems);
+  config::Config next = g0.capsule.empty()
+                            ? load_config(opt_.config_path, opt_.xinetd_path, problems)
+                            : config::load_capsule(g0.capsule, g0.capsule_home, g0.runtime_root, problems);
   std::string report;
   for (const auto& p : problems.list()) report += p.to_string() + "\n";
   if (!problems.empty()) {

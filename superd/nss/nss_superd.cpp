@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 
 #include "uid_pool/lease_table.hpp"
 
@@ -162,21 +163,105 @@ char* put(const char* s, char*& buf, size_t& left) {
   return at;
 }
 
-nss_status fill_passwd(const NameRecord& r, passwd* pw, char* buf, size_t len, int* errnop) {
+// What an entry is made of: a names-file record, or a capsule's UID.
+struct Answer {
+  char name[128] = {};
+  uint32_t id = 0;
+  char home[4096] = "/";
+  void from(const NameRecord& r) {
+    std::snprintf(name, sizeof name, "%s", r.name);
+    id = r.uid;
+    std::snprintf(home, sizeof home, "/");
+  }
+};
+
+// The running capsules, "<dir>/capsules": one line each, "BLOCK NAME HOME", replaced whole by
+// the daemon (rename), so it is read in one go. Block UID + 0 is "capsule-NAME" (its home the
+// capsule's), + N is "capsule-NAME-N" (home /).
+struct Capsules {
+  static constexpr uint32_t kBlock = 65536;
+  struct Line {
+    uint32_t block = 0;
+    char name[72] = {};
+    char home[1024] = {};
+  };
+  std::string text;  // the whole file (at most 64 KiB)
+  Capsules() {
+    char path[4096];
+    names_path(path, sizeof path);
+    char* slash = std::strrchr(path, '/');
+    std::snprintf(slash, sizeof path - static_cast<size_t>(slash - path), "/capsules");
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return;
+    char buf[4096];
+    ssize_t got;
+    while (text.size() < (1u << 16) && (got = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, size_t(got));
+    ::close(fd);
+  }
+  // Line i (0-based), if there is one.
+  bool line(int i, Line& l) const {
+    size_t at = 0;
+    for (int k = 0; at < text.size(); ++k) {
+      size_t end = text.find('\n', at);
+      if (end == std::string::npos) end = text.size();
+      std::string one = text.substr(at, end - at);
+      at = end + 1;
+      if (std::sscanf(one.c_str(), "%u %71s %1023s", &l.block, l.name, l.home) != 3) {
+        --k;
+        continue;
+      }
+      if (k == i) return true;
+    }
+    return false;
+  }
+  static void answer(const Line& l, uint32_t offset, Answer& a) {
+    if (offset == 0)
+      std::snprintf(a.name, sizeof a.name, "capsule-%s", l.name);
+    else
+      std::snprintf(a.name, sizeof a.name, "capsule-%s-%u", l.name, offset);
+    a.id = l.block + offset;
+    std::snprintf(a.home, sizeof a.home, "%s", offset == 0 ? l.home : "/");
+  }
+  bool by_id(uint32_t id, Answer& a) const {
+    Line l;
+    for (int i = 0; line(i, l); ++i)
+      if (id >= l.block && id - l.block < kBlock) return answer(l, id - l.block, a), true;
+    return false;
+  }
+  // "capsule-NAME" (an exact capsule name first), then "capsule-NAME-N".
+  bool by_name(const char* name, Answer& a) const {
+    if (std::strncmp(name, "capsule-", 8) != 0) return false;
+    const char* rest = name + 8;
+    Line l;
+    for (int i = 0; line(i, l); ++i)
+      if (std::strcmp(rest, l.name) == 0) return answer(l, 0, a), true;
+    for (int i = 0; line(i, l); ++i) {
+      size_t len = std::strlen(l.name);
+      unsigned long k = 0;
+      char tail = 0;
+      if (std::strncmp(rest, l.name, len) == 0 && rest[len] == '-' &&
+          std::sscanf(rest + len + 1, "%lu%c", &k, &tail) == 1 && k >= 1 && k < kBlock)
+        return answer(l, static_cast<uint32_t>(k), a), true;
+    }
+    return false;
+  }
+};
+
+nss_status fill_passwd(const Answer& r, passwd* pw, char* buf, size_t len, int* errnop) {
   char* name = put(r.name, buf, len);
   char* pass = put("x", buf, len);
   char* gecos = put(kGecos, buf, len);
-  char* dir = put("/", buf, len);
+  char* dir = put(r.home, buf, len);
   char* shell = put(kShell, buf, len);
   if (!name || !pass || !gecos || !dir || !shell) {
     *errnop = ERANGE;
     return NSS_STATUS_TRYAGAIN;
   }
-  *pw = passwd{name, pass, r.uid, r.uid, gecos, dir, shell};
+  *pw = passwd{name, pass, r.id, r.id, gecos, dir, shell};
   return NSS_STATUS_SUCCESS;
 }
 
-nss_status fill_group(const NameRecord& r, group* gr, char* buf, size_t len, int* errnop) {
+nss_status fill_group(const Answer& r, group* gr, char* buf, size_t len, int* errnop) {
   // The member list: one null pointer, aligned.
   uintptr_t misalign = reinterpret_cast<uintptr_t>(buf) % alignof(char*);
   size_t skip = misalign ? alignof(char*) - misalign : 0;
@@ -194,7 +279,7 @@ nss_status fill_group(const NameRecord& r, group* gr, char* buf, size_t len, int
     *errnop = ERANGE;
     return NSS_STATUS_TRYAGAIN;
   }
-  *gr = group{name, pass, r.uid, members};
+  *gr = group{name, pass, r.id, members};
   return NSS_STATUS_SUCCESS;
 }
 
@@ -202,32 +287,55 @@ nss_status fill_group(const NameRecord& r, group* gr, char* buf, size_t len, int
 std::mutex cursor_mutex;
 uint32_t pw_cursor = 0, gr_cursor = 0;
 
-// `accept`: which records the enumeration lists.
+// `accept`: which records the enumeration lists. After the names file's slots come the
+// capsules' roots (not every UID of every block).
 template <typename Accept, typename Fill, typename Entry>
 nss_status next_entry(uint32_t& cursor, Entry* e, char* buf, size_t len, int* errnop, Accept accept, Fill fill) {
   std::lock_guard<std::mutex> lock(cursor_mutex);
-  File f;
-  NameRecord r{};
-  for (; f.fd >= 0 && cursor < f.h.size; ++cursor) {
-    if (!f.read(cursor, r) || !accept(r)) continue;
-    nss_status st = fill(r, e, buf, len, errnop);
-    if (st == NSS_STATUS_SUCCESS) ++cursor;  // on ERANGE the same entry is tried again
-    return st;
+  uint32_t slots = 0;
+  Answer a;
+  {
+    File f;
+    NameRecord r{};
+    slots = f.fd >= 0 ? f.h.size : 0;
+    for (; cursor < slots; ++cursor) {
+      if (!f.read(cursor, r) || !accept(r)) continue;
+      a.from(r);
+      break;
+    }
   }
-  *errnop = ENOENT;
-  return NSS_STATUS_NOTFOUND;
+  if (cursor >= slots) {
+    Capsules c;
+    Capsules::Line l;
+    if (!c.line(static_cast<int>(cursor - slots), l)) {
+      *errnop = ENOENT;
+      return NSS_STATUS_NOTFOUND;
+    }
+    Capsules::answer(l, 0, a);
+  }
+  nss_status st = fill(a, e, buf, len, errnop);
+  if (st == NSS_STATUS_SUCCESS) ++cursor;  // on ERANGE the same entry is tried again
+  return st;
 }
 
-// A by-key lookup: `find` picks the record, `fill` writes the entry.
-template <typename Find, typename Fill, typename Entry>
-nss_status lookup(Find find, Fill fill, Entry* e, char* buf, size_t len, int* errnop) {
-  File f;
-  NameRecord r{};
-  if (!find(f, r)) {
+// A by-key lookup: `find` picks the record from the names file, `capsule` from the capsules
+// (asked only when the names file has no answer); `fill` writes the entry.
+template <typename Find, typename Capsule, typename Fill, typename Entry>
+nss_status lookup(Find find, Capsule capsule, Fill fill, Entry* e, char* buf, size_t len, int* errnop) {
+  Answer a;
+  bool found = false, in_range = false;
+  {
+    File f;
+    NameRecord r{};
+    found = find(f, r, in_range);
+    if (found) a.from(r);
+  }
+  if (!found && !in_range) found = capsule(Capsules(), a);
+  if (!found) {
     *errnop = ENOENT;
     return NSS_STATUS_NOTFOUND;
   }
-  return fill(r, e, buf, len, errnop);
+  return fill(a, e, buf, len, errnop);
 }
 
 }  // namespace
@@ -235,22 +343,31 @@ nss_status lookup(Find find, Fill fill, Entry* e, char* buf, size_t len, int* er
 extern "C" {
 
 nss_status _nss_superd_getpwuid_r(uid_t uid, passwd* pw, char* buf, size_t len, int* errnop) {
-  return lookup([&](const File& f, NameRecord& r) { return f.find_id(uid, r) && r.kind == NameKind::user; },
-                fill_passwd, pw, buf, len, errnop);
+  return lookup(
+      [&](const File& f, NameRecord& r, bool& in) {
+        in = f.fd >= 0 && uid >= f.h.first && uid - f.h.first < f.h.size;  // a capsule's UID never is
+        return f.find_id(uid, r) && r.kind == NameKind::user;
+      },
+      [&](const Capsules& c, Answer& a) { return c.by_id(uid, a); }, fill_passwd, pw, buf, len, errnop);
 }
 
 nss_status _nss_superd_getpwnam_r(const char* name, passwd* pw, char* buf, size_t len, int* errnop) {
-  return lookup([&](const File& f, NameRecord& r) { return f.find_name(name, false, r); }, fill_passwd, pw, buf, len,
-                errnop);
+  return lookup([&](const File& f, NameRecord& r, bool&) { return f.find_name(name, false, r); },
+                [&](const Capsules& c, Answer& a) { return c.by_name(name, a); }, fill_passwd, pw, buf, len, errnop);
 }
 
 nss_status _nss_superd_getgrgid_r(gid_t gid, group* gr, char* buf, size_t len, int* errnop) {
-  return lookup([&](const File& f, NameRecord& r) { return f.find_id(gid, r); }, fill_group, gr, buf, len, errnop);
+  return lookup(
+      [&](const File& f, NameRecord& r, bool& in) {
+        in = f.fd >= 0 && gid >= f.h.first && gid - f.h.first < f.h.size;
+        return f.find_id(gid, r);
+      },
+      [&](const Capsules& c, Answer& a) { return c.by_id(gid, a); }, fill_group, gr, buf, len, errnop);
 }
 
 nss_status _nss_superd_getgrnam_r(const char* name, group* gr, char* buf, size_t len, int* errnop) {
-  return lookup([&](const File& f, NameRecord& r) { return f.find_name(name, true, r); }, fill_group, gr, buf, len,
-                errnop);
+  return lookup([&](const File& f, NameRecord& r, bool&) { return f.find_name(name, true, r); },
+                [&](const Capsules& c, Answer& a) { return c.by_name(name, a); }, fill_group, gr, buf, len, errnop);
 }
 
 nss_status _nss_superd_setpwent(int) {

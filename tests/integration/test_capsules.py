@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from test_nss import nss_run
 from harness import (Superd, check, ipc_owned, main, service, service_file, talk_tcp, toml_list, uids_of_processes,
                      wait_until)
 
@@ -70,6 +71,21 @@ def test_connections_get_distinct_block_uids_and_the_home_persists():
         check(host >= {block + u for u in inner} and len(host - {block}) == 2,
               f"two connections, two host UIDs of the block (block + inner): {sorted(host)} {inner}")
         check(not uids_of_processes(LO, HI), "nothing of the host's own range")
+        # Names from the host, through the NSS module: capsule-NAME and capsule-NAME-N.
+        rc, out = nss_run(d, "getent", "passwd", str(block))
+        check(rc == 0 and out == f"capsule-alpha:x:{block}:{block}:superd dynamic user:{home}:/usr/sbin/nologin\n",
+              f"getent passwd {block}: rc {rc} {out!r}")
+        n = inner[0]
+        rc, out = nss_run(d, "getent", "passwd", f"capsule-alpha-{n}")
+        check(rc == 0 and out.startswith(f"capsule-alpha-{n}:x:{block + n}:{block + n}:superd dynamic user:/:"),
+              f"by name: rc {rc} {out!r}")
+        rc, out = nss_run(d, "getent", "group", str(block + n))
+        check(rc == 0 and out == f"capsule-alpha-{n}:x:{block + n}:\n", f"group: rc {rc} {out!r}")
+        pid = next(p for p, u in block_procs(block, block + 65535).items() if u == block + n)
+        rc, out = nss_run(d, "ps", "-o", "user:30=", "-p", str(pid))
+        check(out.strip() == f"capsule-alpha-{n}", f"ps -o user= of a capsule's instance: {out!r}")
+        rc, out = nss_run(d, "getent", "passwd")
+        check(f"capsule-alpha:x:{block}:" in out, f"enumeration lists the capsule: {out[-300:]!r}")
         first = talk_tcp(PORT + 1).decode()
         check(first.strip().endswith("uid " + str(first.split()[-1])), f"append: {first!r}")
         data = os.path.join(home, ".local", "state", "private", "keep", "shared.log")
@@ -79,6 +95,8 @@ def test_connections_get_distinct_block_uids_and_the_home_persists():
             s.close()
         r = capsule(d, "stop", "alpha")
         check(r.returncode == 0, f"stop: {r.stderr}")
+        rc, out = nss_run(d, "getent", "passwd", str(block))
+        check(rc == 2, f"no name once the capsule stopped: rc {rc} {out!r}")
         check(os.path.exists(data) and os.stat(data).st_uid == owner, "the home stays after stop")
         start(d, "alpha")
         check(info(d, "alpha")["uids"][0] == block, "the same block after a restart")
