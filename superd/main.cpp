@@ -205,6 +205,10 @@ int main(int argc, char** argv) {
       std::printf("template %-19s %zu running%s%s\n", t["name"].get<std::string>().c_str(), t["instances"].size(),
                   names.empty() ? "" : ": ", names.c_str());
     }
+    for (const auto& c : j.value("capsules", nlohmann::json::array()))
+      if (c["state"] != "stopped")
+        std::printf("capsule %-19s %-8s pid %d\n", c["name"].get<std::string>().c_str(),
+                    c["state"].get<std::string>().c_str(), c["pid"].get<int>());
     for (const auto& d : j.value("disabled", nlohmann::json::array()))
       std::printf("service %-20s disabled\n", d.get<std::string>().c_str());
     for (const auto& i : j["instances"])

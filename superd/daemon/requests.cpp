@@ -153,8 +153,9 @@ nlohmann::json Daemon::status_json() const {
                          {"pid", 0},
                          {"peer", se.peer},
                          {"age_s", std::chrono::duration<double>(now - se.started).count()}});
-  return {{"pid", ::getpid()},      {"services", services},   {"disabled", cfg_.disabled},
-          {"templates", templates}, {"instances", instances}, {"pool", pool_json()}};
+  return {{"pid", ::getpid()},      {"services", services},        {"disabled", cfg_.disabled},
+          {"templates", templates}, {"capsules", capsules_json()}, {"instances", instances},
+          {"pool", pool_json()}};
 }
 
 void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,

@@ -164,8 +164,9 @@ std::string Daemon::reload() {
   }
   const auto &g = next.global, &h = cfg_.global;
   if (g.uid_min != h.uid_min || g.uid_max != h.uid_max || g.runtime_root != h.runtime_root ||
-      g.state_root != h.state_root || g.cache_root != h.cache_root || g.logs_root != h.logs_root) {
-    report = "reload: dynamic_uid_range and the roots cannot change while running; restart superd\n";
+      g.state_root != h.state_root || g.cache_root != h.cache_root || g.logs_root != h.logs_root ||
+      g.capsule_first != h.capsule_first || g.capsule_last != h.capsule_last) {
+    report = "reload: dynamic_uid_range, capsule_uid_range and the roots cannot change while running; restart superd\n";
     log::error("{}", report);
     return report;
   }

@@ -49,6 +49,7 @@ def test_no_capabilities_no_new_privs_seccomp_and_blocked_syscalls():
         check(f["NoNewPrivs"] == "1" and f["Seccomp"] == "2", st)
         r = lines(talk_tcp(PORT + 3))
         check(r["mount"] == "EACCES" and r["unshare"] == "EACCES" and r["ptrace"] == "EACCES", f"{r}")
+        check(r["unshare_user"] != "ok" and r["setuid0"] != "ok", f"no user namespace, no setuid(0): {r}")
         check(r["x32_getpid"] != "ok", f"the x32 ABI must be refused: {r}")
         check(r["getpid"] == "ok" and r["socket_inet"] == "ok", f"ordinary calls must work: {r}")
         check(r["mount_magic"] in ("EPERM", "EACCES"), f"mount() in the zygote's own form still fails: {r}")
