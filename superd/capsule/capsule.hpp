@@ -29,8 +29,9 @@ namespace superd::capsule {
 
 inline constexpr uint32_t kBlockSize = 65536;
 
-// Why `name` cannot name a capsule ("" if it can): letters, digits, - _ . ; at most 64; not
-// "." or "..".
+// Why `name` cannot name a capsule ("" if it can): letters, digits, - _ . ; at most kMaxName
+// (so that its user names, capsule-NAME-N, are valid ones of at most 31); not "." or "..".
+inline constexpr size_t kMaxName = 16;
 std::string name_error(const std::string& name);
 
 struct Roots {

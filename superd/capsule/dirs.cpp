@@ -32,7 +32,8 @@ std::error_code make_dir(const std::string& path, mode_t mode, uid_t uid, std::s
 
 std::string name_error(const std::string& name) {
   if (name.empty()) return "the capsule name is empty";
-  if (name.size() > 64) return "the capsule name is longer than 64 characters";
+  // "capsule-NAME-65535", the longest of its user names, stays within 31 characters.
+  if (name.size() > kMaxName) return "the capsule name is longer than " + std::to_string(kMaxName) + " characters";
   if (name.find('/') != std::string::npos) return "the capsule name contains \"/\"";
   if (name == "." || name == "..") return "the capsule name is \"" + name + "\"";
   for (char c : name)

@@ -182,7 +182,7 @@ struct Capsules {
   static constexpr uint32_t kBlock = 65536;
   struct Line {
     uint32_t block = 0;
-    char name[72] = {};
+    char name[72] = {};  // at most capsule::kMaxName in practice
     char home[1024] = {};
   };
   std::string text;  // the whole file (at most 64 KiB)
