@@ -8,7 +8,6 @@ worktree, e.g. `git worktree add /srv/old HEAD~5 && meson setup /srv/old/b /srv/
 /srv/old/b superd/superd`. AB_OLD_EXTRA / AB_NEW_EXTRA: [service] lines added to that side's
 service (the same binary twice with and without a setting measures the setting).
 Every round records the foreign CPU (bench/cpu_meter.py); loaded rounds are left out."""
-import json
 import os
 import shutil
 import socket
@@ -17,7 +16,8 @@ import subprocess
 import sys
 import time
 
-from cpu_meter import LOADED, Meter
+from benchlib import loadgen_round, write_superd_toml
+from cpu_meter import LOADED
 
 BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
 PORT = 19101
@@ -27,15 +27,7 @@ SCRATCH = "/srv/superd-bench-ab"
 def run_one(binary, seconds, conc, extra=""):
     shutil.rmtree(SCRATCH, ignore_errors=True)
     os.makedirs(SCRATCH + "/conf.d")
-    with open(SCRATCH + "/superd.toml", "w") as f:
-        f.write(f"""[superd]
-dynamic_uid_range = [90000, 99999]
-log_level = "warning"
-runtime_root = "{SCRATCH}/run"
-state_root = "{SCRATCH}/lib"
-cache_root = "{SCRATCH}/cache"
-logs_root = "{SCRATCH}/log"
-""")
+    write_superd_toml(SCRATCH, 90000, 99999)
     with open(SCRATCH + "/conf.d/hello.toml", "w") as f:
         f.write(f"""[socket]
 listen = ["127.0.0.1:{PORT}"]
@@ -55,17 +47,7 @@ exec = ["{BUILD}/bench/svc_hello"]
             except OSError:
                 time.sleep(0.05)
         time.sleep(0.5)
-        meter = Meter()
-        meter.start()
-        out = subprocess.run([f"{BUILD}/bench/loadgen", "--target", f"127.0.0.1:{PORT}", "-c", str(conc), "-d",
-                              str(seconds), "--expect", "hello\n", "--json"], capture_output=True, text=True,
-                             timeout=seconds + 60)
-        foreign = meter.stop()
-        j = json.loads(out.stdout.strip().splitlines()[-1])
-        j["foreign_cpu"] = foreign
-        # Machine CPU per connection (superd, its instances, the kernel's work for them, loadgen):
-        # steadier than the rate on a VM whose speed drifts between rounds.
-        j["cpu_us_per_conn"] = 1e6 * meter.ours / max(j.get("ok", 0), 1)
+        j = loadgen_round(PORT, seconds, conc)
         return j
     finally:
         p.terminate()

@@ -8,7 +8,6 @@
   bench/loadgen (default 5 rounds of 8 s at c=8); the ratio capsule/host (goal >= 0.9).
 Every round records the foreign CPU (bench/cpu_meter.py); loaded rounds are left out. Run as root
 from the repository root after `ninja -C build`."""
-import json
 import os
 import shutil
 import socket
@@ -17,7 +16,8 @@ import subprocess
 import sys
 import time
 
-from cpu_meter import LOADED, Meter
+from benchlib import loadgen_round, write_superd_toml
+from cpu_meter import LOADED
 
 BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
 SUPERD = os.path.join(BUILD, "superd", "superd")
@@ -64,32 +64,11 @@ def wait_port(port):
     sys.exit(f"port {port} never answered")
 
 
-def rate(port, seconds, conc):
-    meter = Meter()
-    meter.start()
-    out = subprocess.run([f"{BUILD}/bench/loadgen", "--target", f"127.0.0.1:{port}", "-c", str(conc), "-d",
-                          str(seconds), "--expect", "hello\n", "--json"], capture_output=True, text=True,
-                         timeout=seconds + 60)
-    foreign = meter.stop()
-    j = json.loads(out.stdout.strip().splitlines()[-1])
-    j["foreign_cpu"] = foreign
-    return j
-
-
 def main():
     rounds, seconds, conc, starts = (int(x) for x in (sys.argv[1:] + ["5", "8", "8", "10"][len(sys.argv) - 1:])[:4])
     shutil.rmtree(SCRATCH, ignore_errors=True)
     os.makedirs(SCRATCH + "/conf.d")
-    with open(SCRATCH + "/superd.toml", "w") as f:
-        f.write(f"""[superd]
-dynamic_uid_range = [90000, 99999]
-capsule_uid_range = [{FIRST}, {LAST}]
-log_level = "warning"
-runtime_root = "{SCRATCH}/run"
-state_root = "{SCRATCH}/lib"
-cache_root = "{SCRATCH}/cache"
-logs_root = "{SCRATCH}/log"
-""")
+    write_superd_toml(SCRATCH, 90000, 99999, f"capsule_uid_range = [{FIRST}, {LAST}]")
     with open(SCRATCH + "/conf.d/hello.toml", "w") as f:
         f.write(hello(HOST_PORT))
     conf = f"{SCRATCH}/lib/capsules/bench/.config/superd"
@@ -124,7 +103,7 @@ logs_root = "{SCRATCH}/log"
         time.sleep(0.5)
         res = {"host": [], "capsule": []}
         for r in range(rounds):
-            pair = {name: rate(port, seconds, conc) for name, port in (("host", HOST_PORT), ("capsule", CAPSULE_PORT))}
+            pair = {name: loadgen_round(port, seconds, conc) for name, port in (("host", HOST_PORT), ("capsule", CAPSULE_PORT))}
             loaded = any(j["foreign_cpu"] > LOADED for j in pair.values())
             for name, j in pair.items():
                 j["loaded"] = loaded

@@ -30,6 +30,7 @@ LO, HI = 100000, 109999
 HOLD_PORT, HELLO_PORT = 19101, 19102
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from harness import ipc_owned, uids_of_processes  # noqa: E402
+from benchlib import write_superd_toml  # noqa: E402
 
 
 def rss_kb(pid):
@@ -104,15 +105,7 @@ def main():
     for b in ("svc_hold", "svc_hello"):
         shutil.copy(f"{BUILD}/bench/{b}", f"{SCRATCH}/{b}")
         os.chmod(f"{SCRATCH}/{b}", 0o755)
-    with open(SCRATCH + "/superd.toml", "w") as f:
-        f.write(f"""[superd]
-dynamic_uid_range = [{LO}, {HI}]
-log_level = "warning"
-runtime_root = "{SCRATCH}/run"
-state_root = "{SCRATCH}/lib"
-cache_root = "{SCRATCH}/cache"
-logs_root = "{SCRATCH}/log"
-""")
+    write_superd_toml(SCRATCH, LO, HI)
     with open(SCRATCH + "/conf.d/hold.toml", "w") as f:
         f.write(f'[socket]\nlisten = ["127.0.0.1:{HOLD_PORT}"]\nmax_connections = {n_live + 100}\nbacklog = 4096\n'
                 f'[service]\nexec = ["{SCRATCH}/svc_hold"]\n')

@@ -1,0 +1,42 @@
+"""What several bench drivers share: a scratch superd.toml and one timed round of bench/loadgen
+with its foreign CPU (cpu_meter.py)."""
+import json
+import os
+import subprocess
+
+from cpu_meter import Meter
+
+BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
+
+
+def write_superd_toml(scratch, lo, hi, extra=""):
+    """<scratch>/superd.toml: the dynamic range [lo, hi], every root under `scratch`, log level
+    warning, and `extra` lines of [superd]."""
+    with open(scratch + "/superd.toml", "w") as f:
+        f.write(f"""[superd]
+dynamic_uid_range = [{lo}, {hi}]
+log_level = "warning"
+runtime_root = "{scratch}/run"
+state_root = "{scratch}/lib"
+cache_root = "{scratch}/cache"
+logs_root = "{scratch}/log"
+{extra}
+""")
+
+
+def loadgen_round(port, seconds, conc):
+    """bench/loadgen against 127.0.0.1:port for `seconds` at concurrency `conc`, expecting
+    svc_hello's answer: its JSON result plus "foreign_cpu" (CPUs others used meanwhile) and
+    "cpu_us_per_conn" (machine CPU of the bench's own tree per connection)."""
+    meter = Meter()
+    meter.start()
+    out = subprocess.run([f"{BUILD}/bench/loadgen", "--target", f"127.0.0.1:{port}", "-c", str(conc), "-d",
+                          str(seconds), "--expect", "hello\n", "--json"], capture_output=True, text=True,
+                         timeout=seconds + 60)
+    foreign = meter.stop()
+    j = json.loads(out.stdout.strip().splitlines()[-1])
+    j["foreign_cpu"] = foreign
+    # Machine CPU per connection (superd, its instances, the kernel's work for them, loadgen):
+    # steadier than the rate on a VM whose speed drifts between rounds.
+    j["cpu_us_per_conn"] = 1e6 * meter.ours / max(j.get("ok", 0), 1)
+    return j
