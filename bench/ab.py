@@ -11,12 +11,11 @@ Every round records the foreign CPU (bench/cpu_meter.py); loaded rounds are left
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
 
-from benchlib import loadgen_round, write_superd_toml
+from benchlib import interleaved, loadgen_round, write_superd_toml
 from cpu_meter import LOADED
 
 BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
@@ -60,24 +59,12 @@ def main():
         sys.exit(__doc__)
     old, new = sys.argv[1], sys.argv[2]
     rounds, seconds, conc = (int(x) for x in (sys.argv[3:] + ["5", "8", "8"][len(sys.argv) - 3:])[:3])
-    res = {"old": [], "new": []}
-    for r in range(rounds):
-        pair = {name: run_one(binary, seconds, conc, os.environ.get(f"AB_{name.upper()}_EXTRA", ""))
-                for name, binary in (("old", old), ("new", new))}
-        loaded = any(j["foreign_cpu"] > LOADED for j in pair.values())
-        for name, j in pair.items():
-            j["loaded"] = loaded
-            res[name].append(j)
-            print(f"round {r + 1} {name}: {j['conns_per_s']:.0f} conns/s, p99 {j['p99_ms']:.2f} ms, "
-                  f"{j['cpu_us_per_conn']:.0f} us CPU/conn, "
-                  f"failed {j.get('failed', 0)}, foreign CPU {j['foreign_cpu']:.2f}{' (loaded: left out)' if loaded else ''}",
-                  flush=True)
-    clean = {k: [x for x in v if not x["loaded"]] for k, v in res.items()}
-    if not clean["old"]:
-        sys.exit(f"every round was loaded (foreign CPU > {LOADED}): no evidence; run again on a quiet machine")
-    med = {k: statistics.median(x["conns_per_s"] for x in v) for k, v in clean.items()}
-    p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in clean.items()}
-    cpu = {k: statistics.median(x["cpu_us_per_conn"] for x in v) for k, v in clean.items()}
+    clean, m = interleaved(rounds, [(name, lambda b=binary, n=name: run_one(b, seconds, conc,
+                                                                         os.environ.get(f"AB_{n.upper()}_EXTRA", "")))
+                                    for name, binary in (("old", old), ("new", new))], LOADED)
+    med = {k: v["conns_per_s"] for k, v in m.items()}
+    p99 = {k: v["p99_ms"] for k, v in m.items()}
+    cpu = {k: v["cpu_us_per_conn"] for k, v in m.items()}
     print(f"median conns/s at c={conc} over {len(clean['old'])} clean rounds of {rounds} (foreign CPU <= {LOADED}): "
           f"old {med['old']:.0f}, new {med['new']:.0f}, new/old {med['new'] / med['old']:.2f}; "
           f"p99 ms old {p99['old']:.2f}, new {p99['new']:.2f}; CPU per connection old {cpu['old']:.0f} us, "

@@ -40,3 +40,27 @@ def loadgen_round(port, seconds, conc):
     # steadier than the rate on a VM whose speed drifts between rounds.
     j["cpu_us_per_conn"] = 1e6 * meter.ours / max(j.get("ok", 0), 1)
     return j
+
+
+def interleaved(rounds, sides, loaded_limit):
+    """`rounds` rounds of every (name, run) in `sides` in turn, run() giving a loadgen_round
+    result; a round in which any side saw foreign CPU above `loaded_limit` is left out whole.
+    Prints a line per side and round; returns {name: [clean results]} and the medians
+    {name: {"conns_per_s", "p99_ms", "cpu_us_per_conn"}} (exits if every round was loaded)."""
+    import statistics
+    import sys
+    res = {name: [] for name, _ in sides}
+    for r in range(rounds):
+        pair = {name: run() for name, run in sides}
+        loaded = any(j["foreign_cpu"] > loaded_limit for j in pair.values())
+        for name, j in pair.items():
+            if not loaded:
+                res[name].append(j)
+            print(f"round {r + 1} {name}: {j['conns_per_s']:.0f} conns/s, p99 {j['p99_ms']:.2f} ms, "
+                  f"{j['cpu_us_per_conn']:.0f} us CPU/conn, failed {j.get('failed', 0)}, foreign CPU "
+                  f"{j['foreign_cpu']:.2f}{' (loaded: left out)' if loaded else ''}", flush=True)
+    if not res[sides[0][0]]:
+        sys.exit(f"every round was loaded (foreign CPU > {loaded_limit}): no evidence; run again on a quiet machine")
+    med = {name: {k: statistics.median(x[k] for x in v) for k in ("conns_per_s", "p99_ms", "cpu_us_per_conn")}
+           for name, v in res.items()}
+    return res, med

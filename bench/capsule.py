@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import loadgen_round, write_superd_toml
+from benchlib import interleaved, loadgen_round, write_superd_toml
 from cpu_meter import LOADED
 
 BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
@@ -101,21 +101,10 @@ def main():
               f"median {statistics.median(stop):.1f} ms over {len(stop)} stops", flush=True)
         wait_port(CAPSULE_PORT)
         time.sleep(0.5)
-        res = {"host": [], "capsule": []}
-        for r in range(rounds):
-            pair = {name: loadgen_round(port, seconds, conc) for name, port in (("host", HOST_PORT), ("capsule", CAPSULE_PORT))}
-            loaded = any(j["foreign_cpu"] > LOADED for j in pair.values())
-            for name, j in pair.items():
-                j["loaded"] = loaded
-                res[name].append(j)
-                print(f"round {r + 1} {name}: {j['conns_per_s']:.0f} conns/s, p99 {j['p99_ms']:.2f} ms, failed "
-                      f"{j.get('failed', 0)}, foreign CPU {j['foreign_cpu']:.2f}{' (loaded: left out)' if loaded else ''}",
-                      flush=True)
-        clean = {k: [x for x in v if not x["loaded"]] for k, v in res.items()}
-        if not clean["host"]:
-            sys.exit(f"every round was loaded (foreign CPU > {LOADED}): no evidence")
-        med = {k: statistics.median(x["conns_per_s"] for x in v) for k, v in clean.items()}
-        p99 = {k: statistics.median(x["p99_ms"] for x in v) for k, v in clean.items()}
+        clean, m = interleaved(rounds, [(name, lambda p=port: loadgen_round(p, seconds, conc))
+                                        for name, port in (("host", HOST_PORT), ("capsule", CAPSULE_PORT))], LOADED)
+        med = {k: v["conns_per_s"] for k, v in m.items()}
+        p99 = {k: v["p99_ms"] for k, v in m.items()}
         print(f"median conns/s at c={conc} over {len(clean['host'])} clean rounds of {rounds}: host {med['host']:.0f}, "
               f"capsule {med['capsule']:.0f}, capsule/host {med['capsule'] / med['host']:.2f}; p99 ms host "
               f"{p99['host']:.2f}, capsule {p99['capsule']:.2f}")
