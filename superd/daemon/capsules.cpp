@@ -72,8 +72,10 @@ void Daemon::sweep_capsule_records() {
       log::warning("capsule {}: killed, left running by a superd that ended without stopping it",
                    e.path().filename().string());
     }
+    fs::remove_all(capsule_roots().runtime_dir(e.path().filename().string()), ec);
     fs::remove(e.path(), ec);
   }
+  write_capsule_names();  // none runs now: no names from a killed superd's capsules
 }
 
 void Daemon::start_enabled_capsules() {

@@ -221,6 +221,7 @@ def test_kill9_of_the_host_superd_leaves_no_capsule_process():
         capsule_file(d, "eps", "hold.toml", service(PORT + 40, "sleep", "60"))
         d.start()
         block = start(d, "eps")["uids"][0]
+        check(nss_run(d, "getent", "passwd", str(block))[0] == 0, "named while it runs")
         s = socket.create_connection(("127.0.0.1", PORT + 40), timeout=10)
         s.recv(200)
         check(len(block_procs(block, block + 65535)) >= 2, "the capsule and an instance run")
@@ -229,6 +230,9 @@ def test_kill9_of_the_host_superd_leaves_no_capsule_process():
         d.start()
         check(not block_procs(), "nothing of the capsules after the restart")
         check(not os.listdir(os.path.join(d.root, "run", "superd", "capsules")), "its record was swept")
+        check(not os.path.exists(os.path.join(d.root, "run", "capsules", "eps")), "and its runtime directory")
+        rc, out = nss_run(d, "getent", "passwd", str(block))
+        check(rc == 2, f"no name left for the killed capsule: rc {rc} {out!r}")
         check(info(d, "eps")["state"] == "stopped", "and it is not running")
         s.close()
         d.stop_clean()
