@@ -23,10 +23,15 @@ namespace {
 constexpr const char* kDefaultConfig = "/etc/superd/superd.toml";
 
 // Loads and validates (with --xinetd, the converted services too); prints every problem;
-// nullopt if there was any.
-std::optional<superd::config::Config> load_checked(const std::string& path, const std::string& xinetd) {
+// nullopt if there was any. `skip` (serve): a service whose own file is bad is left out with an
+// error line, unless strict = true; problems that concern everything still refuse.
+std::optional<superd::config::Config> load_checked(const std::string& path, const std::string& xinetd,
+                                                   bool skip = false) {
   superd::config::Problems problems;
   superd::config::Config cfg = superd::daemon::load_config(path, xinetd, problems);
+  if (skip)
+    for (const auto& p : superd::config::skip_failed_services(cfg, problems))
+      superd::log::error("{} (service {} is not served)", p.to_string(), p.service);
   for (const auto& p : problems.list()) std::fprintf(stderr, "%s\n", p.to_string().c_str());
   if (!problems.empty()) {
     const std::string& what = path.empty() ? xinetd : path;
@@ -209,6 +214,9 @@ int main(int argc, char** argv) {
       if (c["state"] != "stopped")
         std::printf("capsule %-19s %-8s pid %d\n", c["name"].get<std::string>().c_str(),
                     c["state"].get<std::string>().c_str(), c["pid"].get<int>());
+    for (const auto& f : j.value("failed", nlohmann::json::array()))
+      std::printf("service %-20s failed   %s\n", f["name"].get<std::string>().c_str(),
+                  f["reason"].get<std::string>().c_str());
     for (const auto& d : j.value("disabled", nlohmann::json::array()))
       std::printf("service %-20s disabled\n", d.get<std::string>().c_str());
     for (const auto& i : j["instances"])
@@ -274,7 +282,7 @@ int main(int argc, char** argv) {
     return superd::daemon::serve(cfg, superd::daemon::Options{ready_fd, "", ""});
   }
   if (serve->parsed()) {
-    auto cfg = load_checked(config_path, xinetd_path);
+    auto cfg = load_checked(config_path, xinetd_path, true);
     if (!cfg) return 2;
     superd::log::Level level;
     if (superd::log::parse_level(cfg->global.log_level, level)) superd::log::set_level(level);

@@ -40,12 +40,19 @@ struct Problem {
   Location where;
   std::string key;  // dotted path, e.g. "socket.listen[1]"
   std::string message;
+  // The service whose own file this is about ("": the main file, or across services): without
+  // `strict`, serve and reload skip that service and serve the others.
+  std::string service;
   std::string to_string() const;  // "FILE:LINE:COL: key: message"
 };
 
 class Problems {
  public:
   void add(Location where, std::string key, std::string message);
+  // The problems added since `from` (list().size() then) are service `name`'s own.
+  void mark_service(size_t from, const std::string& name);
+  // Removes and returns the problems of single services, leaving those that concern all.
+  std::vector<Problem> take_service_problems();
   bool empty() const { return list_.empty(); }
   const std::vector<Problem>& list() const { return list_; }
 
@@ -192,6 +199,7 @@ enum LogField : uint32_t {
 struct ServiceConfig {
   std::vector<std::string> exec;             // argv; exec[0] is also the program unless exec_path says otherwise
   std::string exec_path;                     // the program: exec[0], or for ["@/path", "argv0", ...] "/path"
+  Location exec_where;                       // the exec key's value (for problems with the program)
   std::optional<inloop::Internal> internal;  // echo, discard, ...: served by superd itself
   std::optional<net::ListenSpec> redirect;   // relay each connection to this TCP address
   bool disabled = false;                     // parsed, not served
@@ -250,6 +258,8 @@ struct Global {
   // Blocks of 65,536 UIDs for capsules (capsule/block.hpp), never overlapping the dynamic range.
   uint32_t capsule_first = 0x70000000, capsule_last = 0x7FFFFFFF;
   Location capsule_range_where;
+  // All or nothing: a bad service file makes serve and reload refuse (as before this key).
+  bool strict = false;
   // Set when this superd runs inside a capsule (load_capsule): its roots are the capsule's.
   std::string capsule, capsule_home;
 };
@@ -260,7 +270,17 @@ struct Config {
   std::vector<std::string> disabled;  // names of services with disabled = true
   // Templates by name ("foobard@") -> their file: not served themselves.
   std::map<std::string, std::string> templates;
+  // Services left out because their own file is bad (see skip_failed_services), with the reason.
+  struct Failed {
+    std::string name, reason;
+  };
+  std::vector<Failed> failed;
 };
+
+// Without global.strict: the services whose own files have problems are taken out of `config`
+// (into config.failed, with their first problem as the reason) and their problems out of
+// `problems`, which keeps only those that concern everything. Returns the problems taken.
+std::vector<Problem> skip_failed_services(Config& config, Problems& problems);
 
 // Parses the main file from text; `file` names it in problems.
 Global parse_global(std::string_view text, const std::string& file, Problems& problems);

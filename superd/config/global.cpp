@@ -53,6 +53,7 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
       else
         g.capsule_first = static_cast<uint32_t>(lo), g.capsule_last = static_cast<uint32_t>(hi);
     }
+    r.read_bool("strict", g.strict);
     auto inc = r.read_strings("include", true);
     if (r.get("include")) {
       g.include.clear();

@@ -126,14 +126,17 @@ void read_includes(Config& c, const std::filesystem::path& base, const std::stri
     if (auto unit = split_unit_name(name)) {
       if (std::string why = instance_name_error(unit->instance); !why.empty()) {
         p.add({file, 0, 0}, "", "bad instance name \"" + name + "\": " + why);
+        p.mark_service(p.list().size() - 1, name);
         continue;
       }
+      size_t before = p.list().size();
       add(read_instance(file, name, p));
+      p.mark_service(before, name);
       continue;
     }
-    auto body = read_file(file, p);
-    if (!body) continue;
-    add(parse_service(*body, file, name, p));
+    size_t before = p.list().size();
+    if (auto body = read_file(file, p)) add(parse_service(*body, file, name, p));
+    p.mark_service(before, name);
   }
 }
 
@@ -180,6 +183,7 @@ Config load_capsule(const std::string& name, const std::string& home, const std:
     c.global = parse_global(*text, main, p);
   }
   c.global.file = main;
+  c.global.strict = true;  // a capsule with a bad file does not start: its start says why
   c.global.capsule = name;
   c.global.capsule_home = home;
   c.global.include = {"*.toml"};
@@ -224,11 +228,14 @@ Config load(const std::string& path, const std::vector<MemoryService>& extra, Pr
     if (svc) {
       // Later checks (overlaps, exec) name the source lines too.
       svc->where = {m.file, m.origin_line, 0};
-      for (Listen& l : svc->socket.listen)
-        l.where = {m.file,
-                   l.where.line >= 1 && l.where.line <= m.line_origin.size() ? m.line_origin[l.where.line - 1] : 0, 0};
+      auto origin = [&](const Location& w) {
+        return Location{m.file, w.line >= 1 && w.line <= m.line_origin.size() ? m.line_origin[w.line - 1] : 0, 0};
+      };
+      for (Listen& l : svc->socket.listen) l.where = origin(l.where);
+      if (svc->service.exec_where.line) svc->service.exec_where = origin(svc->service.exec_where);
     }
     add(std::move(svc));
+    p.mark_service(before, m.name);
   }
   read_includes(c, base, path, names, p);
   validate(c, p);

@@ -19,7 +19,18 @@ std::string Problem::to_string() const {
 }
 
 void Problems::add(Location where, std::string key, std::string message) {
-  list_.push_back({std::move(where), std::move(key), std::move(message)});
+  list_.push_back({std::move(where), std::move(key), std::move(message), {}});
+}
+
+void Problems::mark_service(size_t from, const std::string& name) {
+  for (size_t i = from; i < list_.size(); ++i) list_[i].service = name;
+}
+
+std::vector<Problem> Problems::take_service_problems() {
+  std::vector<Problem> taken, kept;
+  for (auto& p : list_) (p.service.empty() ? kept : taken).push_back(std::move(p));
+  list_ = std::move(kept);
+  return taken;
 }
 
 namespace detail {

@@ -233,6 +233,7 @@ void read_service(TableReader& r, ServiceConfig& s, const std::string& name) {
   read_cgroup_bounds(r, s);
   auto exec = r.read_strings("exec", false);
   for (auto& e : exec) s.exec.push_back(e.first);
+  if (auto* n = r.get("exec")) s.exec_where = r.where(*n);
   if (!s.exec.empty() && s.exec.front().size() > 1 && s.exec.front().front() == '@') {
     // systemd's "@": the program, then argv starting with argv[0] (xinetd's NAMEINARGS).
     s.exec_path = s.exec.front().substr(1);

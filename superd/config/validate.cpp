@@ -53,40 +53,67 @@ void validate_capsule(const Config& c, Problems& p) {
     }
 }
 
-void validate_system(const Config& c, Problems& p) {
+namespace {
+// exec[0] of one service: there, executable, and reachable by its user.
+void validate_program(const Service& s, Problems& p) {
   namespace fs = std::filesystem;
-  for (const Service& s : c.services) {
-    if (s.service.exec.empty()) continue;  // internal or redirect: nothing to execute
+  // At the exec key (a converted xinetd service: its server line), else the file.
+  const Location& w = s.service.exec_where.line ? s.service.exec_where : s.where;
+  if (s.service.exec.empty()) return;  // internal or redirect: nothing to execute
+  {
     const std::string& exe = s.service.exec_path;
     if (exe.empty() || exe.front() != '/') {
-      p.add(s.where, "service.exec[0]", "\"" + exe + "\" must be an absolute path");
-      continue;
+      p.add(w, "service.exec[0]", "\"" + exe + "\" must be an absolute path");
+      return;
     }
     struct stat st {};
     if (::stat(exe.c_str(), &st) != 0) {
-      p.add(s.where, "service.exec[0]", "\"" + exe + "\": " + std::strerror(errno));
-      continue;
+      p.add(w, "service.exec[0]", "\"" + exe + "\": " + std::strerror(errno));
+      return;
     }
     if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)) {
-      p.add(s.where, "service.exec[0]", "\"" + exe + "\" is not an executable file");
-      continue;
+      p.add(w, "service.exec[0]", "\"" + exe + "\" is not an executable file");
+      return;
     }
     if (s.service.dynamic_user) {
       // A dynamic UID is "other" to every file: it needs o+x on the program and o+x on each directory above it.
       if (!(st.st_mode & S_IXOTH)) {
-        p.add(s.where, "service.exec[0]", "\"" + exe + "\" is not executable by a dynamic user (needs o+x)");
-        continue;
+        p.add(w, "service.exec[0]", "\"" + exe + "\" is not executable by a dynamic user (needs o+x)");
+        return;
       }
       for (fs::path d = fs::path(exe).parent_path(); !d.empty() && d != d.root_path(); d = d.parent_path()) {
         struct stat ds {};
         if (::stat(d.c_str(), &ds) == 0 && !(ds.st_mode & S_IXOTH)) {
-          p.add(s.where, "service.exec[0]",
+          p.add(w, "service.exec[0]",
                 "\"" + exe + "\" is not reachable by a dynamic user: directory " + d.string() + " lacks o+x");
           break;
         }
       }
     }
   }
+}
+
+}  // namespace
+
+void validate_system(const Config& c, Problems& p) {
+  namespace fs = std::filesystem;
+  for (const Service& s : c.services) {
+    size_t before = p.list().size();
+    validate_program(s, p);
+    p.mark_service(before, s.name);
+  }
+}
+
+std::vector<Problem> skip_failed_services(Config& c, Problems& p) {
+  if (c.global.strict) return {};
+  std::vector<Problem> taken = p.take_service_problems();
+  for (const Problem& pr : taken) {
+    bool seen = false;
+    for (const auto& f : c.failed) seen |= f.name == pr.service;
+    if (!seen) c.failed.push_back({pr.service, pr.to_string()});
+    std::erase_if(c.services, [&](const Service& s) { return s.name == pr.service; });
+  }
+  return taken;
 }
 
 }  // namespace superd::config

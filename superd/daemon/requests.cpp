@@ -153,9 +153,11 @@ nlohmann::json Daemon::status_json() const {
                          {"pid", 0},
                          {"peer", se.peer},
                          {"age_s", std::chrono::duration<double>(now - se.started).count()}});
-  return {{"pid", ::getpid()},      {"services", services},        {"disabled", cfg_.disabled},
-          {"templates", templates}, {"capsules", capsules_json()}, {"instances", instances},
-          {"pool", pool_json()}};
+  nlohmann::json failed = nlohmann::json::array();
+  for (const auto& f : cfg_.failed) failed.push_back({{"name", f.name}, {"reason", f.reason}});
+  return {{"pid", ::getpid()},         {"failed", failed},       {"services", services},
+          {"disabled", cfg_.disabled}, {"templates", templates}, {"capsules", capsules_json()},
+          {"instances", instances},    {"pool", pool_json()}};
 }
 
 void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,

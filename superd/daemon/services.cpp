@@ -155,6 +155,8 @@ std::string Daemon::reload() {
                             ? load_config(opt_.config_path, opt_.xinetd_path, problems)
                             : config::load_capsule(g0.capsule, g0.capsule_home, g0.runtime_root, problems);
   std::string report;
+  for (const auto& p : config::skip_failed_services(next, problems))
+    log::error("reload: {} (service {} is not served)", p.to_string(), p.service);
   for (const auto& p : problems.list()) report += p.to_string() + "\n";
   if (!problems.empty()) {
     // One line per problem: log lines are escaped, so an embedded newline would not break a line.
@@ -222,6 +224,7 @@ std::string Daemon::reload() {
   cfg_.services = std::move(next.services);
   cfg_.disabled = std::move(next.disabled);
   cfg_.templates = std::move(next.templates);
+  cfg_.failed = std::move(next.failed);
   log::info("reloaded: {} services", services_.size());
   return {};
 }

@@ -175,9 +175,9 @@ TEST_CASE("validate_system: exec[0] missing, relative, or not executable") {
   config::Problems p;
   config::validate_system(c, p);
   std::string s = all(p);
-  CHECK_THAT(s, Contains("a.toml:1:1: service.exec[0]: \"/nonexistent/prog\": No such file or directory"));
-  CHECK_THAT(s, Contains("b.toml:1:1: service.exec[0]: \"true\" must be an absolute path"));
-  CHECK_THAT(s, Contains("c.toml:1:1: service.exec[0]: \"/etc/passwd\" is not an executable file"));
+  CHECK_THAT(s, Contains("a.toml:4:6: service.exec[0]: \"/nonexistent/prog\": No such file or directory"));
+  CHECK_THAT(s, Contains("b.toml:4:6: service.exec[0]: \"true\" must be an absolute path"));
+  CHECK_THAT(s, Contains("c.toml:4:6: service.exec[0]: \"/etc/passwd\" is not an executable file"));
 }
 
 TEST_CASE("sandbox keys parse, with the dynamic-user defaults") {

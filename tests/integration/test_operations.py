@@ -1,0 +1,77 @@
+"""Operations: one broken service file does not stop the others. serve and reload skip a service
+whose own file fails validation (logged once with FILE:LINE:COL, shown as failed in status) and
+serve the rest; problems that concern everything still refuse; strict = true restores
+all-or-nothing; superd check still exits 2."""
+import json
+import os
+import re
+from harness import Superd, check, main, service, talk_tcp, xinetd_stream
+
+LO, HI = 89800, 89899
+PORT = 17300
+
+
+def test_a_service_with_a_missing_exec_is_skipped_and_the_others_serve():
+    with Superd("ops-skip", {"good": service(PORT, "id"),
+                             "gone": service(PORT + 1, program="/nonexistent/removed-package/daemon")},
+                (LO, HI)) as d:
+        gone = os.path.join(d.root, "conf.d", "gone.toml")
+        r = d.cli("check")
+        check(r.returncode == 2 and f"{gone}:4:8: service.exec[0]" in r.stderr,
+              f"check still fails, at the exec line: {r.returncode} {r.stderr!r}")
+        d.start()
+        check(b"uid=" in talk_tcp(PORT), "the good service serves")
+        errors = [l for l in d.log().splitlines() if "gone" in l and "error" in l]
+        check(len(errors) == 1 and f"{gone}:4:8: service.exec[0]" in errors[0] and "is not served" in errors[0],
+              f"one error line with its position: {errors}")
+        st = json.loads(d.cli("status", "--json").stdout)
+        failed = {f["name"]: f["reason"] for f in st["failed"]}
+        check("gone" in failed and "No such file" in failed["gone"], f"status shows it failed: {st['failed']}")
+        check([s["name"] for s in st["services"]] == ["good"], f"only good is served: {st['services']}")
+        check(re.search(r"service gone +failed +" + re.escape(gone), d.cli("status").stdout), "status text")
+        # A reload with another broken file and a new good one: the good one comes, the rest stays.
+        d.write_service("bad2", "[socket]\nlisten = [\"127.0.0.1:1\"]\nmax_conections = 3\n[service]\nexec = [\"@PROBE@\"]\n")
+        d.write_service("new", service(PORT + 2, "id"))
+        r = d.cli("reload")
+        check(r.returncode == 0, f"reload with a broken file: {r.returncode} {r.stderr}")
+        check(b"uid=" in talk_tcp(PORT + 2) and b"uid=" in talk_tcp(PORT), "the new and the old good service serve")
+        d.wait_log("bad2.toml:3:1: socket.max_conections: unknown key")
+        st = json.loads(d.cli("status", "--json").stdout)
+        check(sorted(f["name"] for f in st["failed"]) == ["bad2", "gone"], f"both failed: {st['failed']}")
+        # Fixed: served after the next reload.
+        d.write_service("gone", service(PORT + 1, "id"))
+        check(d.cli("reload").returncode == 0 and b"uid=" in talk_tcp(PORT + 1), "the fixed service serves")
+        # Problems that concern everything still refuse a reload.
+        d.write_service("clash", service(PORT, "id"))
+        r = d.cli("reload")
+        check(r.returncode != 0 and "overlaps" in r.stderr, f"an overlap still refuses: {r.returncode} {r.stderr}")
+        check(b"uid=" in talk_tcp(PORT), "and the running configuration stays")
+        d.stop_clean()
+
+
+def test_strict_restores_all_or_nothing():
+    with Superd("ops-strict", {"good": service(PORT + 10, "id"), "gone": service(PORT + 11, program="/nonexistent/x")},
+                (LO, HI), global_extra="strict = true") as d:
+        d.start(expect_ready=False)
+        rc = d.wait_exit(timeout=20)
+        check(rc == 2 and "service.exec[0]" in d.log(), f"strict: serve refuses: rc {rc} {d.log()[-500:]}")
+        d.assert_clean()
+
+
+def test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line():
+    xinetd = (xinetd_stream("gone", PORT + 20, "        server          = /nonexistent/in.gone\n") +
+              xinetd_stream("fine", PORT + 21, "        server          = @PROBE@\n        server_args     = id\n"))
+    with Superd("ops-xinetd", {}, (LO, HI), xinetd=xinetd) as d:
+        lines = open(d.xinetd_path).read().splitlines()
+        server_line = next(i + 1 for i, l in enumerate(lines) if "in.gone" in l)
+        r = d.run_cli("check", "--xinetd", d.xinetd_path, "-c", d.config)
+        check(r.returncode == 2 and re.search(rf"{re.escape(d.xinetd_path)}:{server_line}:\d+: service.exec\[0\]", r.stderr),
+              f"the server line ({server_line}): {r.stderr!r}")
+        d.start()
+        check(b"uid=" in talk_tcp(PORT + 21), "the other converted service serves")
+        d.stop_clean()
+
+
+if __name__ == "__main__":
+    main([test_a_service_with_a_missing_exec_is_skipped_and_the_others_serve, test_strict_restores_all_or_nothing,
+          test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line])
