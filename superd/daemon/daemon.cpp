@@ -133,6 +133,8 @@ size_t Daemon::spawns_in_flight() const {
 void Daemon::begin_shutdown() {
   if (stopping_) return;
   stopping_ = true;
+  notify_.send("STOPPING=1");
+  notify_.stop();
   log::info("shutting down: {} live instances", instances_.size());
   for (auto& s : services_) to_stopping(*s);
   host_.stop();
@@ -206,6 +208,11 @@ int Daemon::run() {
   log::info("ready: {} services, UIDs {}..{} ({} free of {})", services_.size(), pool_.first(), pool_.last(),
             pool_.size() - pool_.held(), pool_.size());
   notify_ready(opt_.ready_fd);
+  notify_.send("READY=1");
+  notify_.start([this] {
+    return fmt::format("{} live instances; UIDs {} held, {} free of {}", instances_.size(), pool_.held(),
+                       pool_.size() - pool_.held(), pool_.size());
+  });
   start_enabled_capsules();
   io_.run();
   log::info("stopped: every instance ended and every UID returned ({} quarantined)", pool_.quarantined());

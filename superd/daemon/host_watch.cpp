@@ -110,19 +110,6 @@ void notify_ready(int& ready_fd) {
     ::close(ready_fd);
     ready_fd = -1;
   }
-  // sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET.
-  if (const char* ns = ::getenv("NOTIFY_SOCKET"); ns && (ns[0] == '/' || ns[0] == '@')) {
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    size_t len = std::min(std::strlen(ns), sizeof sa.sun_path - 1);
-    std::memcpy(sa.sun_path, ns, len);
-    if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
-    UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    static const char kMsg[] = "READY=1";
-    if (fd)
-      ::sendto(fd.get(), kMsg, sizeof kMsg - 1, 0, reinterpret_cast<sockaddr*>(&sa),
-               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
-  }
 }
 
 void report_cgroup_support(const config::Config& cfg) {

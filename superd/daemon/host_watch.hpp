@@ -45,7 +45,7 @@ class HostWatch {
   bool stopped_ = false;
 };
 
-// --ready-fd (written once, then closed; `ready_fd` becomes -1) and $NOTIFY_SOCKET.
+// --ready-fd (written once, then closed; `ready_fd` becomes -1); $NOTIFY_SOCKET is notify.hpp's.
 void notify_ready(int& ready_fd);
 
 // cgroup v2 bounds: said once at start-up, with what bounds instances instead.

@@ -34,6 +34,7 @@
 #include "daemon/control_server.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/host_watch.hpp"
+#include "daemon/notify.hpp"
 #include "daemon/orphans.hpp"
 #include "daemon/service.hpp"
 #include "sandbox/dirs.hpp"
@@ -96,7 +97,8 @@ class Daemon {
   bool lease_group(Service& s, Service* previous);
   bool prepare_service(Service& s);
   std::unique_ptr<spawn::ZygotePool> make_zygotes(Service& s);
-  std::string reload();
+  std::string reload();  // with sd_notify's RELOADING=1 ... READY=1 around it
+  std::string reload_config();
   void arm(Listener& l);
   bool alive(const Service* s, const Listener* l) const;
   void to_polling(Service& s);
@@ -196,6 +198,7 @@ class Daemon {
   std::set<std::string> started_;                   // instances started at run time, without a file
   std::map<std::string, config::Service> stopped_;  // services of the files, stopped at run time
   OrphanSweep orphans_{io_};
+  Notifier notify_{io_};
   bool stopping_ = false;
 };
 

@@ -149,6 +149,13 @@ bool Daemon::open_listeners() {
 // Reload (SIGHUP, `superd reload`): re-read the configuration; if anything is wrong, keep the
 // running one and say why.
 std::string Daemon::reload() {
+  notify_.reloading();
+  std::string report = reload_config();
+  notify_.send("READY=1");  // reloaded, or still serving the running configuration
+  return report;
+}
+
+std::string Daemon::reload_config() {
   config::Problems problems;
   const auto& g0 = cfg_.global;  // a capsule's superd reads its capsule's files again
   config::Config next = g0.capsule.empty()

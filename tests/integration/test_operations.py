@@ -5,6 +5,10 @@ all-or-nothing; superd check still exits 2."""
 import json
 import os
 import re
+import signal
+import socket
+import threading
+import time
 from harness import Superd, check, main, service, talk_tcp, xinetd_stream
 
 LO, HI = 89800, 89899
@@ -72,6 +76,63 @@ def test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server
         d.stop_clean()
 
 
+def test_sd_notify_ready_reloading_status_watchdog_stopping():
+    with Superd("ops-notify", {"hold": service(PORT + 30, "sleep", "5")}, (LO, HI)) as d:
+        path = os.path.join(d.root, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(0.2)
+        got = []  # (time, message)
+        done = threading.Event()
+
+        def listen():
+            while not done.is_set():
+                try:
+                    got.append((time.monotonic(), sock.recv(4096).decode()))
+                except socket.timeout:
+                    pass
+
+        t = threading.Thread(target=listen)
+        t.start()
+        try:
+            d.start(env=dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000"))
+            conn = socket.create_connection(("127.0.0.1", PORT + 30))
+            conn.recv(100)
+            time.sleep(2.2)
+            msgs = [m for _, m in got]
+            check(msgs and msgs[0] == "READY=1", f"READY=1 first: {msgs[:3]}")
+            status = [m for m in msgs if m.startswith("STATUS=")]
+            check(status and re.fullmatch(r"STATUS=\d+ live instances; UIDs \d+ held, \d+ free of 100", status[0]),
+                  f"STATUS= with instances and the pool: {status}")
+            check(any(m.startswith("STATUS=1 live instances") for m in status), f"the live instance counted: {status}")
+            stimes = [t0 for t0, m in got if m.startswith("STATUS=")]
+            check(all(b - a >= 0.7 for a, b in zip(stimes, stimes[1:])), f"at most once a second (received times): {stimes}")
+            dogs = [t0 for t0, m in got if m == "WATCHDOG=1"]
+            # Every 200 ms (half of 400 ms): about 11 in 2.2 s (receive times bunch, counts do not).
+            span = dogs[-1] - dogs[0] if dogs else 0
+            check(8 <= len(dogs) <= 15 and 1.5 <= span, f"WATCHDOG=1 every 200 ms: {len(dogs)} over {span:.2f} s")
+            n = len(got)
+            d.proc.send_signal(signal.SIGHUP)
+            d.wait_log("reloaded: 1 services")
+            time.sleep(0.3)
+            after = [m for _, m in got[n:] if not m.startswith(("WATCHDOG", "STATUS"))]
+            check(len(after) >= 2 and re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", after[0]) and after[1] == "READY=1",
+                  f"RELOADING=1 with MONOTONIC_USEC, then READY=1: {after}")
+            usec = int(after[0].split("=")[-1])
+            check(abs(usec / 1e6 - time.monotonic()) < 5, f"MONOTONIC_USEC is CLOCK_MONOTONIC: {usec}")
+            conn.close()
+            n = len(got)
+            check(d.stop() == 0, "stop")
+            time.sleep(0.3)
+            check("STOPPING=1" in [m for _, m in got[n:]], f"STOPPING=1: {[m for _, m in got[n:]]}")
+        finally:
+            done.set()
+            t.join()
+            sock.close()
+        d.assert_clean()
+
+
 if __name__ == "__main__":
     main([test_a_service_with_a_missing_exec_is_skipped_and_the_others_serve, test_strict_restores_all_or_nothing,
-          test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line])
+          test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line,
+          test_sd_notify_ready_reloading_status_watchdog_stopping])
