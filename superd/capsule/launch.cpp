@@ -109,8 +109,12 @@ void mkdirs(const std::string& path) {
   ::close_range(4, ~0U, 0);
   std::string user = "capsule-" + s.name;
   std::string env_home = "HOME=" + s.home, env_user = "USER=" + user, env_logname = "LOGNAME=" + user;
-  const char* envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", env_home.c_str(),
-                        env_user.c_str(), env_logname.c_str(), nullptr};
+  const char* envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        env_home.c_str(),
+                        env_user.c_str(),
+                        env_logname.c_str(),
+                        "SUPERD_LOG_STYLE=plain",
+                        nullptr};
   const char* argv[] = {s.exe.c_str(),
                         "serve",
                         "--capsule",

@@ -3,16 +3,39 @@
 // (append_escaped, shared with every log::Sink), so one write is always exactly one line.
 #include "util/log.hpp"
 
-#include <cstring>
-
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace superd::util::log {
 namespace {
 Level g_level = Level::info;
 constexpr std::string_view kNames[] = {"debug", "info", "warning", "error"};
+constexpr char kPriority[] = {'7', '6', '4', '3'};  // syslog's debug, info, warning, err
+
+// How stderr is written: to the journal (JOURNAL_STREAM names stderr's device and inode, as
+// systemd sets it), "<N>" priority prefixes so journald keeps the levels; else a UTC timestamp
+// first; `plain` (SUPERD_LOG_STYLE=plain: a capsule's superd, whose lines the host stamps) neither.
+enum class Style { unknown, journal, stamped, plain };
+Style g_style = Style::unknown;
+
+Style style() noexcept {
+  if (g_style != Style::unknown) return g_style;
+  g_style = Style::stamped;
+  if (const char* s = ::getenv("SUPERD_LOG_STYLE"); s && std::strcmp(s, "plain") == 0) return g_style = Style::plain;
+  unsigned long long dev = 0, ino = 0;
+  struct stat st {};
+  if (const char* js = ::getenv("JOURNAL_STREAM"); js && std::sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+                                                   ::fstat(STDERR_FILENO, &st) == 0 && st.st_dev == dev &&
+                                                   st.st_ino == ino)
+    g_style = Style::journal;
+  return g_style;
+}
 // The bytes append_escaped rewrites: C0 controls, DEL, and the escape character itself.
 constexpr bool needs_escape(unsigned char c) noexcept {
   return c < 0x20 || c == 0x7f || c == '\\';
@@ -74,6 +97,20 @@ void write(Level l, std::string_view msg) noexcept {
   try {
     // Inline storage: a line under ~500 bytes is assembled without allocating.
     fmt::memory_buffer line;
+    Style how = style();
+    if (how == Style::journal) {
+      const char prefix[] = {'<', kPriority[static_cast<int>(l)], '>'};
+      line.append(prefix, prefix + 3);
+    } else if (how == Style::stamped) {
+      timespec ts{};
+      ::clock_gettime(CLOCK_REALTIME, &ts);
+      tm t{};
+      ::gmtime_r(&ts.tv_sec, &t);
+      char stamp[40];
+      size_t n = ::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &t);
+      n += static_cast<size_t>(std::snprintf(stamp + n, sizeof stamp - n, ".%03ldZ ", ts.tv_nsec / 1000000));
+      line.append(stamp, stamp + n);
+    }
     std::string_view name = kNames[static_cast<int>(l)];
     line.append(name.data(), name.data() + name.size());
     line.append(std::string_view(": "));

@@ -132,7 +132,34 @@ def test_sd_notify_ready_reloading_status_watchdog_stopping():
         d.assert_clean()
 
 
+def test_log_lines_carry_a_timestamp_or_journal_priorities():
+    with Superd("ops-log", {"who": service(PORT + 40, "id")}, (LO, HI)) as d:
+        d.start()
+        talk_tcp(PORT + 40)
+        d.wait_log("EXIT who ")
+        d.stop_clean()
+        lines = [l for l in d.log().splitlines() if l]
+        stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info|warning|error): "
+        check(lines and all(re.match(stamp, l) for l in lines), f"every line stamped: {lines[:3]}")
+        # stderr is the journal (JOURNAL_STREAM names its device and inode): <N> priorities.
+        open(d.log_path, "w").close()
+        st = os.stat(d.log_path)
+        d.start(env=dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}"))
+        talk_tcp(PORT + 40)
+        d.wait_log("EXIT who ")
+        d.stop_clean()
+        lines = [l for l in d.log().splitlines() if l]
+        check(lines and all(re.match(r"<[3467]>(debug|info|warning|error): ", l) for l in lines), f"journal: {lines[:3]}")
+        check(any(l.startswith("<6>info: START who ") for l in lines), "START at priority 6 (info)")
+        # Another stream's JOURNAL_STREAM (not this stderr): stamped, as systemd advises.
+        open(d.log_path, "w").close()
+        d.start(env=dict(os.environ, JOURNAL_STREAM="1:2"))
+        d.stop_clean()
+        check(re.match(stamp, d.log()), f"a JOURNAL_STREAM of another file is not the journal: {d.log()[:100]!r}")
+
+
 if __name__ == "__main__":
     main([test_a_service_with_a_missing_exec_is_skipped_and_the_others_serve, test_strict_restores_all_or_nothing,
           test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line,
-          test_sd_notify_ready_reloading_status_watchdog_stopping])
+          test_sd_notify_ready_reloading_status_watchdog_stopping,
+          test_log_lines_carry_a_timestamp_or_journal_priorities])
