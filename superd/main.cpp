@@ -42,6 +42,23 @@ std::optional<superd::config::Config> load_checked(const std::string& path, cons
   return cfg;
 }
 
+// "3d4h", "2h5m", "4m10s", "12s": a service's uptime in status.
+std::string uptime(double seconds) {
+  auto s = static_cast<unsigned long>(seconds);
+  if (s >= 86400) return fmt::format("{}d{}h", s / 86400, s % 86400 / 3600);
+  if (s >= 3600) return fmt::format("{}h{}m", s / 3600, s % 3600 / 60);
+  if (s >= 60) return fmt::format("{}m{}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+// The commands that talk to the running daemon: its control socket is root's, so say so first
+// rather than "cannot reach superd".
+bool needs_root(const char* what) {
+  if (::geteuid() == 0) return false;
+  std::fprintf(stderr, "superd %s: needs root (superd's control socket is root's)\n", what);
+  return true;
+}
+
 // superd may be started with fds 0-2 closed; the spawn path relies on them being taken.
 void ensure_std_fds() {
   for (int fd = 0; fd < 3; ++fd)
@@ -141,7 +158,21 @@ int main(int argc, char** argv) {
   std::string run_capsule;
   run->add_option("--capsule", run_capsule, "run inside capsule NAME (under one of its UIDs)");
 
-  CLI11_PARSE(app, argc, argv);
+  app.set_version_flag("--version", std::string("superd ") + SUPERD_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // the message and "Run with --help for more information."
+    return 2;     // a usage error is a configuration error, as documented
+  }
+  if ((reload->parsed() && needs_root("reload")) || (status->parsed() && needs_root("status"))) return 1;
+  if (run->parsed() && needs_root("run")) return 125;
+  for (auto* c : unit_cmds)  // enable and disable write the config: root's too
+    if (c->parsed() && needs_root(c->get_name().c_str())) return 1;
+  for (auto* c : capsule_cmds)
+    if (c->parsed() && c->get_name() != "enable" && c->get_name() != "disable" && needs_root("capsule")) return 1;
   for (auto* c : capsule_cmds)
     if (c->parsed()) return superd::cli::capsule_command(c->get_name(), capsule_arg, capsule_json, config_path);
   for (auto* c : unit_cmds)
@@ -199,9 +230,11 @@ int main(int argc, char** argv) {
       std::string listen;
       for (const auto& l : s["listen"]) listen += (listen.empty() ? "" : " ") + l.get<std::string>();
       std::string origin = s.value("origin", std::string("file"));
-      std::printf("service %-20s %-8s live %u/%u%s  %s%s\n", s["name"].get<std::string>().c_str(),
-                  s.value("mode", std::string("accept")).c_str(), s["live"].get<unsigned>(),
-                  s["max_connections"].get<unsigned>(), s["paused"].get<bool>() ? " (deferring)" : "", listen.c_str(),
+      std::printf("service %-20s %-8s live %u/%u%s  accepted %lu refused %lu failed %lu  up %s  %s%s\n",
+                  s["name"].get<std::string>().c_str(), s.value("mode", std::string("accept")).c_str(),
+                  s["live"].get<unsigned>(), s["max_connections"].get<unsigned>(),
+                  s["paused"].get<bool>() ? " (deferring)" : "", s.value("accepted", 0ul), s.value("refused", 0ul),
+                  s.value("failed", 0ul), uptime(s.value("uptime_s", 0.0)).c_str(), listen.c_str(),
                   origin == "file" ? "" : ("  (" + origin + ")").c_str());
     }
     for (const auto& t : j.value("templates", nlohmann::json::array())) {

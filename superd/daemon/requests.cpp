@@ -114,7 +114,7 @@ nlohmann::json Daemon::status_json() const {
   nlohmann::json services = nlohmann::json::array();
   for (const auto& s : services_) {
     nlohmann::json listen = nlohmann::json::array();
-    for (const auto& l : s->listeners) listen.push_back(l->spec.to_string());
+    for (const auto& l : s->listeners) listen.push_back((l->datagram ? "udp " : "") + l->spec.to_string());
     services.push_back({{"name", s->cfg->name},
                         {"listen", listen},
                         {"live", s->policy.gate().live()},
@@ -126,6 +126,10 @@ nlohmann::json Daemon::status_json() const {
                                  : s->wait_mode             ? std::string("wait")
                                                             : std::string("accept")},
                         {"group", s->group ? nlohmann::json(s->group->uid()) : nlohmann::json(nullptr)},
+                        {"accepted", s->counters.accepted},
+                        {"refused", s->counters.refused},
+                        {"failed", s->counters.failed},
+                        {"uptime_s", std::chrono::duration<double>(now - s->counters.since).count()},
                         {"origin", s->cfg->origin == config::Origin::file   ? "file"
                                    : s->cfg->origin == config::Origin::link ? "link"
                                                                             : "runtime"}});

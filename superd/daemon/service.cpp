@@ -56,6 +56,7 @@ void Service::log_line(log::Level level, const std::string& line) const {
 }
 
 void Service::log_start(uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid) const {
+  ++counters.accepted;
   std::string line = event_log::start({cfg->name, serial, peer, uid, pid}, cfg->service.log_on_success);
   if (!line.empty()) log_line(log::Level::info, line);
 }
@@ -70,11 +71,13 @@ void Service::log_exit(uint64_t serial, const std::string& peer, uint32_t uid, p
 }
 
 void Service::log_refuse(const std::string& peer, const std::string& reason) const {
+  ++counters.refused;
   std::string line = event_log::refuse(cfg->name, peer, reason, cfg->service.log_on_failure);
   if (!line.empty()) log_line(log::Level::warning, line);
 }
 
 void Service::log_fail(uint64_t serial, const std::string& peer, uint32_t uid, const std::string& why) const {
+  ++counters.failed;
   log_line(log::Level::error, event_log::fail({cfg->name, serial, peer, uid, 0}, cfg->service.log_on_failure, why));
 }
 

@@ -97,6 +97,12 @@ struct Service {
   std::unique_ptr<asio::steady_timer> hold_timer;  // ends State::held
   std::optional<Deferred> deferred;
   DatagramState datagrams;
+  // What `status` shows: since the service first started (a reload carries them over).
+  struct Counters {
+    uint64_t accepted = 0, refused = 0, failed = 0;  // START, REFUSE and FAIL events
+    Clock::time_point since = Clock::now();
+  };
+  mutable Counters counters;
 
   bool spawn_backlog_full() const noexcept { return zygotes && zygotes->backlog_full(); }
   // Room for one more: neither at max_connections nor at the zygotes' backlog.

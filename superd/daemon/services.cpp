@@ -199,7 +199,10 @@ std::string Daemon::reload_config() {
     }
     built.push_back(std::move(svc));
   }
-  // Commit: take over unchanged listeners, retire the old services.
+  // Commit: the counters carry over, unchanged listeners are taken over, the old services retire.
+  for (auto& b : built)
+    for (auto& os : services_)
+      if (os->cfg->name == b->cfg->name) b->counters = os->counters;
   for (size_t i = 0; i < built.size(); ++i)
     for (Listener* l : reuses[i])
       for (auto& os : services_)

@@ -9,7 +9,8 @@ import signal
 import socket
 import threading
 import time
-from harness import Superd, check, main, service, talk_tcp, xinetd_stream
+import subprocess
+from harness import SUPERD, Superd, check, internal_service, main, service, talk_tcp, talk_udp, xinetd_stream
 
 LO, HI = 89800, 89899
 PORT = 17300
@@ -158,8 +159,41 @@ def test_log_lines_carry_a_timestamp_or_journal_priorities():
         check(re.match(stamp, d.log()), f"a JOURNAL_STREAM of another file is not the journal: {d.log()[:100]!r}")
 
 
+def test_the_command_line_version_usage_errors_root_and_status_counters():
+    r = subprocess.run([SUPERD, "--version"], capture_output=True, text=True)
+    check(r.returncode == 0 and re.fullmatch(r"superd \d+\.\d+\.\d+\n", r.stdout), f"--version: {r.stdout!r}")
+    for args in (["bogus"], ["status", "--nope"], []):
+        r = subprocess.run([SUPERD, *args], capture_output=True, text=True)
+        check(r.returncode == 2 and "Run with --help" in r.stderr, f"usage error {args}: {r.returncode} {r.stderr!r}")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SUPERD]
+    for args, code in ((["status"], 1), (["reload"], 1), (["run", "--", "/bin/true"], 125)):
+        r = subprocess.run(nobody + args, capture_output=True, text=True)
+        check(r.returncode == code and "needs root" in r.stderr and "reach" not in r.stderr,
+              f"non-root {args}: {r.returncode} {r.stderr!r}")
+    with Superd("ops-cli", {"who": service(PORT + 50, "id", socket_extra="allow = [\"10.9.9.9\"]"),
+                            "ok": service(PORT + 51, "id"),
+                            "day": internal_service("daytime", datagram=[f"127.0.0.1:{PORT + 52}"])}, (LO, HI)) as d:
+        d.start()
+        for _ in range(3):
+            talk_tcp(PORT + 51)
+        talk_tcp(PORT + 50)  # refused: not allowed
+        talk_udp(PORT + 52, b"x")
+        d.wait_log("EXIT ok ", 3)
+        text = d.cli("status").stdout
+        check(re.search(r"service ok .* accepted 3 refused 0 failed 0  up \d+s", text), f"counters and uptime: {text}")
+        check(re.search(r"service who .* accepted 0 refused 1 failed 0", text), f"a refusal counted: {text}")
+        check(re.search(rf"service day .*udp 127\.0\.0\.1:{PORT + 52}", text), f"UDP listeners marked: {text}")
+        st = {s["name"]: s for s in json.loads(d.cli("status", "--json").stdout)["services"]}
+        check(st["ok"]["accepted"] == 3 and st["ok"]["uptime_s"] > 0, f"status --json: {st['ok']}")
+        check(d.cli("reload").returncode == 0, "reload")
+        st = {s["name"]: s for s in json.loads(d.cli("status", "--json").stdout)["services"]}
+        check(st["ok"]["accepted"] == 3, f"a reload keeps the counters: {st['ok']}")
+        d.stop_clean()
+
+
 if __name__ == "__main__":
     main([test_a_service_with_a_missing_exec_is_skipped_and_the_others_serve, test_strict_restores_all_or_nothing,
           test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line,
           test_sd_notify_ready_reloading_status_watchdog_stopping,
-          test_log_lines_carry_a_timestamp_or_journal_priorities])
+          test_log_lines_carry_a_timestamp_or_journal_priorities,
+          test_the_command_line_version_usage_errors_root_and_status_counters])
