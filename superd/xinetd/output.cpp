@@ -104,6 +104,15 @@ void TomlWriter::line(const std::string& text, uint32_t from) {
   origin_.push_back(from);
 }
 
+// What the converted file of a service that ran as root says above its user line.
+constexpr const char* kRootNotes[] = {
+    "runs as root without a sandbox, as under xinetd. dynamic_user = true (superd's default) would",
+    "likely break it: programs run as root read root-only files (host keys, /etc/shadow) or switch",
+    "to the user who logs in (telnetd, sshd, ftpd, cvs pserver), and a dynamic user can do neither.",
+    "To confine it as root: protect_system = \"strict\", protect_home = \"read-only\", private_tmp = true,",
+    "private_devices = true, capability_bounding_set = [only the capabilities it needs].",
+};
+
 std::string write_service(const std::string& header, const std::vector<std::string>& notes, const Socket& s,
                           const Program& p, uint32_t origin_line, std::vector<uint32_t>& line_origin) {
   TomlWriter w;
@@ -150,12 +159,16 @@ std::string write_service(const std::string& header, const std::vector<std::stri
     w.comment("dynamic_user = yes: a fresh UID per connection, in the sandbox" +
                   (p.user ? " (instead of xinetd's user = " + *p.user + ")" : std::string()),
               p.l_dynamic);
+  } else if (p.user && (*p.user == "root" || *p.user == "0")) {
+    // A root service: superd's default would likely break it; say why, and what confines it.
+    w.key("dynamic_user", "false", p.l_user);
+    for (const char* line : kRootNotes) w.comment(line, p.l_user);
+    w.key("user", toml_string(*p.user), p.l_user);
   } else if (p.user) {
     w.key("dynamic_user", "false", p.l_user);
     w.comment("dynamic_user = true   # superd's default: a fresh UID per connection instead of user " + *p.user,
               p.l_user);
     w.key("user", toml_string(*p.user), p.l_user);
-    if (*p.user == "root" || *p.user == "0") w.comment("runs as root without a sandbox, as under xinetd", p.l_user);
   }
   if (p.group) w.key("group", toml_string(*p.group), p.l_group);
   if (p.supplementary_groups) w.key("supplementary_groups", toml_array(*p.supplementary_groups), p.l_groups);

@@ -517,6 +517,12 @@ TEST_CASE("xinetd: identity, environment and limits", "[xinetd]") {
   check_parses(r.services.at(0));
   auto root = convert(replace_all(kHead, "nobody", "root") + "}\n");
   CHECK_THAT(root.services.at(0).toml, Contains("# runs as root without a sandbox, as under xinetd"));
+  // Why superd's default would break it, and what confines it instead; the file still parses.
+  CHECK_THAT(root.services.at(0).toml, Contains("dynamic_user = true (superd's default) would\n# likely break it"));
+  CHECK_THAT(root.services.at(0).toml, Contains("/etc/shadow"));
+  CHECK_THAT(root.services.at(0).toml, Contains("(telnetd, sshd, ftpd, cvs pserver)"));
+  CHECK_THAT(root.services.at(0).toml, Contains("protect_system = \"strict\""));
+  check_parses(root.services.at(0));
   // NAMEINARGS: exec[0] is "@path", argv from server_args.
   auto nia = with("\tserver_args = tcpd-name -x\n\tflags = NAMEINARGS\n");
   CHECK_THAT(nia.services.at(0).toml, Contains(R"(exec = ["@/bin/cat", "tcpd-name", "-x"])"));
