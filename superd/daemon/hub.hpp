@@ -37,6 +37,7 @@
 #include "daemon/notify.hpp"
 #include "daemon/orphans.hpp"
 #include "daemon/service.hpp"
+#include "listener/passed.hpp"
 #include "sandbox/dirs.hpp"
 #include "spawn/spawn.hpp"
 #include "uid_pool/lease.hpp"
@@ -199,6 +200,7 @@ class Daemon {
   std::map<std::string, config::Service> stopped_;  // services of the files, stopped at run time
   OrphanSweep orphans_{io_};
   Notifier notify_{io_};
+  std::vector<listener::Passed> passed_;  // from systemd, until open_listeners() adopted them
   bool stopping_ = false;
 };
 

@@ -5,6 +5,7 @@
 // unchanged listeners over without closing them, retires the old services (their live
 // instances run on untouched; a retired service goes when its last instance ends) and arms.
 #include "daemon/hub.hpp"
+#include "listener/passed.hpp"
 
 #include <poll.h>
 #include <unistd.h>
@@ -122,6 +123,18 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
       reuse.push_back(old);
       continue;
     }
+    // A socket systemd passed for this address: adopted, not bound again.
+    auto adopt = std::find_if(passed_.begin(), passed_.end(), [&](const listener::Passed& p) {
+      return p.datagram == l.datagram && p.address == l.spec.to_string();
+    });
+    if (adopt != passed_.end()) {
+      log::info("service {}: listening on {}{} (passed {})", sc->name, l.datagram ? "udp " : "", l.spec.to_string(),
+                adopt->describe());
+      svc->listeners.push_back(
+          std::make_unique<Listener>(svc.get(), l, asio::posix::stream_descriptor(io_, adopt->fd), std::move(key)));
+      passed_.erase(adopt);
+      continue;
+    }
     std::error_code ec;
     UniqueFd fd = listener::open(l.spec, lo, ec, l.datagram);
     if (!fd) {
@@ -137,12 +150,20 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
 }
 
 bool Daemon::open_listeners() {
+  std::vector<std::string> warnings;
+  passed_ = listener::take_passed_sockets(warnings);
+  for (const auto& w : warnings) log::warning("{}", w);
   for (const config::Service& sc : cfg_.services) {
     std::vector<Listener*> reuse;
     auto svc = build_service(std::make_shared<const config::Service>(sc), nullptr, reuse);
     if (!svc) return false;
     services_.push_back(std::move(svc));
   }
+  for (const auto& p : passed_) {
+    log::warning("passed {} matches no listener of the configuration: closed", p.describe());
+    ::close(p.fd);
+  }
+  passed_.clear();
   return true;
 }
 

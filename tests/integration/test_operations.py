@@ -10,7 +10,8 @@ import socket
 import threading
 import time
 import subprocess
-from harness import SUPERD, Superd, check, internal_service, main, service, talk_tcp, talk_udp, xinetd_stream
+from harness import (SUPERD, Superd, check, internal_service, listen_inode, main, poll_until, service, talk_tcp,
+                     talk_udp, xinetd_stream)
 
 LO, HI = 89800, 89899
 PORT = 17300
@@ -191,9 +192,67 @@ def test_the_command_line_version_usage_errors_root_and_status_counters():
         d.stop_clean()
 
 
+def activate(d, args):
+    """superd serve under the real systemd-socket-activate with `args` (its -l, -d, --fdname):
+    it holds the sockets and execs superd, in the same PID, at the first connection."""
+    d.logf = open(d.log_path, "ab")
+    d.proc = subprocess.Popen(["systemd-socket-activate", *args, SUPERD, "serve", "-c", d.config],
+                              stdin=subprocess.DEVNULL, stdout=d.logf, stderr=d.logf)
+    check(poll_until(lambda: "Listening on" in d.log(), 10), f"systemd-socket-activate listens: {d.log()}")
+
+
+def socket_inode_of(pid, fd):
+    return os.readlink(f"/proc/{pid}/fd/{fd}").strip("socket:[]")
+
+
+def test_sockets_from_systemd_socket_activate_are_adopted_and_kept_over_reloads():
+    p1, p2, p3 = PORT + 60, PORT + 61, PORT + 62
+    with Superd("ops-sd", {"web": service(p1, "id"), "other": service(p3, "id")}, (LO, HI)) as d:
+        activate(d, ["-l", f"127.0.0.1:{p1}", "-l", f"127.0.0.1:{p2}", "--fdname=web:spare"])
+        inode = listen_inode(p1)
+        check(b"uid=" in talk_tcp(p1), "the connection that made systemd start superd is served")
+        d.wait_log("ready: 2 services")
+        log = d.log()
+        check(re.search(rf"service web: listening on 127\.0\.0\.1:{p1} \(passed fd 3 \(web, 127\.0\.0\.1:{p1}\)\)", log),
+              f"adopted: {log[-1500:]}")
+        check(socket_inode_of(d.proc.pid, 3) == inode or listen_inode(p1) == inode, "the very socket systemd made")
+        check(log.count("matches no listener") == 1, f"one warning per unmatched socket: {log[-1500:]}")
+        check(f"passed fd 4 (spare, 127.0.0.1:{p2}) matches no listener" in log, "the spare one named")
+        check(b"uid=" in talk_tcp(p3), "a listener systemd did not pass is bound by superd")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("reloaded: 2 services")
+        check(listen_inode(p1) == inode and b"uid=" in talk_tcp(p1), "a reload keeps the adopted socket")
+        check(d.stop() == 0, "stop")
+        d.assert_clean()
+
+
+def test_a_passed_socket_of_the_wrong_type_is_not_adopted():
+    port = PORT + 64
+    with Superd("ops-sdtype", {"web": service(port, "id")}, (LO, HI)) as d:
+        activate(d, ["-d", "-l", f"127.0.0.1:{port}", "--fdname=wrongtype"])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(b"x", ("127.0.0.1", port))  # what makes systemd-socket-activate start superd
+        d.wait_log("ready: 1 services")
+        check(f"passed fd 3 (wrongtype, udp 127.0.0.1:{port}) matches no listener" in d.log(),
+              f"a datagram socket where a stream listener is configured: {d.log()[-1000:]}")
+        check(b"uid=" in talk_tcp(port), "superd binds its own stream socket")
+        check(d.stop() == 0, "stop")
+        d.assert_clean()
+
+
+def test_listen_fds_for_another_pid_are_ignored():
+    with Superd("ops-sdpid", {"web": service(PORT + 63, "id")}, (LO, HI)) as d:
+        d.start(env=dict(os.environ, LISTEN_FDS="1", LISTEN_PID="1", LISTEN_FDNAMES="x"))
+        check("LISTEN_FDS=1 is for LISTEN_PID=1, not superd" in d.log(), f"a warning: {d.log()[-800:]}")
+        check(b"uid=" in talk_tcp(PORT + 63), "it binds and serves as usual")
+        d.stop_clean()
+
+
 if __name__ == "__main__":
     main([test_a_service_with_a_missing_exec_is_skipped_and_the_others_serve, test_strict_restores_all_or_nothing,
           test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line,
           test_sd_notify_ready_reloading_status_watchdog_stopping,
           test_log_lines_carry_a_timestamp_or_journal_priorities,
-          test_the_command_line_version_usage_errors_root_and_status_counters])
+          test_the_command_line_version_usage_errors_root_and_status_counters,
+          test_sockets_from_systemd_socket_activate_are_adopted_and_kept_over_reloads,
+          test_a_passed_socket_of_the_wrong_type_is_not_adopted, test_listen_fds_for_another_pid_are_ignored])
