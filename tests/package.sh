@@ -3,7 +3,7 @@
 # (git archive HEAD, in /srv/superd-pkg), prints its file list and lintian's findings, and with
 # --install installs it with apt on this machine, checks that it starts and enables nothing and
 # that /etc/superd/superd.toml is a conffile, then purges it and checks that nothing is left.
-# Not part of `tests/run` (it takes ~3 minutes, and --install changes the machine). As root.
+# Not part of `tests/run` (it takes ~5 minutes, and --install changes the machine). As root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/install-deps debhelper lintian dpkg-dev

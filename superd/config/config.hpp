@@ -258,6 +258,11 @@ struct Global {
   // Blocks of 65,536 UIDs for capsules (capsule/block.hpp), never overlapping the dynamic range.
   uint32_t capsule_first = 0x70000000, capsule_last = 0x7FFFFFFF;
   Location capsule_range_where;
+  // GET /metrics (Prometheus text format) on this address, for the peers metrics_allow lets in
+  // (default: loopback only; UNIX peers are the socket file's business).
+  std::optional<net::ListenSpec> metrics_listen;
+  Location metrics_where;
+  std::vector<net::Cidr> metrics_allow;
   // All or nothing: a bad service file makes serve and reload refuse (as before this key).
   bool strict = false;
   // Set when this superd runs inside a capsule (load_capsule): its roots are the capsule's.

@@ -54,6 +54,29 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
         g.capsule_first = static_cast<uint32_t>(lo), g.capsule_last = static_cast<uint32_t>(hi);
     }
     r.read_bool("strict", g.strict);
+    std::string metrics;
+    if (r.read_string("metrics_listen", metrics)) {
+      std::string why;
+      g.metrics_where = r.where(*r.get("metrics_listen"));
+      if (auto spec = net::parse_listen(metrics, why))
+        g.metrics_listen = *spec;
+      else
+        r.bad(*r.get("metrics_listen"), "metrics_listen", why);
+    }
+    std::vector<std::string> allow = {"127.0.0.0/8", "::1/128"};
+    if (r.get("metrics_allow")) {
+      allow.clear();
+      for (auto& [a, node] : r.read_strings("metrics_allow", false)) {
+        std::string why;
+        if (auto c = net::parse_cidr(a, why))
+          g.metrics_allow.push_back(*c);
+        else
+          r.bad(*node, "metrics_allow", why);
+      }
+    } else {
+      std::string why;
+      for (const auto& a : allow) g.metrics_allow.push_back(*net::parse_cidr(a, why));
+    }
     auto inc = r.read_strings("include", true);
     if (r.get("include")) {
       g.include.clear();

@@ -139,6 +139,7 @@ void Daemon::on_rate_room(Service& s) {
 
 void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer_addr,
                            bool rate_taken) {
+  const auto accepted = Clock::now();
   const std::string& name = s.cfg->name;
   const config::SocketConfig& so = s.cfg->socket;
   PeerInfo who;
@@ -186,7 +187,7 @@ void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd co
   if (s.zygotes) {
     // The zygote takes its own copies of the fds; ours close when this returns. In flight, the
     // request counts against max_connections.
-    spawn::Pending p{serial, std::move(lease), who.text, who.source, std::move(err_read)};
+    spawn::Pending p{serial, accepted, std::move(lease), who.text, who.source, std::move(err_read)};
     if (auto failure = s.zygotes->send(plan_, std::move(p))) return s.log_fail(serial, who.text, uid, *failure);
     s.policy.gate().enter(who.source);
     return;  // on failure `p` (and its lease) drops here
@@ -198,6 +199,7 @@ void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd co
   s.policy.gate().enter(who.source);
   adopt(s, std::move(started.child), std::move(err_read), serial, std::move(lease), uid, std::move(who.text),
         who.source);
+  s.counters.spawned(Clock::now() - accepted);
 }
 
 }  // namespace superd::daemon

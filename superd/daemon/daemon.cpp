@@ -135,6 +135,7 @@ void Daemon::begin_shutdown() {
   stopping_ = true;
   notify_.send("STOPPING=1");
   notify_.stop();
+  metrics_.close();
   log::info("shutting down: {} live instances", instances_.size());
   for (auto& s : services_) to_stopping(*s);
   host_.stop();
@@ -193,6 +194,13 @@ int Daemon::run() {
   };
   signals_.async_wait(handler);
   if (!open_listeners() || !open_control()) return 1;
+  if (const auto& m = cfg_.global.metrics_listen) {
+    if (auto ec = metrics_.open(*m, cfg_.global.metrics_allow)) {
+      log::error("metrics_listen {}: {}", m->to_string(), ec.message());
+      return 1;
+    }
+    log::info("metrics: GET /metrics on {}", m->to_string());
+  }
   sweep_capsule_records();
   // Two fds per live instance (pidfd, stderr pipe): say so at start rather than fail later.
   rlimit nofile{};

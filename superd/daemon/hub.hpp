@@ -34,6 +34,7 @@
 #include "daemon/control_server.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/host_watch.hpp"
+#include "daemon/metrics.hpp"
 #include "daemon/notify.hpp"
 #include "daemon/orphans.hpp"
 #include "daemon/service.hpp"
@@ -130,6 +131,7 @@ class Daemon {
   bool drain_capsule_output(CapsuleRun& c);
   void capsule_exited(CapsuleRun& c);
   nlohmann::json capsules_json() const;
+  std::string metrics_text() const;  // metrics.cpp
   void write_capsule_names() const;
 
   // --- the connection path (connection.cpp) ---
@@ -185,6 +187,8 @@ class Daemon {
   std::unordered_map<uint64_t, Session> sessions_;  // by serial
   cleanup::Batch cleanup_;
   bool cleanup_posted_ = false;
+  uint64_t cleanup_batches_ = 0;  // for /metrics
+  double cleanup_seconds_ = 0;
   uint64_t serial_ = 0;
   UniqueFd null_fd_;
   spawn::InstancePlan plan_;  // reused per connection to keep its vectors' capacity
@@ -200,6 +204,7 @@ class Daemon {
   std::map<std::string, config::Service> stopped_;  // services of the files, stopped at run time
   OrphanSweep orphans_{io_};
   Notifier notify_{io_};
+  MetricsServer metrics_{io_, [this] { return metrics_text(); }};
   std::vector<listener::Passed> passed_;  // from systemd, until open_listeners() adopted them
   bool stopping_ = false;
 };

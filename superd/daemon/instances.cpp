@@ -22,6 +22,7 @@ spawn::ZygotePool::Events Daemon::zygote_events(Service& s) {
     uint32_t uid = p.lease.uid();
     Instance& inst = adopt(s, std::move(child), std::move(p.err_read), p.serial, std::move(p.lease), uid,
                            std::move(p.peer), p.source);
+    s.counters.spawned(Clock::now() - p.accepted);
     // Started after SIGTERM's round of signals: it gets its own (the deadline's KILL covers it too).
     if (stopping_) spawn::pidfd_signal(inst.pidfd.native_handle(), SIGTERM);
     // Already reaped by the SIGCHLD drain, before the zygote's answer was read: end it now.
@@ -40,7 +41,10 @@ spawn::ZygotePool::Events Daemon::zygote_events(Service& s) {
       count_out(s, p.source);
     }
   };
-  ev.replacing = [&s] { log::error("service {}: its zygote is gone; starting a new one", s.cfg->name); };
+  ev.replacing = [&s] {
+    ++s.counters.zygote_restarts;
+    log::error("service {}: its zygote is gone; starting a new one", s.cfg->name);
+  };
   ev.answered = [this, &s] {
     if (s.state == State::full && s.has_room()) to_polling(s);
     maybe_retire(s);  // last but one: it may destroy `s`
@@ -197,7 +201,11 @@ void Daemon::queue_cleanup(uid_pool::Lease lease, bool host_shm) {
 
 void Daemon::run_cleanup() {
   cleanup_posted_ = false;
-  for (const auto& f : cleanup_.run(ipc_roots_))
+  auto t0 = Clock::now();
+  auto failures = cleanup_.run(ipc_roots_);
+  ++cleanup_batches_;
+  cleanup_seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  for (const auto& f : failures)
     log::error("uid={}: cannot remove {} {}{}: {}; UID quarantined", f.owner, ipc::kind_name(f.object.kind),
                f.object.id, f.object.name, log::errno_text(f.err));
   maybe_finish_shutdown();

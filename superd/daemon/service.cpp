@@ -55,6 +55,38 @@ void Service::log_line(log::Level level, const std::string& line) const {
   }
 }
 
+namespace {
+// A refusal's reason as a metric label: what kind of rule refused it.
+std::string refusal_class(const std::string& reason) {
+  for (auto [needle, cls] : {std::pair{"access_times", "access_times"},
+                             {"max_connection_rate", "rate"},
+                             {"per_source", "per_source"},
+                             {"max_connections_per", "per_source"},
+                             {"pool", "uid_pool"},
+                             {"deny", "address"},
+                             {"allow", "address"},
+                             {"not in", "address"}})
+    if (reason.find(needle) != std::string::npos) return cls;
+  return "other";
+}
+
+// A FAIL's step ("step mounts (tmpfs /tmp) failed: ..." -> "mounts"), else "spawn".
+std::string failure_step(const std::string& why) {
+  size_t at = why.find("step ");
+  if (at == std::string::npos) return "spawn";
+  size_t end = why.find_first_of(" (:", at + 5);
+  return why.substr(at + 5, end == std::string::npos ? std::string::npos : end - at - 5);
+}
+}  // namespace
+
+void Service::Counters::spawned(Clock::duration took) noexcept {
+  double s = std::chrono::duration<double>(took).count();
+  for (size_t i = 0; i < std::size(kBuckets); ++i)
+    if (s <= kBuckets[i]) ++spawn_buckets[i];
+  ++spawn_count;
+  spawn_sum += s;
+}
+
 void Service::log_start(uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid) const {
   ++counters.accepted;
   std::string line = event_log::start({cfg->name, serial, peer, uid, pid}, cfg->service.log_on_success);
@@ -63,6 +95,9 @@ void Service::log_start(uint64_t serial, const std::string& peer, uint32_t uid, 
 
 void Service::log_exit(uint64_t serial, const std::string& peer, uint32_t uid, pid_t pid, Clock::time_point started,
                        const std::string& status, const inloop::Traffic* traffic) const {
+  ++(status == "status=0"              ? counters.ended_ok
+     : status.rfind("signal=", 0) == 0 ? counters.ended_signal
+                                       : counters.ended_error);
   event_log::Traffic t{traffic ? traffic->from_client : 0, traffic ? traffic->to_client : 0};
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   std::string line = event_log::exit({cfg->name, serial, peer, uid, pid}, cfg->service.log_on_success, took, status,
@@ -72,12 +107,14 @@ void Service::log_exit(uint64_t serial, const std::string& peer, uint32_t uid, p
 
 void Service::log_refuse(const std::string& peer, const std::string& reason) const {
   ++counters.refused;
+  ++counters.refused_by[refusal_class(reason)];
   std::string line = event_log::refuse(cfg->name, peer, reason, cfg->service.log_on_failure);
   if (!line.empty()) log_line(log::Level::warning, line);
 }
 
 void Service::log_fail(uint64_t serial, const std::string& peer, uint32_t uid, const std::string& why) const {
   ++counters.failed;
+  ++counters.failed_by[failure_step(why)];
   log_line(log::Level::error, event_log::fail({cfg->name, serial, peer, uid, 0}, cfg->service.log_on_failure, why));
 }
 

@@ -10,6 +10,7 @@
 
 #include <boost/asio.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -97,10 +98,20 @@ struct Service {
   std::unique_ptr<asio::steady_timer> hold_timer;  // ends State::held
   std::optional<Deferred> deferred;
   DatagramState datagrams;
-  // What `status` shows: since the service first started (a reload carries them over).
+  // What `status` and /metrics show: since the service first started (a reload carries them
+  // over). Plain increments on the loop's one thread: no lock, no system call.
   struct Counters {
     uint64_t accepted = 0, refused = 0, failed = 0;  // START, REFUSE and FAIL events
     Clock::time_point since = Clock::now();
+    std::map<std::string, uint64_t> refused_by, failed_by;     // by reason class, by step
+    uint64_t ended_ok = 0, ended_error = 0, ended_signal = 0;  // exit status 0, other, a signal
+    uint64_t zygote_restarts = 0;
+    // Accept to a running child (the zygote's answer, or launch()), in seconds.
+    static constexpr double kBuckets[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+    uint64_t spawn_buckets[std::size(kBuckets)] = {};
+    uint64_t spawn_count = 0;
+    double spawn_sum = 0;
+    void spawned(Clock::duration took) noexcept;
   };
   mutable Counters counters;
 

@@ -17,6 +17,7 @@
 #include <utility>  // first: Boost 1.74's Asio misses it under C++20
 
 #include <boost/asio.hpp>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -34,6 +35,7 @@ namespace superd::spawn {
 // A connection handed to a zygote, with what the daemon needs back when the answer comes.
 struct Pending {
   uint64_t serial = 0;
+  std::chrono::steady_clock::time_point accepted{};  // for the spawn-latency metric
   uid_pool::Lease lease;
   std::string peer;
   net::SourceKey source;

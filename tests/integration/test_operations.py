@@ -248,6 +248,101 @@ def test_listen_fds_for_another_pid_are_ignored():
         d.stop_clean()
 
 
+PARSE = """
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out.append([s.name, s.labels, s.value, fam.type])
+print(json.dumps(out))
+"""
+
+
+def scrape(port, request=b"GET /metrics HTTP/1.0\r\n\r\n"):
+    """The whole answer; what came before the server closed (or reset) the connection."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        try:
+            c.sendall(request)
+            while chunk := c.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    return data
+
+
+def parse(text):
+    """The Prometheus project's own parser (Debian's python3-prometheus-client)."""
+    r = subprocess.run(["/usr/bin/python3", "-c", PARSE], input=text, capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, f"prometheus_client could not parse the scrape: {r.stderr}\n{text[:2000]}")
+    return json.loads(r.stdout)
+
+
+def value(samples, name, **labels):
+    found = [v for n, l, v, _ in samples if n == name and all(l.get(k) == w for k, w in labels.items())]
+    check(len(found) == 1, f"one {name}{labels}: {found}")
+    return found[0]
+
+
+def test_metrics_parse_with_prometheus_client_and_count_connections():
+    mport = PORT + 70
+    with Superd("ops-metrics", {"ok": service(PORT + 71, "id"), "bad": service(PORT + 72, "exit", "3"),
+                                "shut": service(PORT + 73, "id", socket_extra='deny = ["127.0.0.0/8"]')},
+                (LO, HI), global_extra=f'metrics_listen = "127.0.0.1:{mport}"') as d:
+        d.start()
+        for _ in range(7):
+            talk_tcp(PORT + 71)
+        for _ in range(2):
+            talk_tcp(PORT + 72)
+        for _ in range(3):
+            try:
+                talk_tcp(PORT + 73)
+            except ConnectionResetError:
+                pass  # refused: closed at once
+        d.wait_log("EXIT ok ", 7)
+        d.wait_log("EXIT bad ", 2)
+        raw = scrape(mport)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.0 200 OK") and b"text/plain; version=0.0.4" in head, f"answer: {head!r}")
+        samples = parse(body.decode())
+        check(value(samples, "superd_connections_accepted_total", service="ok") == 7, "7 accepted")
+        check(value(samples, "superd_connections_ended_total", service="ok", status="ok") == 7, "7 ended ok")
+        check(value(samples, "superd_connections_ended_total", service="bad", status="error") == 2, "2 ended in error")
+        check(value(samples, "superd_connections_refused_total", service="shut", reason="address") == 3, "3 refused")
+        check(value(samples, "superd_spawn_latency_seconds_count", service="ok") == 7, "7 spawn latencies")
+        check(value(samples, "superd_spawn_latency_seconds_bucket", service="ok", le="+Inf") == 7, "the +Inf bucket")
+        check(value(samples, "superd_instances_live", service="ok") == 0, "none live")
+        check(value(samples, "superd_uid_pool_size") == HI - LO + 1, "the pool's size")
+        check(value(samples, "superd_uid_pool_leased") + value(samples, "superd_uid_pool_free") == HI - LO + 1,
+              "leased + free = size (none quarantined or blocked)")
+        check(value(samples, "superd_cleanup_batches_total") >= 1, "cleanup batches counted")
+        check(value(samples, "superd_open_fds") > 3 and value(samples, "superd_resident_memory_bytes") > 1e6, "fds, RSS")
+        types = {n: t for n, _, _, t in samples}
+        check(types.get("superd_spawn_latency_seconds_bucket") == "histogram", f"a histogram: {types}")
+        # Bad requests: not GET, another path, oversized, too slow; none stops the next scrape.
+        check(scrape(mport, b"POST /metrics HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 405"), "POST: 405")
+        check(scrape(mport, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 404"), "another path: 404")
+        check(scrape(mport, b"GET /metrics HTTP/1.0\r\nX: " + b"a" * 9000).startswith(b"HTTP/1.0 431"), "oversized: 431")
+        slow = socket.create_connection(("127.0.0.1", mport))
+        slow.sendall(b"GET /metr")
+        t0 = time.time()
+        slow.settimeout(10)
+        check(slow.recv(100) == b"" and 4 <= time.time() - t0 <= 8, "a slow request is closed after 5 s")
+        slow.close()
+        check(scrape(mport).startswith(b"HTTP/1.0 200"), "and the endpoint still answers")
+        d.stop_clean()
+
+
+def test_metrics_refuse_peers_outside_metrics_allow():
+    mport = PORT + 75
+    with Superd("ops-metrics-allow", {}, (LO, HI),
+                global_extra=f'metrics_listen = "127.0.0.1:{mport}"\nmetrics_allow = ["10.0.0.0/8"]') as d:
+        d.start()
+        check(scrape(mport) == b"", "a loopback peer outside metrics_allow gets no answer")
+        d.stop_clean()
+
+
 if __name__ == "__main__":
     main([test_a_service_with_a_missing_exec_is_skipped_and_the_others_serve, test_strict_restores_all_or_nothing,
           test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line,
@@ -255,4 +350,6 @@ if __name__ == "__main__":
           test_log_lines_carry_a_timestamp_or_journal_priorities,
           test_the_command_line_version_usage_errors_root_and_status_counters,
           test_sockets_from_systemd_socket_activate_are_adopted_and_kept_over_reloads,
-          test_a_passed_socket_of_the_wrong_type_is_not_adopted, test_listen_fds_for_another_pid_are_ignored])
+          test_a_passed_socket_of_the_wrong_type_is_not_adopted, test_listen_fds_for_another_pid_are_ignored,
+          test_metrics_parse_with_prometheus_client_and_count_connections,
+          test_metrics_refuse_peers_outside_metrics_allow])
