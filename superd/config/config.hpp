@@ -251,6 +251,9 @@ struct Global {
   Location uid_range_where;
   std::vector<std::string> include{"conf.d/*.toml"};
   std::string log_level = "info";
+  // superd's own log: "stderr" (the default), "file:/PATH" or "syslog:FACILITY", as a service's.
+  std::string log_target;
+  log::SinkSpec log_sink;
   std::string runtime_root = "/run";
   std::string state_root = "/var/lib";
   std::string cache_root = "/var/cache";

@@ -178,7 +178,23 @@ void Daemon::maybe_finish_shutdown() {
   io_.stop();
 }
 
+// superd's own log to [superd] log_target: a file or syslog instead of stderr.
+bool Daemon::open_own_log(const log::SinkSpec& spec) {
+  if (spec == own_log_.spec()) return true;
+  log::Sink sink(spec);
+  if (spec.kind != log::SinkSpec::Kind::standard_error)
+    if (std::error_code ec = sink.open()) {
+      log::error("log_target \"{}\": {}", spec.to_string(), ec.message());
+      return false;
+    }
+  log::set_output(nullptr);
+  own_log_ = std::move(sink);
+  if (spec.kind != log::SinkSpec::Kind::standard_error) log::set_output(&own_log_);
+  return true;
+}
+
 int Daemon::run() {
+  if (!open_own_log(cfg_.global.log_sink)) return 1;
   host_limits_ = spawn::raise_nofile_limit();
   if (!prepare_runtime()) return 1;
   start_orphan_sweep();
@@ -224,6 +240,7 @@ int Daemon::run() {
   start_enabled_capsules();
   io_.run();
   log::info("stopped: every instance ended and every UID returned ({} quarantined)", pool_.quarantined());
+  log::set_output(nullptr);
   return 0;
 }
 

@@ -204,6 +204,8 @@ class Daemon {
   std::map<std::string, config::Service> stopped_;  // services of the files, stopped at run time
   OrphanSweep orphans_{io_};
   Notifier notify_{io_};
+  log::Sink own_log_;  // [superd] log_target, when not stderr (log::set_output)
+  bool open_own_log(const log::SinkSpec& spec);
   MetricsServer metrics_{io_, [this] { return metrics_text(); }};
   std::vector<listener::Passed> passed_;  // from systemd, until open_listeners() adopted them
   bool stopping_ = false;

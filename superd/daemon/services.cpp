@@ -256,6 +256,7 @@ std::string Daemon::reload_config() {
   cfg_.disabled = std::move(next.disabled);
   cfg_.templates = std::move(next.templates);
   cfg_.failed = std::move(next.failed);
+  if (open_own_log(next.global.log_sink)) cfg_.global.log_sink = next.global.log_sink;
   log::info("reloaded: {} services", services_.size());
   return {};
 }

@@ -3,6 +3,8 @@
 // (append_escaped, shared with every log::Sink), so one write is always exactly one line.
 #include "util/log.hpp"
 
+#include "util/sink.hpp"
+
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +25,8 @@ constexpr char kPriority[] = {'7', '6', '4', '3'};  // syslog's debug, info, war
 // first; `plain` (SUPERD_LOG_STYLE=plain: a capsule's superd, whose lines the host stamps) neither.
 enum class Style { unknown, journal, stamped, plain };
 Style g_style = Style::unknown;
+const Sink* g_output = nullptr;
+bool g_in_output = false;  // a sink that falls back to log::write writes to stderr, not to itself
 
 Style style() noexcept {
   if (g_style != Style::unknown) return g_style;
@@ -93,7 +97,17 @@ void append_escaped(fmt::memory_buffer& out, std::string_view s) {
   }
 }
 
+void set_output(const Sink* sink) noexcept {
+  g_output = sink;
+}
+
 void write(Level l, std::string_view msg) noexcept {
+  if (g_output && !g_in_output) {
+    g_in_output = true;
+    g_output->write(l, msg);
+    g_in_output = false;
+    return;
+  }
   try {
     // Inline storage: a line under ~500 bytes is assembled without allocating.
     fmt::memory_buffer line;

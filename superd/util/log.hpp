@@ -21,6 +21,10 @@ Level level() noexcept;
 bool parse_level(std::string_view s, Level& out) noexcept;
 // One line "LEVEL: msg\n" in a single write(2), msg escaped; never throws.
 void write(Level l, std::string_view msg) noexcept;
+class Sink;
+// Where write() sends superd's own lines instead of stderr ([superd] log_target); nullptr:
+// stderr again. The sink must outlive its use.
+void set_output(const Sink* sink) noexcept;
 
 // Appends `s` to `out` with its control bytes escaped, C-style: TAB, LF and CR become "\t",
 // "\n" and "\r", every other byte 0x00-0x1f and 0x7f becomes "\xHH" (two lower-case hex

@@ -148,6 +148,21 @@ std::error_code Sink::open() {
   return {};
 }
 
+void Sink::write(Level level, std::string_view line) const noexcept {
+  static constexpr int kSyslogLevel[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
+  static constexpr const char* kName[] = {"debug: ", "info: ", "warning: ", "error: "};
+  int i = static_cast<int>(level);
+  if (spec_.kind == Kind::standard_error) return log::write(level, line);
+  if (spec_.kind == Kind::syslog) {
+    Sink leveled(SinkSpec{Kind::syslog, {}, (spec_.priority & LOG_FACMASK) | kSyslogLevel[i]});
+    return leveled.write(line);
+  }
+  try {
+    write(std::string(kName[i]) + std::string(line));
+  } catch (...) {
+  }
+}
+
 void Sink::write(std::string_view line) const noexcept {
   // The line's own newline is the writer's to add; every other control byte, in every kind, goes
   // through the escaper log::write uses, so no sink passes on a CR, LF or ESC that forges a line.

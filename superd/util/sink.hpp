@@ -14,6 +14,7 @@
 #include <system_error>
 #include <utility>
 
+#include "util/log.hpp"
 #include "util/unique_fd.hpp"
 
 namespace superd::util::log {
@@ -66,6 +67,9 @@ class Sink {
   // falls back to stderr. syslog: syslog(facility | level, "%.*s", line).
   // stderr: log::write(Level::info, line).
   void write(std::string_view line) const noexcept;
+  // superd's own log through this sink ([superd] log_target): file lines carry "LEVEL: ", and
+  // syslog takes the line's level with the sink's facility.
+  void write(Level level, std::string_view line) const noexcept;
 
   std::string to_string() const { return spec_.to_string(); }
   // Same destination (reload keeps an open sink whose target did not change).

@@ -160,6 +160,28 @@ def test_log_lines_carry_a_timestamp_or_journal_priorities():
         check(re.match(stamp, d.log()), f"a JOURNAL_STREAM of another file is not the journal: {d.log()[:100]!r}")
 
 
+def test_superds_own_log_target():
+    with Superd("ops-ownlog", {"who": service(PORT + 45, "id")}, (LO, HI),
+                global_extra='log_target = "file:@LOG@/superd.log"'.replace("@LOG@", "/nonexistent-dir")) as d:
+        d.start(expect_ready=False)
+        rc = d.wait_exit(timeout=20)
+        check(rc == 1 and 'log_target "file:/nonexistent-dir/superd.log"' in d.log(), f"a bad target: {rc} {d.log()}")
+    with Superd("ops-ownlog2", {"who": service(PORT + 45, "id")}, (LO, HI)) as d:
+        path = os.path.join(d.root, "superd-own.log")
+        with open(d.config, "a") as f:
+            f.write(f'log_target = "file:{path}"\n')
+        d.start()
+        talk_tcp(PORT + 45)
+        wait = lambda: os.path.exists(path) and "EXIT who " in open(path).read()
+        check(poll_until(wait, 10), "superd's lines go to the file")
+        text = open(path).read()
+        check(re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} superd\[\d+\]: info: ready: 1 services", text, re.M),
+              f"stamped, with its level: {text[:500]!r}")
+        check("ready:" not in d.log(), f"and not to stderr: {d.log()[-500:]!r}")
+        d.stop_clean()
+        check("stopped: every instance ended" in open(path).read(), "to the end")
+
+
 def test_the_command_line_version_usage_errors_root_and_status_counters():
     r = subprocess.run([SUPERD, "--version"], capture_output=True, text=True)
     check(r.returncode == 0 and re.fullmatch(r"superd \d+\.\d+\.\d+\n", r.stdout), f"--version: {r.stdout!r}")
@@ -347,7 +369,7 @@ if __name__ == "__main__":
     main([test_a_service_with_a_missing_exec_is_skipped_and_the_others_serve, test_strict_restores_all_or_nothing,
           test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line,
           test_sd_notify_ready_reloading_status_watchdog_stopping,
-          test_log_lines_carry_a_timestamp_or_journal_priorities,
+          test_log_lines_carry_a_timestamp_or_journal_priorities, test_superds_own_log_target,
           test_the_command_line_version_usage_errors_root_and_status_counters,
           test_sockets_from_systemd_socket_activate_are_adopted_and_kept_over_reloads,
           test_a_passed_socket_of_the_wrong_type_is_not_adopted, test_listen_fds_for_another_pid_are_ignored,
