@@ -95,6 +95,7 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   }
   if (!sc->service.log_target.empty()) {
     log::Sink sink(sc->service.log_sink);
+    sink.set_service(sc->name);
     if (std::error_code ec = sink.open()) {
       log::error("{}: service {}: log_target \"{}\": {}", sc->where.file, sc->name, sc->service.log_target,
                  ec.message());

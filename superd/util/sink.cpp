@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -72,6 +74,11 @@ void open_syslog_once() {
 std::optional<SinkSpec> SinkSpec::parse(std::string_view target, std::string& why) {
   SinkSpec s;
   if (target == "stderr") return s;
+  if (target == "journal") {
+    s.kind = Kind::journal;
+    s.priority = LOG_INFO;
+    return s;
+  }
 
   if (target.substr(0, 5) == "file:") {
     std::string_view path = target.substr(5);
@@ -138,6 +145,16 @@ std::error_code Sink::open() {
     case Kind::syslog:
       open_syslog_once();
       return {};
+    case Kind::journal: {
+      UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      sockaddr_un sa{};
+      sa.sun_family = AF_UNIX;
+      std::strcpy(sa.sun_path, "/run/systemd/journal/socket");
+      if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+        return {errno, std::system_category()};
+      fd_ = std::move(fd);
+      return {};
+    }
     case Kind::file: {
       int fd = ::open(spec_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
       if (fd < 0) return {errno, std::system_category()};
@@ -146,6 +163,38 @@ std::error_code Sink::open() {
     }
   }
   return {};
+}
+
+// One datagram of "FIELD=value\n" lines (values escaped, so never a newline in them). The
+// uid= and peer= of superd's event lines become fields of their own, for journalctl to match.
+void Sink::send_journal(int priority, std::string_view line) const noexcept {
+  if (!fd_) return log::write(Level::info, line);
+  try {
+    fmt::memory_buffer buf;
+    auto out = std::back_inserter(buf);
+    buf.append(std::string_view("MESSAGE="));
+    append_escaped(buf, line);
+    fmt::format_to(out, "\nPRIORITY={}\nSYSLOG_IDENTIFIER=superd\n", priority & LOG_PRIMASK);
+    if (!service_.empty()) {
+      buf.append(std::string_view("SUPERD_SERVICE="));
+      append_escaped(buf, service_);
+      buf.push_back('\n');
+    }
+    auto field = [&](std::string_view key, std::string_view name, const char* ends) {
+      size_t at = line.find(key);
+      if (at == std::string_view::npos || (at > 0 && line[at - 1] != ' ')) return;
+      std::string_view v = line.substr(at + key.size());
+      v = v.substr(0, std::min(v.find_first_of(ends), v.size()));
+      if (v.empty()) return;
+      buf.append(name);
+      append_escaped(buf, v);
+      buf.push_back('\n');
+    };
+    field("uid=", "SUPERD_UID=", " :");  // "svc[7] uid=61184: a stderr line"
+    field("peer=", "SUPERD_PEER=", " ");
+    ::send(fd_.get(), buf.data(), buf.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  } catch (...) {
+  }
 }
 
 void Sink::write(Level level, std::string_view line) const noexcept {
@@ -157,6 +206,7 @@ void Sink::write(Level level, std::string_view line) const noexcept {
     Sink leveled(SinkSpec{Kind::syslog, {}, (spec_.priority & LOG_FACMASK) | kSyslogLevel[i]});
     return leveled.write(line);
   }
+  if (spec_.kind == Kind::journal) return send_journal(kSyslogLevel[i], line);
   try {
     write(std::string(kName[i]) + std::string(line));
   } catch (...) {
@@ -171,6 +221,9 @@ void Sink::write(std::string_view line) const noexcept {
     switch (spec_.kind) {
       case Kind::standard_error:
         log::write(Level::info, line);
+        return;
+      case Kind::journal:
+        send_journal(spec_.priority, line);
         return;
       case Kind::syslog: {
         fmt::memory_buffer buf;
@@ -210,6 +263,8 @@ std::string SinkSpec::to_string() const {
       return "stderr";
     case Kind::file:
       return "file:" + path;
+    case Kind::journal:
+      return "journal";
     case Kind::syslog:
       return "syslog:" + std::string(name_of(kFacilities, priority & LOG_FACMASK)) + "." +
              std::string(name_of(kLevels, priority & LOG_PRIMASK));

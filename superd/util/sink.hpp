@@ -2,6 +2,9 @@
 //   "stderr"                 superd's own log (log::write, info level); the default
 //   "file:/ABS/PATH"         appended, one write(2) per line, "TIMESTAMP superd[PID]: line"
 //   "syslog:FACILITY[.LEVEL]" syslog(3), ident "superd", LOG_PID; LEVEL defaults to info
+//   "journal"                the native journal protocol (/run/systemd/journal/socket), no
+//                            libsystemd: MESSAGE=, PRIORITY=, SYSLOG_IDENTIFIER=superd, and
+//                            SUPERD_SERVICE=, SUPERD_UID=, SUPERD_PEER= where the line has them
 // SinkSpec::parse() is pure: the config module stores the SinkSpec it returns, a copyable value.
 // A Sink is built from a spec; open() does the I/O, at load/reload, in the running daemon
 // (errors are values). write() never throws and never logs about itself: a line
@@ -21,7 +24,7 @@ namespace superd::util::log {
 
 // What a `log_target` names, without any I/O: the config module parses it once at load.
 struct SinkSpec {
-  enum class Kind { standard_error, file, syslog };
+  enum class Kind { standard_error, file, syslog, journal };
   Kind kind = Kind::standard_error;
   std::string path;  // file sinks only
   int priority = 0;  // syslog: facility | level
@@ -76,6 +79,8 @@ class Sink {
   bool same_target(const Sink& o) const noexcept { return spec_ == o.spec_; }
 
   const SinkSpec& spec() const noexcept { return spec_; }
+  // journal: the SUPERD_SERVICE= field of every line (the service whose sink this is).
+  void set_service(std::string name) { service_ = std::move(name); }
   Kind kind() const noexcept { return spec_.kind; }
   const std::string& path() const noexcept { return spec_.path; }  // file sinks only
   int priority() const noexcept { return spec_.priority; }         // syslog: facility | level
@@ -83,8 +88,10 @@ class Sink {
   int fd() const noexcept { return fd_.get(); }  // borrowed; -1 unless an open file sink
 
  private:
+  void send_journal(int priority, std::string_view line) const noexcept;
   SinkSpec spec_;
   UniqueFd fd_;
+  std::string service_;
 };
 
 }  // namespace superd::util::log

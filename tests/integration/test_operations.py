@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import subprocess
-from harness import (SUPERD, Superd, check, internal_service, listen_inode, main, poll_until, service, talk_tcp,
+from harness import (SUPERD, Superd, check, skip, internal_service, listen_inode, main, poll_until, service, talk_tcp,
                      talk_udp, xinetd_stream)
 
 LO, HI = 89800, 89899
@@ -180,6 +180,67 @@ def test_superds_own_log_target():
         check("ready:" not in d.log(), f"and not to stderr: {d.log()[-500:]!r}")
         d.stop_clean()
         check("stopped: every instance ended" in open(path).read(), "to the end")
+
+
+JOURNALD = "/lib/systemd/systemd-journald"
+
+
+def test_log_target_journal_through_a_real_journald():
+    """The native journal protocol, read back by journalctl from a real systemd-journald that the
+    test runs in a private mount namespace (its own /run/systemd/journal and /run/log), with
+    superd in the same namespace."""
+    if not os.access(JOURNALD, os.X_OK):
+        skip(f"no {JOURNALD}")
+    port = PORT + 46
+    with Superd("ops-journal", {"web": service(port, "id", extra='log_target = "journal"')}, (LO, HI),
+                global_extra='log_target = "journal"') as d:
+        pidfile = os.path.join(d.root, "journald.pid")
+        script = f"""set -e
+mkdir -p /run/systemd/journal /run/log
+mount -t tmpfs tmpfs /run/systemd/journal
+mount -t tmpfs tmpfs /run/log
+mkdir -p /run/log/journal
+{JOURNALD} & echo $! > {pidfile}
+for i in $(seq 200); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
+exec {SUPERD} serve -c {d.config}
+"""
+        d.logf = open(d.log_path, "ab")
+        d.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                                  stdin=subprocess.DEVNULL, stdout=d.logf, stderr=d.logf)
+        try:
+            check(poll_until(lambda: talk_ok(port), 15), f"superd serves: {d.log()[-800:]}")
+            entries = []
+
+            def read():
+                r = subprocess.run(["nsenter", "-t", str(d.proc.pid), "-m", "journalctl", "-D", "/run/log/journal",
+                                    "-o", "json", "--no-pager"], capture_output=True, text=True, timeout=30)
+                entries[:] = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+                return any("EXIT web" in e.get("MESSAGE", "") for e in entries)
+
+            check(poll_until(read, 10), f"the EXIT line reaches the journal: {[e.get('MESSAGE') for e in entries][-5:]}")
+            start = [e for e in entries if e.get("MESSAGE", "").startswith("START web ")]
+            check(start and start[0].get("SUPERD_SERVICE") == "web" and start[0].get("PRIORITY") == "6" and
+                  start[0].get("SYSLOG_IDENTIFIER") == "superd" and LO <= int(start[0].get("SUPERD_UID", 0)) <= HI and
+                  start[0].get("SUPERD_PEER", "").startswith("127.0.0.1:"), f"structured fields: {start}")
+            ready = [e for e in entries if e.get("MESSAGE", "").startswith("ready: 1 services")]
+            check(ready and ready[0].get("PRIORITY") == "6" and "SUPERD_SERVICE" not in ready[0],
+                  f"superd's own line, at its level: {ready}")
+            check("ready:" not in d.log(), "not on stderr")
+            check(d.stop() == 0, "stop")
+        finally:
+            if os.path.exists(pidfile):
+                try:
+                    os.kill(int(open(pidfile).read()), signal.SIGTERM)
+                except (OSError, ValueError):
+                    pass
+        d.assert_clean()
+
+
+def talk_ok(port):
+    try:
+        return b"uid=" in talk_tcp(port, timeout=2)
+    except OSError:
+        return False
 
 
 def test_the_command_line_version_usage_errors_root_and_status_counters():
@@ -370,6 +431,7 @@ if __name__ == "__main__":
           test_a_converted_xinetd_service_with_a_missing_server_is_named_at_its_server_line,
           test_sd_notify_ready_reloading_status_watchdog_stopping,
           test_log_lines_carry_a_timestamp_or_journal_priorities, test_superds_own_log_target,
+          test_log_target_journal_through_a_real_journald,
           test_the_command_line_version_usage_errors_root_and_status_counters,
           test_sockets_from_systemd_socket_activate_are_adopted_and_kept_over_reloads,
           test_a_passed_socket_of_the_wrong_type_is_not_adopted, test_listen_fds_for_another_pid_are_ignored,

@@ -327,3 +327,14 @@ TEST_CASE("sink: a forged line stays one escaped line in the file and stderr sin
                       R"(warning: peer=\x1b]0;title\x07 x\\y)" + "\n");
   }
 }
+
+TEST_CASE("sink: journal is a target of its own, and a journal socket that is not there is an error", "[sink]") {
+  auto sink = parse_ok("journal");
+  CHECK(sink->to_string() == "journal");
+  CHECK(sink->spec().kind == superd::log::SinkSpec::Kind::journal);
+  CHECK(parse_error("journal:x").size() > 0);
+  // The real journal socket is exercised by test_operations (a journald of its own); here there
+  // is none at /run/systemd/journal/socket unless the machine runs journald.
+  struct stat st {};
+  if (::stat("/run/systemd/journal/socket", &st) != 0) CHECK(sink->open());
+}
