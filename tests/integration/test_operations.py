@@ -5,6 +5,7 @@ all-or-nothing; superd check still exits 2."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -417,6 +418,48 @@ def test_metrics_parse_with_prometheus_client_and_count_connections():
         d.stop_clean()
 
 
+def test_the_real_prometheus_server_scrapes_superd():
+    prom = shutil.which("prometheus")
+    if not prom:
+        skip("no prometheus server (Debian's prometheus package)")
+    mport, pport = PORT + 76, PORT + 77
+    with Superd("ops-prom", {"ok": service(PORT + 78, "id")}, (LO, HI),
+                global_extra=f'metrics_listen = "127.0.0.1:{mport}"') as d:
+        d.start()
+        for _ in range(5):
+            talk_tcp(PORT + 78)
+        d.wait_log("EXIT ok ", 5)
+        conf = os.path.join(d.root, "prometheus.yml")
+        with open(conf, "w") as f:
+            f.write(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: superd\n"
+                    f"    static_configs:\n      - targets: ['127.0.0.1:{mport}']\n")
+        p = subprocess.Popen([prom, f"--config.file={conf}", f"--storage.tsdb.path={d.root}/tsdb",
+                              f"--web.listen-address=127.0.0.1:{pport}"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            got = {}
+
+            def query():
+                try:
+                    raw = scrape(pport, b"GET /api/v1/query?query=superd_connections_accepted_total HTTP/1.0\r\n\r\n")
+                    body = json.loads(raw.partition(b"\r\n\r\n")[2] or b"{}")
+                except (OSError, ValueError):
+                    return False
+                got.update(body)
+                return bool(body.get("data", {}).get("result"))
+
+            check(poll_until(query, 30), f"prometheus scraped superd: {got}")
+            res = {r["metric"].get("service"): r["value"][1] for r in got["data"]["result"]}
+            check(res.get("ok") == "5", f"the real server reads 5 accepted connections of ok: {res}")
+            raw = scrape(pport, b"GET /api/v1/query?query=up HTTP/1.0\r\n\r\n")
+            up = json.loads(raw.partition(b"\r\n\r\n")[2])["data"]["result"]
+            check(up and up[0]["value"][1] == "1", f"the target is up: {up}")
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+        d.stop_clean()
+
+
 def test_metrics_refuse_peers_outside_metrics_allow():
     mport = PORT + 75
     with Superd("ops-metrics-allow", {}, (LO, HI),
@@ -436,4 +479,4 @@ if __name__ == "__main__":
           test_sockets_from_systemd_socket_activate_are_adopted_and_kept_over_reloads,
           test_a_passed_socket_of_the_wrong_type_is_not_adopted, test_listen_fds_for_another_pid_are_ignored,
           test_metrics_parse_with_prometheus_client_and_count_connections,
-          test_metrics_refuse_peers_outside_metrics_allow])
+          test_the_real_prometheus_server_scrapes_superd, test_metrics_refuse_peers_outside_metrics_allow])
