@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "cli/ask.hpp"
 #include "cli/capsule.hpp"
 #include "cli/units.hpp"
 #include "config/config.hpp"
@@ -193,13 +194,9 @@ int main(int argc, char** argv) {
 
   if (reload->parsed()) {
     std::string error;
-    std::string text = superd::control::request(runtime_root_of(), R"({"op":"reload"})", error);
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (text.empty() || j.is_discarded() || j.contains("error")) {
-      std::fprintf(stderr, "superd reload: %s",
-                   text.empty()       ? (error + "\n").c_str()
-                   : j.is_discarded() ? "bad answer\n"
-                                      : j["error"].get<std::string>().c_str());
+    if (superd::cli::ask(runtime_root_of(), {{"op", "reload"}}, error).is_null()) {
+      if (error.empty() || error.back() != '\n') error += '\n';
+      std::fprintf(stderr, "superd reload: %s", error.c_str());
       return 2;
     }
     std::printf("reloaded\n");

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "capsule/capsule.hpp"
+#include "cli/ask.hpp"
 #include "config/config.hpp"
 #include "control/control.hpp"
 
@@ -21,25 +22,6 @@ config::Global global_of(const std::string& config_path) {
   config::Problems ignored;
   if (::access(config_path.c_str(), F_OK) != 0) return {};
   return config::load(config_path, ignored).global;
-}
-
-// The host superd's answer, or an error string in `error`.
-nlohmann::json ask(const std::string& runtime_root, const nlohmann::json& req, std::string& error) {
-  std::string text = control::request(runtime_root, req.dump(), error);
-  if (text.empty()) {
-    error = "cannot reach superd: " + error;
-    return nullptr;
-  }
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    error = "bad answer from superd";
-    return nullptr;
-  }
-  if (j.contains("error") && j["error"].is_string()) {
-    error = j["error"];
-    return nullptr;
-  }
-  return j;
 }
 
 int fail(const std::string& verb, const std::string& msg) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "cli/ask.hpp"
 #include "config/config.hpp"
 #include "config/template.hpp"
 #include "control/control.hpp"
@@ -23,14 +24,9 @@ int fail(const std::string& verb, const std::string& msg) {
 }
 
 // One request to the daemon; "" if it said ok, else its error (or why it could not be asked).
-std::string ask(const std::string& runtime_root, const std::string& op, const std::string& name) {
+std::string ask_op(const std::string& runtime_root, const std::string& op, const std::string& name) {
   std::string error;
-  std::string text = control::request(runtime_root, nlohmann::json{{"op", op}, {"name", name}}.dump(), error);
-  if (text.empty()) return "cannot reach superd: " + error;
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return "bad answer from superd";
-  if (j.contains("error") && j["error"].is_string()) return j["error"];
-  return {};
+  return ask(runtime_root, {{"op", op}, {"name", name}}, error).is_null() ? error : std::string();
 }
 
 }  // namespace
@@ -42,7 +38,7 @@ int unit_command(const std::string& verb, const std::string& name, bool now, con
   if (::access(config_path.c_str(), F_OK) == 0) cfg = config::load(config_path, ignored);
   const std::string& root = cfg.global.runtime_root;
   if (verb == "start" || verb == "stop") {
-    std::string error = ask(root, verb, name);
+    std::string error = ask_op(root, verb, name);
     if (!error.empty()) return fail(verb, error);
     return 0;
   }
@@ -64,7 +60,7 @@ int unit_command(const std::string& verb, const std::string& name, bool now, con
       return fail(verb, link.string() + ": " + std::strerror(errno));
     std::printf("created %s -> %s\n", link.c_str(), tmpl.filename().c_str());
     if (!now) return 0;
-    std::string error = ask(root, "start", name);
+    std::string error = ask_op(root, "start", name);
     if (!error.empty()) return fail(verb, "enabled, but not started: " + error);
     return 0;
   }
@@ -73,10 +69,10 @@ int unit_command(const std::string& verb, const std::string& name, bool now, con
   if (::unlink(link.c_str()) != 0) return fail(verb, link.string() + ": " + std::strerror(errno));
   std::printf("removed %s\n", link.c_str());
   if (now) {
-    std::string error = ask(root, "stop", name);
+    std::string error = ask_op(root, "stop", name);
     if (!error.empty() && error != name + " is not running") return fail(verb, "disabled, but not stopped: " + error);
   } else {
-    ask(root, "keep", name);  // a running instance stays until `stop`; no daemon: nothing to keep
+    ask_op(root, "keep", name);  // a running instance stays until `stop`; no daemon: nothing to keep
   }
   return 0;
 }

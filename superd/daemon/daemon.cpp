@@ -8,7 +8,6 @@
 // namespace) before IPC is removed, and IPC is removed before the UID returns. A UID whose
 // cleanup fails is quarantined.
 #include "daemon/hub.hpp"
-#include "listener/unix_path.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -53,7 +52,6 @@ Daemon::Daemon(const config::Config& cfg, const Options& opt)
       stop_timer_(io_) {}
 
 bool Daemon::prepare_runtime() {
-  if (!cfg_.global.capsule.empty()) listener::unix_path::trust_prepared_root(cfg_.global.runtime_root);
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path dir = fs::path(cfg_.global.runtime_root) / "superd" / "dynamic-uid";

@@ -209,7 +209,7 @@ void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, co
   if (auto ec = sandbox::prepare_dirs(sb, roots_, uid, uid, 0, failed))
     return reply({{"error", "cannot prepare " + failed + ": " + ec.message()}});
   spawn::InstancePlan plan;
-  spawn::make_run_plan(plan, owned->plan, uid, serial, user.empty() ? "superd-" + std::to_string(uid) : user);
+  spawn::make_run_plan(plan, owned->plan, uid, serial, user.empty() ? uid_pool::connection_user_name(uid) : user);
   plan.stdin_fd = fds[0].get();
   plan.stdout_fd = fds[1].get();
   plan.stderr_fd = fds[2].get();

@@ -112,6 +112,7 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
     }
   }
   listener::Options lo = listener::options_from(sc->socket);
+  if (!cfg_.global.capsule.empty()) lo.trusted_root = cfg_.global.runtime_root;  // the host prepared it
   for (const config::Listen& l : sc->socket.listen) {
     std::string key =
         fmt::format("{} {} {} {} {} {} {}", l.datagram ? "udp" : "stream", l.spec.to_string(),
@@ -209,9 +210,7 @@ std::string Daemon::reload_config() {
   std::vector<std::unique_ptr<Service>> built;
   std::vector<std::vector<Listener*>> reuses;
   for (const config::Service& sc : next.services) {
-    Service* previous = nullptr;
-    for (auto& os : services_)
-      if (os->cfg->name == sc.name) previous = os.get();
+    Service* previous = find_service(sc.name);
     reuses.emplace_back();
     auto svc = build_service(std::make_shared<const config::Service>(sc), previous, reuses.back());
     if (!svc) {

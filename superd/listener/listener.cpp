@@ -39,7 +39,7 @@ std::unordered_map<std::string, Owned>& owned_paths() {
 std::error_code bind_path(int fd, const net::ListenSpec& spec, const Options& opt) {
   std::string detail;
   unix_path::Parent parent;
-  std::error_code ec = unix_path::open_parent(spec.path, opt.socket_user, parent, detail);
+  std::error_code ec = unix_path::open_parent(spec.path, opt.socket_user, opt.trusted_root, parent, detail);
   unix_path::Bound bound;
   std::optional<unix_path::Bound> replaced;
   if (!ec)
@@ -60,8 +60,9 @@ std::error_code bind_path(int fd, const net::ListenSpec& spec, const Options& op
 }  // namespace
 
 Options options_from(const config::SocketConfig& s) {
-  return {s.backlog,      s.reuse_port,     s.socket_mode, s.socket_user,
-          s.socket_group, s.bind_ipv6_only, s.no_delay,    s.keep_alive};
+  return {s.backlog,     s.reuse_port,   s.socket_mode,
+          s.socket_user, s.socket_group, s.bind_ipv6_only,
+          s.no_delay,    s.keep_alive,   {}};
 }
 
 UniqueFd open(const net::ListenSpec& spec, const Options& opt, std::error_code& ec, bool datagram) {

@@ -26,6 +26,8 @@ struct Options {
   config::BindIpv6Only bind_ipv6_only = config::BindIpv6Only::default_;
   bool no_delay = false;    // TCP_NODELAY and SO_KEEPALIVE are set on the listener: accepted
   bool keep_alive = false;  // connections inherit them, so the connection path has no setsockopt
+  // Inside a capsule: the runtime root the host prepared (unix_path::open_parent trusts it).
+  std::string trusted_root;
 };
 Options options_from(const config::SocketConfig& s);
 

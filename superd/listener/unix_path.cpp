@@ -42,11 +42,9 @@ class Category : public std::error_category {
   }
 };
 
-std::string trusted_root;  // trust_prepared_root()
-
 // One directory of the walk against the rule.
 std::error_code check_dir(int fd, const std::string& path, const std::string& dir, std::optional<uid_t> owner,
-                          bool& sticky, std::string& detail) {
+                          const std::string& trusted_root, bool& sticky, std::string& detail) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return last_error();
   bool prepared = !trusted_root.empty() && (dir == "/" || trusted_root == dir || trusted_root.rfind(dir + "/", 0) == 0);
@@ -78,11 +76,8 @@ std::error_code make_error(Refusal r) noexcept {
   return {static_cast<int>(r), category()};
 }
 
-void trust_prepared_root(const std::string& dir) {
-  trusted_root = dir;
-}
-
-std::error_code open_parent(const std::string& path, std::optional<uid_t> owner, Parent& out, std::string& detail) {
+std::error_code open_parent(const std::string& path, std::optional<uid_t> owner, const std::string& trusted,
+                            Parent& out, std::string& detail) {
   if (path.empty() || path.front() != '/') return std::make_error_code(std::errc::invalid_argument);
   std::vector<std::string> parts;
   for (size_t i = 1; i <= path.size();) {
@@ -101,7 +96,7 @@ std::error_code open_parent(const std::string& path, std::optional<uid_t> owner,
   if (!dir) return last_error();
   std::string at = "/";
   bool sticky = false;
-  if (auto ec = check_dir(dir.get(), path, at, owner, sticky, detail)) return ec;
+  if (auto ec = check_dir(dir.get(), path, at, owner, trusted, sticky, detail)) return ec;
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     const std::string& comp = parts[i];
     std::string here = (at == "/" ? "" : at) + "/" + comp;
@@ -138,7 +133,7 @@ std::error_code open_parent(const std::string& path, std::optional<uid_t> owner,
     // Ours: root's and 0755 whatever the umask or a set-group-ID parent made of it. Nobody else
     // can have replaced it since mkdirat (the parent passed the rule).
     if (created && (::fchown(next.get(), 0, 0) != 0 || ::fchmod(next.get(), 0755) != 0)) return last_error();
-    if (auto ec = check_dir(next.get(), path, here, owner, sticky, detail)) return ec;
+    if (auto ec = check_dir(next.get(), path, here, owner, trusted, sticky, detail)) return ec;
     dir = std::move(next);
     at = here;
   }

@@ -52,14 +52,13 @@ struct Bound {
   bool operator==(const Bound&) const = default;
 };
 
-// Inside a capsule the host's directories are owned by no user the capsule knows (their owner
-// reads as the overflow UID): the host prepared `dir`, the capsule's runtime root, so `dir` and
-// its ancestors are taken as they are, and the rule applies below it. Empty: none (the host).
-void trust_prepared_root(const std::string& dir);
-
 // Walks `path` (absolute) as the rule above says, creating missing directories; on failure
 // `detail` says which directory and why ("listen path P: parent D is a symlink").
-std::error_code open_parent(const std::string& path, std::optional<uid_t> owner, Parent& out, std::string& detail);
+// `trusted`: inside a capsule the host's directories are owned by no user the capsule knows
+// (their owner reads as the overflow UID); the host prepared `trusted`, the capsule's runtime
+// root, so it and its ancestors are taken as they are and the rule applies below it. "": none.
+std::error_code open_parent(const std::string& path, std::optional<uid_t> owner, const std::string& trusted,
+                            Parent& out, std::string& detail);
 
 struct BindOptions {
   mode_t mode = 0666;

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "sandbox/landlock.hpp"
+#include "uid_pool/lease_table.hpp"
 #include "util/net.hpp"
 
 namespace superd::spawn {
@@ -287,7 +288,7 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
     add("TCPLOCALIP", net::address_string(l));
     add("TCPLOCALPORT", std::to_string(net::address_port(l)));
   }
-  add_identity(env, svc, "superd-" + std::to_string(uid));
+  add_identity(env, svc, uid_pool::connection_user_name(uid));
   if (svc.stdio == config::Stdio::listen_fds) {
     // The service is PID 1 of its own PID namespace (see spawn.cpp), so LISTEN_PID is 1.
     add("LISTEN_FDS", "1");

@@ -220,7 +220,7 @@ void LeaseTable::write_name(uint32_t uid, std::string_view user, NameKind kind) 
   NameRecord& n = names_[uid - first_];
   seq_write(n, [&] {
     if (user.empty()) {
-      std::snprintf(n.name, sizeof n.name, "superd-%u", uid);
+      std::snprintf(n.name, sizeof n.name, "superd-%u", uid);  // connection_user_name, without allocating
     } else {
       size_t len = std::min(user.size(), sizeof n.name - 1);
       std::memcpy(n.name, user.data(), len);

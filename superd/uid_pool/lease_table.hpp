@@ -69,6 +69,12 @@ std::string names_path_for(const std::string& dir);
 // "foobard@acme" -> "foobard-acme", "capsule:web" -> "capsule-web".
 inline constexpr size_t kMaxUserName = 31;
 std::string user_name_for(std::string_view lease_name);
+// A per-connection lease's user name, "superd-UID" (the names file writes the same).
+inline std::string connection_user_name(uint32_t uid) {
+  std::string name = "superd-";  // not "literal" + string: g++ 12 warns falsely (-Wrestrict) on that
+  name += std::to_string(uid);
+  return name;
+}
 
 class LeaseTable {
  public:
