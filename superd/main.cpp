@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "cli/ask.hpp"
@@ -16,6 +17,7 @@
 #include "config/config.hpp"
 #include "control/control.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/handover.hpp"
 #include "util/log.hpp"
 #include "xinetd/cli.hpp"
 
@@ -76,6 +78,12 @@ void ensure_std_fds() {
 
 int main(int argc, char** argv) {
   ensure_std_fds();
+  // An upgrade's new image (daemon/upgrade.cpp): the old image's state, in a memfd.
+  int handover_fd = -1;
+  if (const char* h = std::getenv(superd::daemon::handover::kStateEnv)) {
+    handover_fd = std::atoi(h);
+    ::unsetenv(superd::daemon::handover::kStateEnv);
+  }
   CLI::App app{"superd: a socket-activated super-server with a fresh dynamic UID per connection"};
   app.require_subcommand(1);
 
@@ -115,6 +123,17 @@ int main(int argc, char** argv) {
   run->add_option("command", run_argv, "-- CMD ARGS...")->required();
   run->prefix_command(false);
 
+  auto* upgrade = app.add_subcommand(
+      "upgrade", "re-execute the binary on disk in the same PID (as SIGUSR2): sockets and live instances are kept");
+  upgrade->add_option("-c,--config", config_path, "main configuration file (for runtime_root)")->capture_default_str();
+  std::string upgrade_binary;
+  upgrade->add_option("--binary", upgrade_binary, "execute this binary instead of the one superd runs from");
+  int handover_format = 0;
+  auto* handover_check = app.add_subcommand("handover-check", "(for upgrade) can this binary take the hand-over?");
+  handover_check->group("");
+  handover_check->add_option("--format", handover_format)->required();
+  handover_check->add_option("-c,--config", config_path);
+  handover_check->add_option("--xinetd", xinetd_path);
   auto* reload = app.add_subcommand("reload", "re-read the configuration (as SIGHUP); unchanged sockets stay open");
   reload->add_option("-c,--config", config_path, "main configuration file (for runtime_root)")->capture_default_str();
 
@@ -168,6 +187,7 @@ int main(int argc, char** argv) {
     app.exit(e);  // the message and "Run with --help for more information."
     return 2;     // a usage error is a configuration error, as documented
   }
+  if (upgrade->parsed() && needs_root("upgrade")) return 1;
   if ((reload->parsed() && needs_root("reload")) || (status->parsed() && needs_root("status"))) return 1;
   if (run->parsed() && needs_root("run")) return 125;
   for (auto* c : unit_cmds)  // enable and disable write the config: root's too
@@ -192,6 +212,33 @@ int main(int argc, char** argv) {
     return root;
   };
 
+  if (handover_check->parsed()) {
+    if (handover_format != superd::daemon::handover::kFormat) {
+      std::fprintf(stderr, "superd %s takes hand-over format %d, not %d\n", SUPERD_VERSION,
+                   superd::daemon::handover::kFormat, handover_format);
+      return 2;
+    }
+    auto cfg = load_checked(config_path, xinetd_path, true);
+    if (!cfg) return 2;
+    std::printf("superd %s: takes hand-over format %d; %zu services\n", SUPERD_VERSION, handover_format,
+                cfg->services.size());
+    return 0;
+  }
+  if (upgrade->parsed()) {
+    std::string error;
+    nlohmann::json req = {{"op", "upgrade"}};
+    if (!upgrade_binary.empty()) req["binary"] = upgrade_binary;
+    auto j = superd::cli::ask(runtime_root_of(), req, error);
+    if (j.is_null()) {
+      if (error.empty() || error.back() != '\n') error += '\n';
+      std::fprintf(stderr, "superd upgrade: %s", error.c_str());
+      return 1;
+    }
+    std::printf("upgraded: superd %s -> %s, pid %d, %zu live instances kept, %.1f ms (listeners paused %.1f ms)\n",
+                j.value("from", std::string("?")).c_str(), j.value("version", std::string("?")).c_str(),
+                j.value("pid", 0), j.value("instances", size_t{0}), j.value("ms", 0.0), j.value("paused_ms", 0.0));
+    return 0;
+  }
   if (reload->parsed()) {
     std::string error;
     if (superd::cli::ask(runtime_root_of(), {{"op", "reload"}}, error).is_null()) {
@@ -309,10 +356,11 @@ int main(int argc, char** argv) {
     superd::log::Level level;
     if (superd::log::parse_level(cfg.global.log_level, level)) superd::log::set_level(level);
     if (ready_fd >= 0) ::fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
-    return superd::daemon::serve(cfg, superd::daemon::Options{ready_fd, "", ""});
+    return superd::daemon::serve(cfg, superd::daemon::Options{ready_fd, "", "", {}, -1});
   }
   if (serve->parsed()) {
     auto cfg = load_checked(config_path, xinetd_path, true);
+    if (!cfg && handover_fd >= 0) superd::daemon::rollback_upgrade(handover_fd, "its configuration does not load");
     if (!cfg) return 2;
     superd::log::Level level;
     if (superd::log::parse_level(cfg->global.log_level, level)) superd::log::set_level(level);
@@ -320,8 +368,11 @@ int main(int argc, char** argv) {
       superd::log::error("superd serve needs root (it switches to dynamic UIDs and builds namespaces)");
       return 1;
     }
+    if (handover_fd >= 0) ready_fd = -1;  // told once, by the first image
     if (ready_fd >= 0) ::fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
-    return superd::daemon::serve(*cfg, superd::daemon::Options{ready_fd, config_path, xinetd_path});
+    return superd::daemon::serve(
+        *cfg, superd::daemon::Options{ready_fd, config_path, xinetd_path, std::vector<std::string>(argv, argv + argc),
+                                      handover_fd});
   }
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <sys/sem.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -164,8 +165,13 @@ int remove(const Object& o, const Roots& roots) {
   return 0;
 }
 
+constexpr decltype(statfs::f_type) kMqueueMagic = 0x19800202;  // MQUEUE_MAGIC, linux/magic.h
+
 std::error_code mount_private_mqueue(const std::string& dir) {
   auto err = [] { return std::error_code(errno, std::generic_category()); };
+  // An upgrade's new image runs in the namespace the old one made: its mount is there already.
+  struct statfs fs {};
+  if (::statfs(dir.c_str(), &fs) == 0 && fs.f_type == kMqueueMagic) return {};
   if (::unshare(CLONE_NEWNS) != 0) return err();
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) return err();
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return err();

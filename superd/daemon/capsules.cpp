@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -57,6 +58,9 @@ std::string Daemon::capsule_records_dir() const {
 void Daemon::sweep_capsule_records() {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(capsule_records_dir(), ec)) {
+    if (handed_ && std::any_of(handed_->capsules.begin(), handed_->capsules.end(),
+                               [&](const auto& h) { return h.name == e.path().filename().string(); }))
+      continue;  // handed over by an upgrade: restore_capsules() takes it
     std::ifstream in(e.path());
     pid_t pid = 0;
     std::string start;
@@ -145,6 +149,16 @@ void Daemon::capsule_start(const std::string& name, std::shared_ptr<asio::posix:
   CapsuleRun& ref = *c;
   capsules_[name] = std::move(c);
   write_capsule_names();
+  watch_capsule(ref);
+}
+
+// Its ready pipe (until ready), its output and its exit.
+void Daemon::watch_capsule(CapsuleRun& ref) {
+  read_capsule_output(ref);
+  ref.pidfd.async_wait(asio::posix::descriptor_base::wait_read, [this, &ref](boost::system::error_code ec) {
+    if (!ec) capsule_exited(ref);
+  });
+  if (ref.ready_seen) return;
   ref.timer.expires_after(kCapsuleReadyTimeout);
   ref.timer.async_wait([this, &ref](boost::system::error_code ec) {
     if (ec || ref.ready_seen || ref.stopping) return;
@@ -163,10 +177,26 @@ void Daemon::capsule_start(const std::string& name, std::shared_ptr<asio::posix:
       ref.start_waiters.clear();
     }
   });
-  read_capsule_output(ref);
-  ref.pidfd.async_wait(asio::posix::descriptor_base::wait_read, [this, &ref](boost::system::error_code ec) {
-    if (!ec) capsule_exited(ref);
-  });
+}
+
+// An upgrade's new image: the capsules the old one ran, each still PID 1 of its namespaces,
+// its pipes handed over.
+void Daemon::restore_capsules() {
+  for (const auto& h : handed_->capsules) {
+    for (int fd : {h.pidfd, h.out, h.alive}) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    auto c = std::make_unique<CapsuleRun>(io_, h.pidfd, ::open("/dev/null", O_RDONLY | O_CLOEXEC), h.out);
+    c->name = h.name;
+    c->home = h.home;
+    c->block = h.block;
+    c->pid = h.pid;
+    c->alive.reset(h.alive);
+    c->ready_seen = h.ready_seen;
+    c->started = Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(h.started_ns)));
+    CapsuleRun& ref = *c;
+    capsules_[h.name] = std::move(c);
+    watch_capsule(ref);
+  }
+  if (!handed_->capsules.empty()) write_capsule_names();
 }
 
 void Daemon::read_capsule_output(CapsuleRun& c) {

@@ -1,5 +1,7 @@
 #include "daemon/control_server.hpp"
 
+#include <fcntl.h>
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,8 +14,14 @@ namespace superd::daemon {
 
 namespace asio = boost::asio;
 
-std::error_code ControlServer::open(const std::string& path) {
+std::error_code ControlServer::open(const std::string& path, int inherited) {
   path_ = path;
+  if (inherited >= 0) {
+    if (::fcntl(inherited, F_SETFD, FD_CLOEXEC) != 0) return {errno, std::generic_category()};
+    sock_.assign(inherited);
+    arm();
+    return {};
+  }
   std::string why;
   auto parsed = net::parse_listen(path_, why);
   if (!parsed) return std::make_error_code(std::errc::invalid_argument);

@@ -28,7 +28,9 @@ class ControlServer {
   ControlServer(boost::asio::io_context& io, Handler on_request)
       : io_(io), sock_(io), on_request_(std::move(on_request)) {}
   // Binds `path` (replacing a stale socket), mode 0600, and starts accepting.
-  std::error_code open(const std::string& path);
+  // `inherited`: the listening socket an upgrade's old image passed on (bound there already).
+  std::error_code open(const std::string& path, int inherited = -1);
+  int native() { return sock_.is_open() ? sock_.native_handle() : -1; }  // borrowed, for an upgrade
   // Stops accepting and removes the socket file; connections being served are not touched.
   void close();
   bool is_open() const { return sock_.is_open(); }

@@ -49,7 +49,14 @@ Daemon::Daemon(const config::Config& cfg, const Options& opt)
       roots_{cfg.global.runtime_root, cfg.global.state_root, cfg.global.cache_root, cfg.global.logs_root},
       pool_(cfg.global.uid_min, cfg.global.uid_max),
       signals_(io_),
-      stop_timer_(io_) {}
+      stop_timer_(io_) {
+  // What `superd upgrade` execs by default: the binary's path (a package upgrade replaces the
+  // file there; /proc/self/exe then ends in " (deleted)").
+  char exe[4096];
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) exe_path_.assign(exe, static_cast<size_t>(n));
+  if (exe_path_.size() > 10 && exe_path_.ends_with(" (deleted)")) exe_path_.resize(exe_path_.size() - 10);
+}
 
 bool Daemon::prepare_runtime() {
   namespace fs = std::filesystem;
@@ -63,7 +70,8 @@ bool Daemon::prepare_runtime() {
   // The names file there is world-readable; the lease table's own mode (0600) keeps it root's.
   ::chmod(dir.parent_path().c_str(), 0755);
   ::chmod(dir.c_str(), 0755);
-  table_ = uid_pool::LeaseTable::open(dir.string(), cfg_.global.uid_min, cfg_.global.uid_max, ec);
+  table_ = uid_pool::LeaseTable::open(dir.string(), cfg_.global.uid_min, cfg_.global.uid_max, ec,
+                                      UniqueFd(handed_ ? handed_->table_fd : -1));
   if (ec) {
     if (ec == std::errc::device_or_resource_busy)
       log::error("{}/leases is locked: another superd runs with runtime_root {}", dir.string(),
@@ -74,6 +82,11 @@ bool Daemon::prepare_runtime() {
           dir.string(), ec.message(),
           ec == std::errc::no_space_on_device ? " (free space there, or choose a smaller dynamic_uid_range)" : "");
     return false;
+  }
+  if (handed_) {  // an upgrade: the old image's leases, taken again as they were
+    std::vector<uid_pool::Leases::Handed> handed;
+    for (const auto& l : handed_->leases) handed.push_back({l.uid, l.user, static_cast<uid_pool::NameKind>(l.kind)});
+    handed_leases_ = leases_.readopt(handed);
   }
   // POSIX message queues are visible only through an mqueue filesystem, which many hosts do not
   // mount: superd mounts its own, in a mount namespace of its own, and cleans through it.
@@ -115,7 +128,13 @@ void Daemon::on_signal(int sig) {
       begin_shutdown();
       break;
     case SIGHUP:
-      if (!stopping_) reload();
+      if (upgrade_)
+        log::warning("SIGHUP: an upgrade is in progress; the new image reads the configuration");
+      else if (!stopping_)
+        reload();
+      break;
+    case SIGUSR2:
+      upgrade(nullptr, {});
       break;
   }
 }
@@ -193,6 +212,7 @@ bool Daemon::open_own_log(const log::SinkSpec& spec) {
 
 int Daemon::run() {
   if (!open_own_log(cfg_.global.log_sink)) return 1;
+  if (opt_.handover_fd >= 0 && !restore_begin()) return 1;
   host_limits_ = spawn::raise_nofile_limit();
   if (!prepare_runtime()) return 1;
   start_orphan_sweep();
@@ -225,6 +245,7 @@ int Daemon::run() {
         "RLIMIT_NOFILE is {} but the services' max_connections need about {} fds; connections past "
         "that are refused (EMFILE)",
         nofile.rlim_cur, need);
+  if (handed_) restore_instances();
   for (auto& s : services_)
     for (auto& l : s->listeners) arm(*l);
   log::info("ready: {} services, UIDs {}..{} ({} free of {})", services_.size(), pool_.first(), pool_.last(),
@@ -235,7 +256,10 @@ int Daemon::run() {
     return fmt::format("{} live instances; UIDs {} held, {} free of {}", instances_.size(), pool_.held(),
                        pool_.size() - pool_.held(), pool_.size());
   });
-  start_enabled_capsules();
+  if (handed_)
+    restore_finish();
+  else
+    start_enabled_capsules();
   io_.run();
   log::info("stopped: every instance ended and every UID returned ({} quarantined)", pool_.quarantined());
   log::set_output(nullptr);

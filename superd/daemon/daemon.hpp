@@ -4,16 +4,25 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
 
 namespace superd::daemon {
 
 struct Options {
-  int ready_fd = -1;        // write "READY\n" here once every listener is bound
-  std::string config_path;  // re-read on SIGHUP / `superd reload` ("" with --xinetd: defaults)
-  std::string xinetd_path;  // serve --xinetd: services converted from this file, re-read likewise
+  int ready_fd = -1;              // write "READY\n" here once every listener is bound
+  std::string config_path;        // re-read on SIGHUP / `superd reload` ("" with --xinetd: defaults)
+  std::string xinetd_path;        // serve --xinetd: services converted from this file, re-read likewise
+  std::vector<std::string> argv;  // as superd was started: an upgrade execs the new binary with them
+  int handover_fd = -1;           // an upgrade's state from the image before (daemon/handover.hpp)
 };
+
+// Called by the new image of an upgrade that cannot go on before it has changed anything (its
+// configuration does not load, say): re-executes the image before it, from the binary it ran,
+// with the same state and `why`; that image keeps serving and says why. Returns only if even
+// that fails.
+void rollback_upgrade(int handover_fd, const std::string& why);
 
 // The configuration `serve` runs: the main file and its includes, plus (with `xinetd_path`)
 // the services converted in memory from an xinetd.conf; the importer's warnings are logged.

@@ -33,6 +33,7 @@
 #include "cleanup/ipc.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/daemon.hpp"
+#include "daemon/handover.hpp"
 #include "daemon/host_watch.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/notify.hpp"
@@ -76,6 +77,22 @@ struct CapsuleRun {
   std::vector<std::shared_ptr<asio::posix::stream_descriptor>> start_waiters, stop_waiters;
   CapsuleRun(asio::io_context& io, int pidfd_raw, int ready_raw, int out_raw)
       : pidfd(io, pidfd_raw), ready(io, ready_raw), out(io, out_raw), timer(io) {}
+};
+
+// An upgrade in the old image (daemon/upgrade.cpp): the new binary's check, then the drain.
+struct Upgrade {
+  enum class Stage { checking, sessions, quiet };
+  Stage stage = Stage::checking;
+  std::shared_ptr<asio::posix::stream_descriptor> conn;  // the `superd upgrade` asking; null: SIGUSR2
+  std::string binary;
+  Clock::time_point requested, paused;
+  pid_t check_pid = -1;
+  bool check_reaped = false, check_eof = false;
+  int check_status = 0;
+  std::unique_ptr<asio::posix::stream_descriptor> check_out;
+  std::string output;
+  asio::steady_timer timer;
+  explicit Upgrade(asio::io_context& io) : timer(io) {}
 };
 
 class Daemon {
@@ -127,6 +144,7 @@ class Daemon {
   void start_enabled_capsules();
   void capsule_start(const std::string& name, std::shared_ptr<asio::posix::stream_descriptor> conn);
   void capsule_stop(const std::string& name, std::shared_ptr<asio::posix::stream_descriptor> conn);
+  void watch_capsule(CapsuleRun& c);
   void read_capsule_output(CapsuleRun& c);
   bool drain_capsule_output(CapsuleRun& c);
   void capsule_exited(CapsuleRun& c);
@@ -162,6 +180,25 @@ class Daemon {
   void on_reaped(pid_t pid, ExitStatus st);
   void queue_cleanup(uid_pool::Lease lease, bool host_shm);
   void run_cleanup();
+
+  // --- zero-downtime upgrade: the old image (upgrade.cpp), the new one (restore.cpp) ---
+  void upgrade(std::shared_ptr<asio::posix::stream_descriptor> conn, const std::string& binary);
+  std::string upgrade_refusal() const;
+  void upgrade_read_check();
+  void upgrade_checked();
+  void upgrade_step();
+  void upgrade_abort(const std::string& why);
+  void upgrade_exec();
+  bool upgrade_holds(const Service& s) const;
+  void pause_listeners(bool in_loop_only);
+  handover::State handover_state(int exe_fd, int reply_fd) const;
+  bool restore_begin();
+  void restore_instances();
+  void restore_capsules();
+  void restore_finish();
+  Service& placeholder_service(const std::string& name);
+  [[noreturn]] void rollback(const std::string& why);
+  void arm_runtime_timer(Instance& inst, Clock::time_point deadline, bool kill);
 
   // --- control requests and `superd run` (requests.cpp) ---
   bool open_control();
@@ -209,6 +246,11 @@ class Daemon {
   MetricsServer metrics_{io_, [this] { return metrics_text(); }};
   std::vector<listener::Passed> passed_;  // from systemd, until open_listeners() adopted them
   bool stopping_ = false;
+  std::string exe_path_;                     // the binary this image runs, as a path (what upgrade execs)
+  std::unique_ptr<Upgrade> upgrade_;         // old image: an upgrade under way
+  std::unique_ptr<handover::State> handed_;  // new image: the state, until restore_finish()
+  std::map<uint32_t, uid_pool::Lease> handed_leases_;
+  Clock::time_point start_time_ = Clock::now();
 };
 
 }  // namespace superd::daemon

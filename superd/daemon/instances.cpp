@@ -88,29 +88,32 @@ void Daemon::watch_instance(Instance& inst) {
   });
   read_stderr(inst);
   auto runtime_max = inst.service->cfg->service.runtime_max;
-  if (runtime_max.count() > 0) {
-    inst.timer.expires_after(runtime_max);
-    inst.timer.async_wait([this, pid](boost::system::error_code ec) {
-      if (ec) return;
-      auto it = instances_.find(pid);
-      if (it == instances_.end()) return;
-      Instance& i = *it->second;
-      log::warning("TIMEOUT {} serial={} uid={} pid={}: runtime_max reached, sending SIGTERM", i.service->cfg->name,
-                   i.serial, i.uid, i.pid);
-      spawn::pidfd_signal(i.pidfd.native_handle(), SIGTERM);
-      i.term_sent = true;
-      // PID 1 of a namespace ignores SIGTERM unless it handles it: KILL follows after timeout_stop.
-      i.timer.expires_after(i.service->cfg->service.timeout_stop);
-      i.timer.async_wait([this, pid](boost::system::error_code ec2) {
-        if (ec2) return;
-        auto it2 = instances_.find(pid);
-        if (it2 == instances_.end()) return;
-        log::warning("KILL {} serial={} uid={} pid={}: still running after timeout_stop",
-                     it2->second->service->cfg->name, it2->second->serial, it2->second->uid, pid);
-        spawn::pidfd_signal(it2->second->pidfd.native_handle(), SIGKILL);
-      });
-    });
-  }
+  if (runtime_max.count() > 0) arm_runtime_timer(inst, Clock::now() + runtime_max, false);
+}
+
+// runtime_max: SIGTERM at `deadline`, and SIGKILL timeout_stop later (`kill`: SIGKILL at
+// `deadline`, the second half; an upgrade's new image resumes either where the old one was).
+void Daemon::arm_runtime_timer(Instance& inst, Clock::time_point deadline, bool kill) {
+  pid_t pid = inst.pid;
+  inst.timer.expires_at(deadline);
+  inst.timer.async_wait([this, pid, kill](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = instances_.find(pid);
+    if (it == instances_.end()) return;
+    Instance& i = *it->second;
+    if (kill) {
+      log::warning("KILL {} serial={} uid={} pid={}: still running after timeout_stop", i.service->cfg->name, i.serial,
+                   i.uid, pid);
+      spawn::pidfd_signal(i.pidfd.native_handle(), SIGKILL);
+      return;
+    }
+    log::warning("TIMEOUT {} serial={} uid={} pid={}: runtime_max reached, sending SIGTERM", i.service->cfg->name,
+                 i.serial, i.uid, i.pid);
+    spawn::pidfd_signal(i.pidfd.native_handle(), SIGTERM);
+    i.term_sent = true;
+    // PID 1 of a namespace ignores SIGTERM unless it handles it: KILL follows after timeout_stop.
+    arm_runtime_timer(i, Clock::now() + i.service->cfg->service.timeout_stop, true);
+  });
 }
 
 void Daemon::read_stderr(Instance& inst) {
@@ -148,6 +151,12 @@ void Daemon::drain_children() {
   int st = 0;
   pid_t pid;
   while ((pid = ::waitpid(-1, &st, WNOHANG)) > 0) {
+    if (upgrade_ && pid == upgrade_->check_pid) {
+      upgrade_->check_reaped = true;
+      upgrade_->check_status = st;
+      upgrade_checked();
+      continue;
+    }
     if (instances_.count(pid)) {
       on_reaped(pid, ExitStatus::from_wait(st));
       continue;

@@ -16,7 +16,7 @@ namespace superd::daemon {
 
 bool Daemon::open_control() {
   std::string path = control::socket_path(cfg_.global.runtime_root);
-  if (auto ec = control_.open(path)) {
+  if (auto ec = control_.open(path, handed_ ? handed_->control_fd : -1)) {
     log::error("control socket {}: {}", path, ec.message());
     return false;
   }
@@ -35,6 +35,10 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
     control::send_message(conn->native_handle(), nlohmann::json{{"error", e}}.dump());
   };
   if (req.is_discarded() || !req.is_object() || !req.contains("op")) return reply_error("malformed request");
+  if (req["op"] == "upgrade") return upgrade(conn, req.value("binary", std::string{}));
+  // Nothing changes while an upgrade drains: the new image reads the configuration anyway.
+  if (upgrade_ && req["op"] != "status")
+    return reply_error("an upgrade is in progress; try again when it has finished");
   if (req["op"] == "run") {
     if (fds.size() != 3) return reply_error("run needs stdin, stdout and stderr");
     try {

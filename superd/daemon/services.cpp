@@ -7,6 +7,7 @@
 #include "daemon/hub.hpp"
 #include "listener/passed.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -39,6 +40,14 @@ bool Daemon::lease_group(Service& s, Service* previous) {
     return true;
   }
   std::string name = "group:" + s.cfg->name, group = uid_pool::user_name_for(name);
+  if (handed_)  // an upgrade: the group the old image had
+    for (const auto& l : handed_->leases)
+      if (l.user == group && l.kind == static_cast<uint8_t>(uid_pool::NameKind::group))
+        if (auto it = handed_leases_.find(l.uid); it != handed_leases_.end()) {
+          s.group = std::make_shared<uid_pool::Lease>(std::move(it->second));
+          handed_leases_.erase(it);
+          return true;
+        }
   auto lease =
       leases_.acquire_named(name, sandbox::existing_group(dirs), {0, 0, name, group, uid_pool::NameKind::group});
   if (!lease) {
@@ -125,6 +134,20 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
       reuse.push_back(old);
       continue;
     }
+    // An upgrade's old image listened here with the same options: its socket, never closed.
+    if (handed_) {
+      auto& hl = handed_->listeners;
+      auto h = std::find_if(hl.begin(), hl.end(), [&](const handover::Listener& x) { return x.key == key; });
+      if (h != hl.end()) {
+        ::fcntl(h->fd, F_SETFD, FD_CLOEXEC);
+        log::info("service {}: listening on {}{} (kept by the upgrade)", sc->name, l.datagram ? "udp " : "",
+                  l.spec.to_string());
+        svc->listeners.push_back(
+            std::make_unique<Listener>(svc.get(), l, asio::posix::stream_descriptor(io_, h->fd), std::move(key)));
+        hl.erase(h);
+        continue;
+      }
+    }
     // A socket systemd passed for this address: adopted, not bound again.
     auto adopt = std::find_if(passed_.begin(), passed_.end(), [&](const listener::Passed& p) {
       return p.datagram == l.datagram && p.address == l.spec.to_string();
@@ -166,6 +189,13 @@ bool Daemon::open_listeners() {
     ::close(p.fd);
   }
   passed_.clear();
+  if (handed_) {
+    for (const auto& h : handed_->listeners) {
+      log::info("upgrade: service {}'s listener ({}) is not in the configuration any more: closed", h.service, h.key);
+      ::close(h.fd);
+    }
+    handed_->listeners.clear();
+  }
   return true;
 }
 
@@ -262,7 +292,7 @@ std::string Daemon::reload_config() {
 }
 
 void Daemon::arm(Listener& l) {
-  if (l.armed || stopping_ || l.service->state != State::polling) return;
+  if (l.armed || stopping_ || l.service->state != State::polling || upgrade_holds(*l.service)) return;
   l.armed = true;
   l.sd.async_wait(asio::posix::descriptor_base::wait_read, [this, &l](boost::system::error_code ec) {
     // Aborted: the listener was closed (shutdown, reload) and may already be gone.

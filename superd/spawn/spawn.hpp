@@ -26,7 +26,7 @@ struct Child {
 // The signals the daemon catches (its signal_set) or ignores (SIGPIPE). A child resets them to
 // SIG_DFL before it unblocks signals (a zygote once, for all its instances): the daemon's
 // handlers must not run there, and SIG_IGN would survive exec.
-inline constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE};
+inline constexpr int kCaughtSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE, SIGUSR2};
 
 // Starts the instance. On a clone failure returns an error code; on a failure inside the child
 // (before or at exec) returns the child (already exited, still to be reaped) and fills `err`.

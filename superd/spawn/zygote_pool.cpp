@@ -22,6 +22,13 @@ struct ZygotePool::Slot {
   bool waiting = false;
 };
 
+std::vector<pid_t> ZygotePool::pids() const {
+  std::vector<pid_t> out;
+  for (const auto& slot : slots_)
+    if (slot->zygote) out.push_back(slot->zygote->pid());
+  return out;
+}
+
 ZygotePool::ZygotePool(asio::io_context& io, const ServicePlan& plan, std::string service, Events events)
     : io_(io), plan_(plan), service_(std::move(service)), events_(std::move(events)) {}
 

@@ -81,6 +81,7 @@ class ZygotePool {
 
   bool backlog_full() const noexcept;  // every zygote has kMaxPendingPerZygote in flight
   size_t in_flight() const noexcept { return in_flight_; }
+  std::vector<pid_t> pids() const;  // the zygotes' processes (an upgrade's new image reaps them)
 
  private:
   struct Slot;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 namespace superd::uid_pool {
 
@@ -66,6 +67,22 @@ std::optional<Lease> Leases::acquire_named(std::string_view name, std::optional<
     if (pool_.lease_exact(uid)) return take(uid, info);
   }
   return std::nullopt;
+}
+
+std::map<uint32_t, Lease> Leases::readopt(const std::vector<Handed>& handed) {
+  std::map<uint32_t, Lease> out;
+  std::vector<LeaseRecord> rest = table_.take_orphans();
+  for (const Handed& h : handed) {
+    auto r = std::find_if(rest.begin(), rest.end(), [&](const LeaseRecord& x) { return x.uid == h.uid; });
+    if (!pool_.lease_exact(h.uid)) continue;
+    LeaseRecord rec = r != rest.end() ? *r : LeaseRecord{h.uid, 0, 0, now_ms(), {}};
+    table_.record(h.uid, rec.pid, rec.serial, rec.started_ms,
+                  std::string_view(rec.service, ::strnlen(rec.service, sizeof rec.service)), h.user, h.kind);
+    if (r != rest.end()) rest.erase(r);
+    out.emplace(h.uid, Lease(this, h.uid));
+  }
+  table_.set_orphans(std::move(rest));
+  return out;
 }
 
 std::vector<LeaseRecord> Leases::hold_orphans() {

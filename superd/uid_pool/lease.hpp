@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,6 +76,15 @@ class Leases {
   // A stable UID for `name` (strategy in the header comment); `prefer` is tried first.
   std::optional<Lease> acquire_named(std::string_view name, std::optional<uint32_t> prefer,
                                      const LeaseInfo& info) noexcept;
+
+  // An upgrade's hand-over: the leases the image before held, taken again with their records as
+  // they were (and their names), before hold_orphans() sees the rest. By UID.
+  struct Handed {
+    uint32_t uid = 0;
+    std::string user;  // the names file's name ("" for "superd-UID")
+    NameKind kind = NameKind::user;
+  };
+  std::map<uint32_t, Lease> readopt(const std::vector<Handed>& handed);
 
   // Leases a previous daemon left behind: each is blocked (kOrphan) and recorded again, so a
   // daemon killed once more finds them; then returned or quarantined by the orphan sweep.

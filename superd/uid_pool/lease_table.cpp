@@ -32,7 +32,7 @@ std::string user_name_for(std::string_view lease_name) {
     if (lease_name.substr(0, prefix.size()) == prefix) lease_name.remove_prefix(prefix.size());
   std::string out;
   auto word = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
-  if (lease_name.empty() || !word(lease_name[0])) out = "_";
+  if (lease_name.empty() || !word(lease_name[0])) out.push_back('_');
   for (char c : lease_name) out += word(c) || (c >= '0' && c <= '9') || c == '-' ? c : '-';
   if (out.size() > kMaxUserName) {
     uint32_t h = 2166136261u;
@@ -108,10 +108,19 @@ void* allocate_and_map(int fd, size_t len, std::error_code& ec) {
 }
 }  // namespace
 
-LeaseTable LeaseTable::open(const std::string& dir, uint32_t first, uint32_t last, std::error_code& ec) {
+LeaseTable LeaseTable::open(const std::string& dir, uint32_t first, uint32_t last, std::error_code& ec,
+                            UniqueFd inherited) {
   LeaseTable t;
   std::string path = dir + "/leases";
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  // An upgrade's new image gets the table's fd (and with it the lock) from the old image: the
+  // lock is never let go, so no other superd can take the runtime root in between.
+  bool handed = static_cast<bool>(inherited);
+  UniqueFd fd =
+      handed ? std::move(inherited) : UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (handed && ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0) {
+    ec = last_error();
+    return t;
+  }
   if (!fd) {
     ec = last_error();
     return t;
@@ -214,6 +223,12 @@ void seq_write(NameRecord& n, Change change) noexcept {
   __atomic_store_n(&n.seq, n.seq + 1, __ATOMIC_RELEASE);  // even: complete
 }
 }  // namespace
+
+std::pair<std::string, NameKind> LeaseTable::name_of(uint32_t uid) const {
+  if (!names_ || uid < first_ || uid - first_ >= size_ || names_[uid - first_].uid != uid) return {{}, NameKind::user};
+  const NameRecord& r = names_[uid - first_];
+  return {std::string(r.name, ::strnlen(r.name, sizeof r.name)), r.kind};
+}
 
 void LeaseTable::write_name(uint32_t uid, std::string_view user, NameKind kind) noexcept {
   if (!names_) return;

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "util/unique_fd.hpp"
@@ -85,7 +86,9 @@ class LeaseTable {
 
   // Creates or opens <dir>/leases for [first, last] and takes the lock. Records a previous
   // daemon left behind are handed out once by take_orphans(); the file starts empty.
-  static LeaseTable open(const std::string& dir, uint32_t first, uint32_t last, std::error_code& ec);
+  // `inherited`: the table's fd from the image before an upgrade (the lock comes with it).
+  static LeaseTable open(const std::string& dir, uint32_t first, uint32_t last, std::error_code& ec,
+                         UniqueFd inherited = {});
   // Opens read-only without the lock (for `superd status`).
   static LeaseTable open_readonly(const std::string& dir, std::error_code& ec);
 
@@ -95,7 +98,11 @@ class LeaseTable {
   void set_pid(uint32_t uid, int32_t pid) noexcept;
   void clear(uint32_t uid) noexcept;
   std::vector<LeaseRecord> live() const;  // every occupied slot
+  // The names file's entry for a held UID (empty if none), for an upgrade's hand-over.
+  std::pair<std::string, NameKind> name_of(uint32_t uid) const;
+  int fd() const noexcept { return fd_.get(); }  // borrowed: handed to an upgrade's new image
   std::vector<LeaseRecord> take_orphans() { return std::move(orphans_); }
+  void set_orphans(std::vector<LeaseRecord> rest) { orphans_ = std::move(rest); }
 
   bool valid() const noexcept { return slots_ != nullptr; }
   uint32_t first() const noexcept { return first_; }
