@@ -147,6 +147,15 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
         hl.erase(h);
         continue;
       }
+      // The same address with other options: the old socket goes first, so the new one can bind.
+      std::string addr = key.substr(0, key.find(' ', key.find(' ') + 1));
+      h = std::find_if(hl.begin(), hl.end(),
+                       [&](const handover::Listener& x) { return x.key.rfind(addr + " ", 0) == 0; });
+      if (h != hl.end()) {
+        log::info("service {}: {} has other socket options now: opened anew", sc->name, l.spec.to_string());
+        ::close(h->fd);
+        hl.erase(h);
+      }
     }
     // A socket systemd passed for this address: adopted, not bound again.
     auto adopt = std::find_if(passed_.begin(), passed_.end(), [&](const listener::Passed& p) {
@@ -181,6 +190,10 @@ bool Daemon::open_listeners() {
   for (const config::Service& sc : cfg_.services) {
     std::vector<Listener*> reuse;
     auto svc = build_service(std::make_shared<const config::Service>(sc), nullptr, reuse);
+    if (!svc && handed_) {  // an upgrade: the others serve on (its instances run to their end)
+      log::error("upgrade: service {} could not be set up in the new image; it is not served", sc.name);
+      continue;
+    }
     if (!svc) return false;
     services_.push_back(std::move(svc));
   }
