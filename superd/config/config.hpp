@@ -158,6 +158,9 @@ struct SandboxConfig {
   // /dev/shm and its runtime directories share one tmpfs), so one connection cannot fill RAM.
   uint64_t private_tmp_size = kDefaultPrivateTmpSize;
   bool private_devices = false;
+  // The instances' /dev/log is a socket superd reads (daemon/syslog.hpp): their syslog(3)
+  // messages go to the service's log. Needs a mount namespace; see sandbox/mounts.hpp step 14.
+  bool log_syslog = true;
   bool private_network = false;
   // An IPC namespace per instance: SysV objects and mqueues die with it. Off by default, as in
   // systemd (PrivateIPC= is not implied by DynamicUser=): it costs ~150 us of CPU per

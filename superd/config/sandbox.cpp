@@ -216,6 +216,7 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
       sb.private_tmp_size = *v;
   }
   r.read_bool("private_devices", sb.private_devices);
+  r.read_bool("log_syslog", sb.log_syslog);
   r.read_bool("private_network", sb.private_network);
   r.read_bool("private_ipc", sb.private_ipc);
   read_paths(r, "read_write_paths", sb.read_write_paths);

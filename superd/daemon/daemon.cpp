@@ -95,6 +95,13 @@ bool Daemon::prepare_runtime() {
     log::error("cannot mount a private mqueue filesystem at {}: {}", ipc_roots_.mqueue, e.message());
     return false;
   }
+  // The services' /dev/log sockets (daemon/syslog.hpp): root's only; a killed superd's are stale.
+  syslog_dir_ = (dir.parent_path() / "syslog").string();
+  fs::remove_all(syslog_dir_, ec);
+  if (!fs::create_directory(syslog_dir_, ec) || ::chmod(syslog_dir_.c_str(), 0700) != 0) {
+    log::error("cannot create {}: {}", syslog_dir_, ec ? ec.message() : log::errno_text(errno));
+    return false;
+  }
   std::string failed;
   if (auto e = sandbox::prepare_runtime(roots_, failed)) {
     log::error("cannot prepare {}: {}", failed, e.message());

@@ -54,4 +54,16 @@ std::string stderr_line(const Who& who, std::string_view text) {
   return fmt::format("{}[{}] uid={}: {}", who.service, who.serial, who.uid, text);
 }
 
+std::string syslog_line(std::string_view service, std::optional<uint64_t> serial, std::optional<uint32_t> uid,
+                        std::string_view priority, std::string_view text, size_t full_size) {
+  std::string line = fmt::format("{}[{}] uid={} syslog.{}: {}", service, serial ? std::to_string(*serial) : "?",
+                                 uid ? std::to_string(*uid) : "?", priority, text);
+  if (full_size > text.size()) line += fmt::format(" [cut: {} bytes]", full_size);
+  return line;
+}
+
+std::string syslog_dropped(std::string_view service, uint64_t dropped, uint32_t per_second) {
+  return fmt::format("{} syslog: {} messages dropped (at most {} a second are logged)", service, dropped, per_second);
+}
+
 }  // namespace superd::daemon::event_log

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,5 +39,12 @@ std::string refuse(std::string_view service, std::string_view peer, std::string_
 std::string fail(const Who& who, uint32_t fields, std::string_view why);
 // "svc[serial] uid=U: text" for a line of an instance's stderr.
 std::string stderr_line(const Who& who, std::string_view text);
+// "svc[serial] uid=U syslog.PRIORITY: text" for a message on the service's /dev/log (PRIORITY as
+// "auth.err"), "?" for a serial or UID superd cannot tell; a cut text ends in
+// " [cut: N bytes]" with its full size N (`full_size` > text.size()).
+std::string syslog_line(std::string_view service, std::optional<uint64_t> serial, std::optional<uint32_t> uid,
+                        std::string_view priority, std::string_view text, size_t full_size);
+// "svc syslog: N messages dropped (at most K a second are logged)".
+std::string syslog_dropped(std::string_view service, uint64_t dropped, uint32_t per_second);
 
 }  // namespace superd::daemon::event_log

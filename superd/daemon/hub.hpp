@@ -7,6 +7,7 @@
 //   plan ................ spawn/plan.cpp          make_instance_plan (per service: make_service_plan)
 //   spawner ............. spawn/zygote_pool.cpp   ZygotePool::send, or spawn/spawn.cpp spawn::launch
 //   instance ............ daemon/instances.cpp    adopt, watch, stderr relay, reap
+//                         daemon/syslog.cpp       its syslog(3) messages, from the service's /dev/log
 //   cleanup batch ....... cleanup/batch.cpp       IPC removed, then the leases dropped
 //
 // Beside that path: services and reload (daemon/services.cpp, with the state transitions),
@@ -169,6 +170,14 @@ class Daemon {
   void on_session_done(uint64_t serial, inloop::Traffic t, std::error_code ec);
   void on_datagrams(Listener& l);
 
+  // --- the services' /dev/log sockets (syslog.cpp) ---
+  std::string syslog_path(const config::Service& sc);
+  void open_syslog(Service& s, const std::string& path);
+  void wait_syslog(Service& s);
+  void on_syslog_readable(Service& s);
+  bool read_syslog(Service& s, int max);
+  std::optional<uint64_t> syslog_sender(const Service& s, const ucred& c) const;
+
   // --- instances (instances.cpp) ---
   spawn::ZygotePool::Events zygote_events(Service& s);
   Instance& adopt(Service& s, spawn::Child child, UniqueFd err_read, uint64_t serial, uid_pool::Lease lease,
@@ -227,6 +236,8 @@ class Daemon {
   uint64_t cleanup_batches_ = 0;  // for /metrics
   double cleanup_seconds_ = 0;
   uint64_t serial_ = 0;
+  std::string syslog_dir_;  // <runtime_root>/superd/syslog: the services' /dev/log sockets
+  uint64_t syslog_sockets_ = 0;
   UniqueFd null_fd_;
   spawn::InstancePlan plan_;  // reused per connection to keep its vectors' capacity
   asio::signal_set signals_;

@@ -170,6 +170,9 @@ void Daemon::drain_children() {
 void Daemon::on_reaped(pid_t pid, ExitStatus st) {
   auto it = instances_.find(pid);
   if (it == instances_.end()) return;
+  // Its processes are gone, so whatever they sent to /dev/log is queued: read it while the
+  // instance still names its lines (a refusal logged just before exit is the usual case).
+  if (Service& svc = *it->second->service; svc.syslog) read_syslog(svc, SyslogSocket::kDrainOnExit);
   std::unique_ptr<Instance> inst = std::move(it->second);
   instances_.erase(it);
   // The main process was PID 1 of its namespace: its death killed and reaped every other

@@ -122,4 +122,14 @@ void Service::log_stderr(uint64_t serial, uint32_t uid, std::string_view line) c
   log_line(log::Level::info, event_log::stderr_line({cfg->name, serial, {}, uid, 0}, line));
 }
 
+void Service::log_syslog(std::optional<uint64_t> serial, std::optional<uint32_t> uid, const syslog::Message& m) const {
+  log_line(
+      syslog::level_of(m.severity),
+      event_log::syslog_line(cfg->name, serial, uid, syslog::priority_name(m.facility, m.severity), m.text, m.size));
+}
+
+void Service::log_syslog_dropped(uint64_t dropped) const {
+  log_line(log::Level::warning, event_log::syslog_dropped(cfg->name, dropped, syslog::Budget::kPerSecond));
+}
+
 }  // namespace superd::daemon

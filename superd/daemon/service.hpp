@@ -18,6 +18,7 @@
 
 #include "admission/policy.hpp"
 #include "config/config.hpp"
+#include "daemon/syslog.hpp"
 #include "inloop/datagram_guard.hpp"
 #include "inloop/inloop.hpp"
 #include "spawn/plan.hpp"
@@ -92,6 +93,7 @@ struct Service {
   State state = State::polling;
   std::unique_ptr<spawn::ZygotePool> zygotes;  // sandboxed accept-mode services spawn through them
   log::Sink sink;                              // where START/EXIT/REFUSE/FAIL and the instances' stderr go
+  std::unique_ptr<SyslogSocket> syslog;        // log_syslog: the instances' /dev/log (daemon/syslog.hpp)
   std::optional<inloop::Internal> internal;
   bool wait_mode = false;                          // accept = false: one instance at a time gets the listening sockets
   unsigned quick_exits = 0;                        // wait mode: instances in a row that exited within kQuickExit
@@ -126,6 +128,9 @@ struct Service {
   void log_refuse(const std::string& peer, const std::string& reason) const;
   void log_fail(uint64_t serial, const std::string& peer, uint32_t uid, const std::string& why) const;
   void log_stderr(uint64_t serial, uint32_t uid, std::string_view line) const;
+  // A message on the service's /dev/log, at the level its severity maps to; nullopt: "?".
+  void log_syslog(std::optional<uint64_t> serial, std::optional<uint32_t> uid, const syslog::Message& m) const;
+  void log_syslog_dropped(uint64_t dropped) const;
 
  private:
   void log_line(log::Level level, const std::string& line) const;

@@ -89,12 +89,14 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   if (svc->group) group = svc->group->uid();
   // A wait-mode instance starts rarely and gets the listening sockets: no zygote for it.
   if (spawns) {
-    auto plan = spawn::make_service_plan(*sc, roots_, environ, host_limits_, group, !wait_mode);
+    const std::string syslog_socket = syslog_path(*sc);
+    auto plan = spawn::make_service_plan(*sc, roots_, environ, host_limits_, group, !wait_mode, syslog_socket);
     if (!plan) {
       log::error("{}", plan.error());
       return nullptr;
     }
     svc->plan = std::move(*plan);
+    open_syslog(*svc, syslog_socket);  // before the zygotes start: their namespaces bind it
   }
   if (auto w = sandbox::landlock::warning_once(svc->plan.landlock_missing)) log::warning("{}", *w);
   svc->wait_mode = wait_mode;

@@ -343,12 +343,38 @@ void add_binds(MountPlan& p, const std::vector<Attach>& binds) {
   }
 }
 
-// 14. The private /dev read-only, now that its nodes and /dev/shm are in place.
+// 14. log_syslog: the service's syslog socket (daemon/syslog.hpp) at /dev/log, once per service
+// namespace (a zygote's; per instance only on the clone path, where every step is). In a private
+// /dev on a placeholder, before the seal. Else over the host's /dev/log, in this namespace only; a
+// symlink (systemd's to journald's dev-log) is followed, so the bind lands on its target. A host
+// without /dev/log leaves nothing to bind over: its /dev is not ours to create in. Optional: a
+// socket the daemon could not create (it said so) leaves /dev/log as it was.
+void add_dev_log(MountPlan& p, const config::SandboxConfig& sb, const std::string& socket) {
+  if (socket.empty() || !sb.enabled || !sb.log_syslog) return;
+  struct stat st {};
+  if (sb.private_devices) {
+    MountOp f = mk(Op::mkfile, "/dev/log");
+    f.mode = 0666;
+    add(p, f);
+    p.dev_log = DevLog::private_dev;
+  } else if (::stat("/dev/log", &st) == 0 && !S_ISDIR(st.st_mode)) {
+    p.dev_log = DevLog::host;
+  } else {
+    p.dev_log = DevLog::no_host_dev_log;
+    return;
+  }
+  MountOp b = mk(Op::bind, "/dev/log");
+  b.source = p.keep(socket);
+  b.optional = true;
+  add(p, b);
+}
+
+// 15. The private /dev read-only, now that its nodes and /dev/shm are in place.
 void seal_private_dev(MountPlan& p, const config::SandboxConfig& sb) {
   if (sb.private_devices) add(p, mk(Op::set_ro, "/dev"));
 }
 
-// 15. superd's own runtime directory (lease table, control socket) is none of an instance's business.
+// 16. superd's own runtime directory (lease table, control socket) is none of an instance's business.
 void add_hidden_runtime(MountPlan& p, const Roots& roots) {
   MountOp o = mk(Op::tmpfs, p.keep(join(roots.runtime, "superd")));
   o.source = "mode=0000,size=4k,nr_inodes=4";
@@ -359,7 +385,7 @@ void add_hidden_runtime(MountPlan& p, const Roots& roots) {
   add(p, ro);
 }
 
-// 16. private_network: "lo" up in the fresh network namespace (not a mount, but the child's
+// 17. private_network: "lo" up in the fresh network namespace (not a mount, but the child's
 // mount step is where the namespace is set up).
 void add_loopback(MountPlan& p, const config::SandboxConfig& sb) {
   if (!sb.private_network) return;
@@ -372,9 +398,9 @@ void add_loopback(MountPlan& p, const config::SandboxConfig& sb) {
 
 std::string MountPlan::describe(size_t i) const {
   if (i >= ops.size()) return "?";
-  static const char* kNames[] = {"make-private", "bind",    "read-only",   "read-write", "tmpfs",
-                                 "proc",         "mqueue",  "open_tree",   "move_mount", "mkdir",
-                                 "mknod",        "symlink", "loopback-up", "bind",       "chown"};
+  static const char* kNames[] = {"make-private", "bind",      "read-only",  "read-write", "tmpfs", "proc",
+                                 "mqueue",       "open_tree", "move_mount", "mkdir",      "mknod", "symlink",
+                                 "loopback-up",  "bind",      "chown",      "mkfile"};
   const MountOp& o = ops[i];
   std::string s = kNames[static_cast<int>(o.op)];
   if (o.source && (o.op == Op::clone_tree || o.op == Op::bind_self || o.op == Op::bind))
@@ -384,7 +410,7 @@ std::string MountPlan::describe(size_t i) const {
 }
 
 // The checklist; the order is the security argument (see the header), one step per line.
-MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
+MountPlan build(const config::SandboxConfig& sb, const Roots& roots, const std::string& syslog_socket) {
   MountPlan p;
   const std::vector<config::Path> read_only = read_only_dirs(sb);
   add_make_private(p);                                  // 1.
@@ -400,9 +426,10 @@ MountPlan build(const config::SandboxConfig& sb, const Roots& roots) {
   add_inaccessible(p, sb, roots);                       // 11.
   add_boundary(p, sb, roots, sources.dir_slots);        // 12.
   add_binds(p, sources.binds);                          // 13.
-  seal_private_dev(p, sb);                              // 14.
-  add_hidden_runtime(p, roots);                         // 15.
-  add_loopback(p, sb);                                  // 16.
+  add_dev_log(p, sb, syslog_socket);                    // 14.
+  seal_private_dev(p, sb);                              // 15.
+  add_hidden_runtime(p, roots);                         // 16.
+  add_loopback(p, sb);                                  // 17.
   return p;
 }
 
@@ -523,6 +550,9 @@ int apply(const MountPlan& plan, int* slots, uid_t uid, Which which) noexcept {
         break;
       case Op::mknod_char:
         rc = ::mknod(o.path, S_IFCHR | o.mode, o.dev);
+        break;
+      case Op::mkfile:
+        rc = ::mknod(o.path, S_IFREG | o.mode, 0);
         break;
       case Op::symlink:
         rc = ::symlink(o.source, o.path);

@@ -9,8 +9,9 @@
 // read-only -> re-open the writable paths and /dev -> fresh /proc, private /dev, /dev/mqueue ->
 // the instance tmpfs (/tmp, /var/tmp, /dev/shm and the runtime directories: one tmpfs, one size
 // budget, see add_instance_tmpfs) -> protect /home -> inaccessible paths -> boundary tmpfs over
-// <root>/private with the service's own directories attached -> binds -> private /dev sealed
-// read-only -> superd's own runtime directory hidden -> "lo" up (private_network).
+// <root>/private with the service's own directories attached -> binds -> the service's syslog
+// socket at /dev/log -> private /dev sealed read-only -> superd's own runtime directory hidden
+// -> "lo" up (private_network).
 #pragma once
 
 #include <sys/types.h>
@@ -40,6 +41,7 @@ enum class Op : uint8_t {
   loopback_up,   // bring "lo" up in a fresh network namespace
   bind,          // bind source onto path (not recursive)
   chown_owned,   // chown path to the instance's UID/GID
+  mkfile,        // an empty file (mknod S_IFREG): a mountpoint for a bind of a non-directory
 };
 
 struct MountOp {
@@ -55,9 +57,15 @@ struct MountOp {
   const char* source = nullptr;  // bind/clone source, tmpfs options, symlink target
 };
 
+// Where the plan puts the service's syslog socket (log_syslog): nowhere (off, no socket), on a
+// placeholder in the private /dev, over the host's /dev/log (in the namespace only), or nowhere
+// because the host's /dev has no /dev/log to bind over (the daemon warns).
+enum class DevLog : uint8_t { none, private_dev, host, no_host_dev_log };
+
 struct MountPlan {
   std::vector<MountOp> ops;
   int slots = 0;
+  DevLog dev_log = DevLog::none;
   std::deque<std::string> strings;  // stable storage for the ops' strings
 
   const char* keep(std::string s) { return strings.emplace_back(std::move(s)).c_str(); }
@@ -69,8 +77,9 @@ struct Roots {
 };
 
 // Builds the plan for one service. Host-side preparation (directories, mountpoints) is done by
-// the daemon (sandbox::prepare_host) before any instance starts.
-MountPlan build(const config::SandboxConfig& sb, const Roots& roots);
+// the daemon (sandbox::prepare_host) before any instance starts. `syslog_socket`: the path of
+// the service's syslog socket, bound at /dev/log with log_syslog (empty: none).
+MountPlan build(const config::SandboxConfig& sb, const Roots& roots, const std::string& syslog_socket = {});
 
 // Applies the plan; in the child, after clone(CLONE_NEWNS). Returns -1 on success or the index
 // of the failed operation (errno set). `slots` has plan.slots entries; `uid` owns runtime dirs.

@@ -117,7 +117,8 @@ HostLimits raise_nofile_limit() noexcept {
 }
 
 Result<ServicePlan> make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
-                                      const HostLimits& host, std::optional<gid_t> shared_group, bool use_zygote) {
+                                      const HostLimits& host, std::optional<gid_t> shared_group, bool use_zygote,
+                                      const std::string& syslog_socket) {
   ServicePlan p;
   const auto& s = svc.service;
   const auto& sb = s.sandbox;
@@ -192,7 +193,7 @@ Result<ServicePlan> make_service_plan(const config::Service& svc, const sandbox:
                !sb.logs.names.empty() || !sb.runtime.names.empty() || sb.private_network;
   if (p.mount_ns) {
     p.clone_flags |= CLONE_NEWNS;
-    p.mounts = sandbox::build(sb, roots);
+    p.mounts = sandbox::build(sb, roots, syslog_socket);
   }
   if (sb.private_ipc) p.clone_flags |= CLONE_NEWIPC;
   if (sb.private_network) p.clone_flags |= CLONE_NEWNET;

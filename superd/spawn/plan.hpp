@@ -110,9 +110,10 @@ struct HostLimits {
 // `host`: from raise_nofile_limit(). `shared_group`: the service's shared-directory group
 // (sandbox/dirs.hpp), leased by the daemon: the instances' supplementary group, and umask 0007
 // unless the service sets its own. `use_zygote`: the daemon may spawn this service through zygotes.
+// `syslog_socket`: the service's syslog socket, for the mount plan's /dev/log (log_syslog).
 Result<ServicePlan> make_service_plan(const config::Service& svc, const sandbox::Roots& roots, char** superd_environ,
                                       const HostLimits& host, std::optional<gid_t> shared_group = std::nullopt,
-                                      bool use_zygote = false);
+                                      bool use_zygote = false, const std::string& syslog_socket = {});
 // Drops every capability the plan does not keep from this process's bounding set; false with
 // errno set on failure. Allocation-free: the child checklist and the zygote both call it.
 bool drop_bounding_set(const ServicePlan& plan) noexcept;

@@ -34,6 +34,13 @@ ZygotePool::ZygotePool(asio::io_context& io, const ServicePlan& plan, std::strin
 
 ZygotePool::~ZygotePool() = default;
 
+const Pending* ZygotePool::pending_for(uint32_t uid) const noexcept {
+  for (const auto& slot : slots_)
+    for (const Pending& p : slot->pending)
+      if (p.lease && p.lease.uid() == uid) return &p;
+  return nullptr;
+}
+
 namespace {
 // Non-blocking on both fds (one file description): answers are read until EAGAIN. The loop
 // watches a duplicate, so that the Zygote keeps owning its socket.

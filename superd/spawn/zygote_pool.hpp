@@ -80,6 +80,9 @@ class ZygotePool {
   void note_exit(pid_t pid, int wait_status);
 
   bool backlog_full() const noexcept;  // every zygote has kMaxPendingPerZygote in flight
+  // The request in flight whose lease is `uid`, if any: an instance may run (and log) before
+  // its zygote's answer is read.
+  const Pending* pending_for(uint32_t uid) const noexcept;
   size_t in_flight() const noexcept { return in_flight_; }
   std::vector<pid_t> pids() const;  // the zygotes' processes (an upgrade's new image reaps them)
 

@@ -1,6 +1,6 @@
 /* probe: the service the integration tests run under superd. It reports, from inside the
  * instance, what the tests assert on: identity, environment, fd layout, and it misbehaves on
- * request (crash, daemonise, leave IPC objects behind, never read).
+ * request (crash, daemonise, leave IPC objects behind, never read, log through syslog(3)).
  * Usage: probe MODE [ARG]; output on fd 1 (or on the LISTEN_FDS fd 3 in "fds3" mode). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +32,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 #include <poll.h>
+#include <syslog.h>
 
 extern char** environ;
 
@@ -459,6 +460,31 @@ int main(int argc, char** argv) {
     int pidfd;
     memcpy(&pidfd, CMSG_DATA(c), sizeof pidfd);
     fprintf(out, "signal %s\n", syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 ? "ok" : strerrorname_np(errno));
+  } else if (!strcmp(mode, "syslog") || !strcmp(mode, "syslog-big")) {
+    /* probe syslog TEXT [COUNT]: COUNT (1) messages "TEXT" ("TEXT #i" when more) through glibc's
+     * syslog(3) at auth.err; probe syslog-big SIZE: one of "big:", SIZE x's and ":end". Reports
+     * what /dev/log is here ("devlog=socket|other|none"), its identity, and "sent=N". */
+    struct stat st;
+    fprintf(out, "devlog=%s ", stat("/dev/log", &st) != 0 ? "none" : S_ISSOCK(st.st_mode) ? "socket" : "other");
+    print_id(out);
+    fflush(out);
+    openlog("probe", LOG_PID, LOG_AUTH);
+    int count = 1;
+    if (!strcmp(mode, "syslog-big")) {
+      size_t size = argc > 2 ? (size_t)atol(argv[2]) : 4096;
+      char* big = malloc(size + 1);
+      memset(big, 'x', size);
+      big[size] = 0;
+      syslog(LOG_ERR, "big:%s:end", big);
+      free(big);
+    } else {
+      count = argc > 3 ? atoi(argv[3]) : 1;
+      for (int i = 0; i < count; ++i)
+        if (count == 1) syslog(LOG_ERR, "%s", argc > 2 ? argv[2] : "hello");
+        else syslog(LOG_ERR, "%s #%d", argc > 2 ? argv[2] : "hello", i);
+    }
+    closelog();
+    fprintf(out, "sent=%d\n", count);
   } else {
     fprintf(stderr, "probe: unknown mode %s\n", mode);
     return 2;

@@ -213,6 +213,20 @@ private_network = true
   CHECK(sb.capability_bounding_set.size() == 1);
   CHECK(sb.ambient_capabilities == sb.capability_bounding_set);
   CHECK(sb.private_network);
+  CHECK(sb.log_syslog);  // the default
+}
+
+TEST_CASE("log_syslog: a boolean, true by default, false turns it off") {
+  config::Problems p;
+  auto svc = config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\nlog_syslog=false\n",
+                                   "s.toml", "s", p);
+  INFO(all(p));
+  REQUIRE(svc);
+  CHECK_FALSE(svc->service.sandbox.log_syslog);
+  config::Problems bad;
+  config::parse_service("[socket]\nlisten=[\"1\"]\n[service]\nexec=[\"/bin/true\"]\nlog_syslog=\"no\"\n", "s.toml", "s",
+                        bad);
+  CHECK(all(bad).find("s.toml:5:12: service.log_syslog") != std::string::npos);
 }
 
 TEST_CASE("a static user gets no implied sandbox") {

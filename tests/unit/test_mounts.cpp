@@ -56,6 +56,8 @@ const char* op_name(sandbox::Op op) {
       return "bind";
     case Op::chown_owned:
       return "chown_owned";
+    case Op::mkfile:
+      return "mkfile";
   }
   return "?";
 }
@@ -307,6 +309,67 @@ proc /proc inst
 tmpfs /run/superd <- mode=0000,size=4k,nr_inodes=4 opt
 set_ro /run/superd opt
 )");
+}
+
+TEST_CASE("log_syslog: the service's socket bound at /dev/log, in a private /dev before its seal", "[mounts]") {
+  config::SandboxConfig sb;
+  sb.protect_system = config::ProtectSystem::no;
+  sb.protect_home = config::ProtectHome::no;
+  sb.private_tmp = false;
+  sb.private_devices = true;
+  const std::string sock = "/run/superd/syslog/1";
+  auto plan = sandbox::build(sb, kRoots, sock);
+  CHECK(plan.dev_log == sandbox::DevLog::private_dev);
+  CHECK(snapshot(plan) == R"(slots=0
+make_private /
+proc /proc inst
+tmpfs /dev <- mode=0755,size=64k,nr_inodes=64
+mknod_char /dev/null mode=0666 dev=1:3
+mknod_char /dev/zero mode=0666 dev=1:5
+mknod_char /dev/full mode=0666 dev=1:7
+mknod_char /dev/random mode=0666 dev=1:8
+mknod_char /dev/urandom mode=0666 dev=1:9
+mknod_char /dev/tty mode=0666 dev=5:0
+symlink /dev/fd <- /proc/self/fd
+symlink /dev/stdin <- /proc/self/fd/0
+symlink /dev/stdout <- /proc/self/fd/1
+symlink /dev/stderr <- /proc/self/fd/2
+mkdir /dev/shm mode=0755
+mkdir /dev/mqueue mode=0755
+mkfile /dev/log mode=0666
+bind /dev/log <- /run/superd/syslog/1 opt
+set_ro /dev
+tmpfs /run/superd <- mode=0000,size=4k,nr_inodes=4 opt
+set_ro /run/superd opt
+)");
+  CHECK(plan.describe(plan.ops.size() - 5) == "mkfile /dev/log");
+  CHECK(plan.describe(plan.ops.size() - 4) == "bind /run/superd/syslog/1 /dev/log");
+  // Off, without a sandbox, or without a socket: /dev/log is left alone.
+  auto without = [&](config::SandboxConfig c, const std::string& s) {
+    auto p = sandbox::build(c, kRoots, s);
+    bool touches = false;
+    for (const auto& o : p.ops) touches = touches || (o.path && std::string(o.path) == "/dev/log");
+    return p.dev_log == sandbox::DevLog::none && !touches;
+  };
+  config::SandboxConfig off = sb;
+  off.log_syslog = false;
+  CHECK(without(off, sock));
+  config::SandboxConfig unsandboxed = sb;
+  unsandboxed.enabled = false;
+  CHECK(without(unsandboxed, sock));
+  CHECK(without(sb, ""));
+  // The host's /dev: bound over its /dev/log where there is one, else nothing to bind onto.
+  config::SandboxConfig host = sb;
+  host.private_devices = false;
+  auto hp = sandbox::build(host, kRoots, sock);
+  struct stat st {};
+  if (::stat("/dev/log", &st) == 0 && !S_ISDIR(st.st_mode)) {
+    CHECK(hp.dev_log == sandbox::DevLog::host);
+    CHECK(snapshot(hp).find("bind /dev/log <- /run/superd/syslog/1 opt\ntmpfs /run/superd") != std::string::npos);
+  } else {
+    CHECK(hp.dev_log == sandbox::DevLog::no_host_dev_log);
+    CHECK(snapshot(hp).find("/dev/log") == std::string::npos);
+  }
 }
 
 TEST_CASE("describe() names the operation, its source and its path", "[mounts]") {
