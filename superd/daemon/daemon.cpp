@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -96,9 +97,18 @@ bool Daemon::prepare_runtime() {
     return false;
   }
   // The services' /dev/log sockets (daemon/syslog.hpp): root's only; a killed superd's are stale.
+  // An upgrade keeps the sockets it was handed (live instances bind them): the rest go.
   syslog_dir_ = (dir.parent_path() / "syslog").string();
-  fs::remove_all(syslog_dir_, ec);
-  if (!fs::create_directory(syslog_dir_, ec) || ::chmod(syslog_dir_.c_str(), 0700) != 0) {
+  for (const auto& e : fs::directory_iterator(syslog_dir_, ec)) {
+    auto kept = [&](const handover::Syslog& h) { return h.path == e.path().string(); };
+    if (!handed_ || std::none_of(handed_->syslogs.begin(), handed_->syslogs.end(), kept)) fs::remove_all(e.path(), ec);
+  }
+  if (handed_)
+    for (const auto& h : handed_->syslogs)
+      syslog_sockets_ =
+          std::max<uint64_t>(syslog_sockets_, std::strtoull(fs::path(h.path).filename().c_str(), nullptr, 10));
+  fs::create_directory(syslog_dir_, ec);
+  if (ec || ::chmod(syslog_dir_.c_str(), 0700) != 0) {
     log::error("cannot create {}: {}", syslog_dir_, ec ? ec.message() : log::errno_text(errno));
     return false;
   }

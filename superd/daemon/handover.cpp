@@ -82,6 +82,7 @@ std::string encode(const State& s) {
                              {"alive", c.alive},
                              {"ready_seen", c.ready_seen},
                              {"started_ns", c.started_ns}});
+  for (const auto& l : s.syslogs) j["syslogs"].push_back({{"service", l.service}, {"path", l.path}, {"fd", l.fd}});
   // CBOR carries the source keys' bytes as they are; the memfd holds binary, not text.
   auto bytes = json::to_cbor(j);
   return std::string(bytes.begin(), bytes.end());
@@ -132,6 +133,8 @@ std::optional<State> decode(const std::string& text, std::string& error) {
     for (const auto& c : j.value("capsules", json::array()))
       s.capsules.push_back({c.at("name"), c.at("home"), c.at("block"), c.at("pid"), c.at("pidfd"), c.at("out"),
                             c.at("alive"), c.at("ready_seen"), c.at("started_ns")});
+    for (const auto& l : j.value("syslogs", json::array()))
+      s.syslogs.push_back({l.at("service"), l.at("path"), l.at("fd")});
     return s;
   } catch (const json::exception& e) {
     error = std::string("the hand-over state is incomplete: ") + e.what();
@@ -187,6 +190,7 @@ std::vector<int> fds_of(const State& s) {
   for (const auto& l : s.listeners) fds.push_back(l.fd);
   for (const auto& i : s.instances) fds.insert(fds.end(), {i.pidfd, i.err});
   for (const auto& c : s.capsules) fds.insert(fds.end(), {c.pidfd, c.out, c.alive});
+  for (const auto& l : s.syslogs) fds.push_back(l.fd);
   std::erase(fds, -1);
   return fds;
 }

@@ -68,6 +68,13 @@ struct Capsule {
   int64_t started_ns = 0;
 };
 
+// A service's /dev/log socket (daemon/syslog.hpp): its live instances' namespaces bind its path,
+// so the new image keeps socket and path for the service of the same name.
+struct Syslog {
+  std::string service, path;
+  int fd = -1;
+};
+
 struct State {
   int format = kFormat;
   std::string version;  // the old image's SUPERD_VERSION, for the log
@@ -86,6 +93,7 @@ struct State {
   std::vector<Instance> instances;
   std::vector<Counters> counters;
   std::vector<Capsule> capsules;
+  std::vector<Syslog> syslogs;
   std::vector<pid_t> zygotes;  // the old image's zygotes: children to reap, never to use
   std::vector<std::string> started_units, stopped_units, wait_running;
   std::string rollback;  // set by the new image when it falls back

@@ -210,6 +210,11 @@ bool Daemon::open_listeners() {
       ::close(h.fd);
     }
     handed_->listeners.clear();
+    for (auto& h : handed_->syslogs)  // of a service gone or without log_syslog now
+      if (h.fd >= 0) {
+        ::close(std::exchange(h.fd, -1));
+        ::unlink(h.path.c_str());
+      }
   }
   return true;
 }

@@ -2,6 +2,7 @@
 // loop, each message logged through the service's sink as its instance's stderr lines are.
 #include "daemon/syslog.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -48,6 +49,9 @@ UniqueFd open_syslog_socket(const std::string& path, std::error_code& ec) {
 std::string Daemon::syslog_path(const config::Service& sc) {
   const auto& sb = sc.service.sandbox;
   if (sc.service.exec.empty() || !sb.enabled || !sb.log_syslog) return {};
+  if (handed_)  // an upgrade: the socket the old image's instances of this service bind
+    for (const auto& h : handed_->syslogs)
+      if (h.service == sc.name && h.fd >= 0) return h.path;
   return fmt::format("{}/{}", syslog_dir_, ++syslog_sockets_);
 }
 
@@ -68,7 +72,11 @@ void Daemon::open_syslog(Service& s, const std::string& path) {
       break;
   }
   std::error_code ec;
-  UniqueFd fd = open_syslog_socket(path, ec);
+  UniqueFd fd;
+  if (handed_)
+    for (auto& h : handed_->syslogs)
+      if (h.path == path && h.fd >= 0 && ::fcntl(h.fd, F_SETFD, FD_CLOEXEC) == 0) fd.reset(std::exchange(h.fd, -1));
+  if (!fd) fd = open_syslog_socket(path, ec);
   if (!fd) {
     log::warning("service {}: cannot create its syslog socket {}: {}; its /dev/log is not read", s.cfg->name, path,
                  ec.message());

@@ -247,6 +247,7 @@ handover::State Daemon::handover_state(int exe_fd, int reply_fd) const {
         st.counters.push_back({s->cfg->name, c.accepted, c.refused, c.failed, c.ended_ok, c.ended_error, c.ended_signal,
                                c.zygote_restarts, steady_ns(c.since)});
         if (s->state == State::wait_running) st.wait_running.push_back(s->cfg->name);
+        if (s->syslog) st.syslogs.push_back({s->cfg->name, s->syslog->path, s->syslog->sd.native_handle()});
       }
     }
   for (const auto& [pid, inst] : instances_) {

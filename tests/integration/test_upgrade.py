@@ -240,6 +240,24 @@ def test_an_in_loop_session_finishes_in_the_old_image_first():
         d.stop_clean()
 
 
+def test_syslog_of_an_instance_from_before_the_upgrade_still_arrives():
+    script = service(PORT + 10, "-c", "read x; logger -t late syslog-after-$x; echo done", program="/bin/sh",
+                     extra="private_devices = true")
+    with Superd("upg-syslog", {"late": script}, (LO + 400, LO + 449)) as d:
+        d.start()
+        c = connect(PORT + 10)
+        d.wait_log("START late")
+        upgraded(d)
+        c.sendall(b"old\n")
+        c.shutdown(socket.SHUT_WR)
+        check(c.recv(100).startswith(b"done"), "the instance ran on")
+        c.close()
+        d.wait_log("syslog-after-old")  # through the socket the new image kept
+        check(talk_tcp(PORT + 10, b"new\n").startswith(b"done"), "a new instance")
+        d.wait_log("syslog-after-new")
+        d.stop_clean()
+
+
 if __name__ == "__main__":
     main([test_upgrade_keeps_sockets_instances_and_their_stderr,
           test_sigusr2_upgrades_and_runtime_max_keeps_its_deadline,
@@ -249,4 +267,5 @@ if __name__ == "__main__":
           test_upgrade_and_reload_at_once,
           test_upgrade_with_500_live_instances,
           test_kill_9_in_the_middle_of_an_upgrade_recovers_as_a_crash_does,
-          test_an_in_loop_session_finishes_in_the_old_image_first])
+          test_an_in_loop_session_finishes_in_the_old_image_first,
+          test_syslog_of_an_instance_from_before_the_upgrade_still_arrives])
