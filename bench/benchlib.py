@@ -3,6 +3,7 @@ with its foreign CPU (cpu_meter.py)."""
 import json
 import os
 import subprocess
+import time
 
 from cpu_meter import Meter
 
@@ -22,6 +23,34 @@ cache_root = "{scratch}/cache"
 logs_root = "{scratch}/log"
 {extra}
 """)
+
+
+def service_toml(port, program):
+    """A service file for bench's `program` (svc_hello, svc_hold) on 127.0.0.1:port, in the full
+    default sandbox, with room for the load (max_connections and backlog 1024)."""
+    return f"""[socket]
+listen = ["127.0.0.1:{port}"]
+max_connections = 1024
+backlog = 1024
+[service]
+exec = ["{BUILD}/bench/{program}"]
+"""
+
+
+def superd_cli(scratch, *args, timeout=120):
+    """`superd ARGS -c <scratch>/superd.toml`, its output captured."""
+    return subprocess.run([os.path.join(BUILD, "superd", "superd"), *args, "-c", scratch + "/superd.toml"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def wait_until(pred, timeout, interval=0.05):
+    """Calls pred() until it is true or `timeout` seconds passed; returns whether it became true."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def loadgen_round(port, seconds, conc):

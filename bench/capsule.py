@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import interleaved, loadgen_round, write_superd_toml
+from benchlib import interleaved, loadgen_round, service_toml, superd_cli, write_superd_toml
 from cpu_meter import LOADED
 
 BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
@@ -26,19 +26,8 @@ HOST_PORT, CAPSULE_PORT = 19210, 19211
 FIRST, LAST = 0x72000000, 0x7207FFFF
 
 
-def hello(port):
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-max_connections = 1024
-backlog = 1024
-[service]
-exec = ["{BUILD}/bench/svc_hello"]
-"""
-
-
 def cli(*args):
-    return subprocess.run([SUPERD, *args, "-c", SCRATCH + "/superd.toml"], capture_output=True, text=True,
-                          timeout=60)
+    return superd_cli(SCRATCH, *args, timeout=60)
 
 
 def block_alive(block):
@@ -70,11 +59,11 @@ def main():
     os.makedirs(SCRATCH + "/conf.d")
     write_superd_toml(SCRATCH, 90000, 99999, f"capsule_uid_range = [{FIRST}, {LAST}]")
     with open(SCRATCH + "/conf.d/hello.toml", "w") as f:
-        f.write(hello(HOST_PORT))
+        f.write(service_toml(HOST_PORT, "svc_hello"))
     conf = f"{SCRATCH}/lib/capsules/bench/.config/superd"
     os.makedirs(conf)
     with open(conf + "/hello.toml", "w") as f:
-        f.write(hello(CAPSULE_PORT))
+        f.write(service_toml(CAPSULE_PORT, "svc_hello"))
     p = subprocess.Popen([SUPERD, "serve", "-c", SCRATCH + "/superd.toml"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:

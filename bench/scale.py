@@ -30,7 +30,7 @@ LO, HI = 100000, 109999
 HOLD_PORT, HELLO_PORT = 19101, 19102
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from harness import ipc_owned, uids_of_processes  # noqa: E402
-from benchlib import write_superd_toml  # noqa: E402
+from benchlib import wait_until, write_superd_toml  # noqa: E402
 
 
 def rss_kb(pid):
@@ -75,15 +75,6 @@ def load(port, conc, **kw):
         args += ["-d", str(kw["d"])]
     out = subprocess.run(args, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def wait_until(pred, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def main():
@@ -147,13 +138,13 @@ def main():
         for s in socks:
             s.close()
         socks = []
-        ok = wait_until(lambda: leases() == 0 and not uids_of_processes(LO, HI), 120)
+        ok = wait_until(lambda: leases() == 0 and not uids_of_processes(LO, HI), 120, 0.2)
         report["drain_s"] = round(time.time() - t1, 2)
         report["after_live"] = {"leases": leases(), **leftovers(), "all_back": ok}
         rss0, fds0 = rss_kb(sd.pid), fd_count(sd.pid)
         t2 = time.time()
         s = load(HELLO_PORT, 8, n=soak)
-        wait_until(lambda: leases() == 0, 60)
+        wait_until(lambda: leases() == 0, 60, 0.2)
         report["soak"] = {"connections": soak, "ok": s["ok"], "failed": s["failed"], "conns_per_s": s["conns_per_s"],
                           "seconds": round(time.time() - t2, 1), "rss_before_kb": rss0, "rss_after_kb": rss_kb(sd.pid),
                           "fds_before": fds0, "fds_after": fd_count(sd.pid), "leases_after": leases(),

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import write_superd_toml
+from benchlib import service_toml, superd_cli, wait_until, write_superd_toml
 from cpu_meter import LOADED, Meter
 
 BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
@@ -29,19 +29,8 @@ HELLO, HOLD = 19220, 19221
 LO, HI = 90000, 99999
 
 
-def service(port, program):
-    return f"""[socket]
-listen = ["127.0.0.1:{port}"]
-max_connections = 1024
-backlog = 1024
-[service]
-exec = ["{BUILD}/bench/{program}"]
-"""
-
-
 def cli(*args):
-    return subprocess.run([SUPERD, *args, "-c", SCRATCH + "/superd.toml"], capture_output=True, text=True,
-                          timeout=120)
+    return superd_cli(SCRATCH, *args)
 
 
 def processes_in_range():
@@ -67,15 +56,6 @@ def lease_records():
     return sum(1 for off in range(64, len(data) - 63, 64) if int.from_bytes(data[off:off + 4], "little"))
 
 
-def wait_for(cond, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def main():
     upgrades, conc = (int(x) for x in (sys.argv[1:] + ["20", "8"][len(sys.argv) - 1:])[:2])
     shutil.rmtree(SCRATCH, ignore_errors=True)
@@ -87,18 +67,18 @@ def main():
         f.write(text)
     for name, port, prog in (("hello", HELLO, "svc_hello"), ("hold", HOLD, "svc_hold")):
         with open(f"{SCRATCH}/conf.d/{name}.toml", "w") as f:
-            f.write(service(port, prog))
+            f.write(service_toml(port, prog))
     log_path = SCRATCH + "/superd.log"
     logf = open(log_path, "wb")
     p = subprocess.Popen([SUPERD, "serve", "-c", SCRATCH + "/superd.toml"], stdout=logf, stderr=logf)
     log = lambda: open(log_path, errors="replace").read()  # noqa: E731
     try:
-        if not wait_for(lambda: "ready:" in log(), 15):
+        if not wait_until(lambda: "ready:" in log(), 15):
             sys.exit("superd did not start:\n" + log())
         hold = socket.create_connection(("127.0.0.1", HOLD), timeout=10)
         if hold.recv(3) != b"up\n":
             sys.exit("svc_hold did not answer")
-        wait_for(lambda: "START hold" in log(), 5)
+        wait_until(lambda: "START hold" in log(), 5)
         hold_pid = int(re.search(r"START hold .* pid=(\d+)", log()).group(1))
         seconds = upgrades * 1.2 + 4
         meter = Meter()
@@ -122,7 +102,7 @@ def main():
         alive = os.path.exists(f"/proc/{hold_pid}") and p.pid == int(json.loads(cli("status", "--json").stdout)["pid"])
         hold.sendall(b"still there?\n")
         hold.close()
-        reaped = wait_for(lambda: re.search(rf"EXIT hold .* pid={hold_pid} .*status=0", log()), 10)
+        reaped = wait_until(lambda: re.search(rf"EXIT hold .* pid={hold_pid} .*status=0", log()), 10)
         killed = len(re.findall(r"EXIT .* signal=", log()))
         p.terminate()
         p.wait(timeout=60)

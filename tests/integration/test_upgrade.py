@@ -258,6 +258,27 @@ def test_syslog_of_an_instance_from_before_the_upgrade_still_arrives():
         d.stop_clean()
 
 
+def test_a_running_capsule_is_handed_over():
+    from test_capsules import FIRST, LAST, GLOBAL, block_procs, capsule, capsule_file, info, start
+    with Superd("upg-capsule", {}, (LO + 450, LO + 499), global_extra=GLOBAL) as d:
+        capsule_file(d, "beta", "echo.toml", service(PORT + 11, "echo"))
+        d.start()
+        c = start(d, "beta")
+        conn = connect(PORT + 11)
+        check(echo_once(conn, b"x\n") == b"x\n", "the capsule serves")
+        out = upgraded(d)
+        after = info(d, "beta")
+        check(after["state"] == "running" and after["pid"] == c["pid"], f"the same capsule runs on: {after} {out}")
+        check(echo_once(conn, b"y\n") == b"y\n" and talk_tcp(PORT + 11, b"z\n") == b"z\n",
+              "its instance and its listener live through the upgrade")
+        conn.close()
+        r = capsule(d, "stop", "beta")
+        check(r.returncode == 0, f"the new image stops it: {r.stderr}")
+        wait_until(lambda: not block_procs(c["uids"][0], c["uids"][1]), 10, "nothing of its block left")
+        check("capsule beta: stopped" in d.log(), "and reaps it")
+        d.stop_clean()
+
+
 if __name__ == "__main__":
     main([test_upgrade_keeps_sockets_instances_and_their_stderr,
           test_sigusr2_upgrades_and_runtime_max_keeps_its_deadline,
@@ -268,4 +289,5 @@ if __name__ == "__main__":
           test_upgrade_with_500_live_instances,
           test_kill_9_in_the_middle_of_an_upgrade_recovers_as_a_crash_does,
           test_an_in_loop_session_finishes_in_the_old_image_first,
-          test_syslog_of_an_instance_from_before_the_upgrade_still_arrives])
+          test_syslog_of_an_instance_from_before_the_upgrade_still_arrives,
+          test_a_running_capsule_is_handed_over])
