@@ -271,6 +271,8 @@ struct Global {
   std::vector<net::Cidr> metrics_allow;
   // All or nothing: a bad service file makes serve and reload refuse (as before this key).
   bool strict = false;
+  // Zygotes per sandboxed service; 0: one per CPU superd may run on (its affinity mask).
+  uint32_t zygotes = 0;
   // Set when this superd runs inside a capsule (load_capsule): its roots are the capsule's.
   std::string capsule, capsule_home;
 };

@@ -54,6 +54,7 @@ Global parse_global(std::string_view text, const std::string& file, Problems& p)
         g.capsule_first = static_cast<uint32_t>(lo), g.capsule_last = static_cast<uint32_t>(hi);
     }
     r.read_bool("strict", g.strict);
+    r.read_int("zygotes", g.zygotes, 0, 256);
     if (r.read_string("log_target", g.log_target)) {
       std::string why;
       if (auto spec = log::SinkSpec::parse(g.log_target, why))

@@ -116,7 +116,8 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   }
   if (spawns && !prepare_service(*svc)) return nullptr;
   if (svc->plan.use_zygote) {
-    svc->zygotes = std::make_unique<spawn::ZygotePool>(io_, svc->plan, sc->name, zygote_events(*svc));
+    svc->zygotes =
+        std::make_unique<spawn::ZygotePool>(io_, svc->plan, sc->name, zygote_events(*svc), cfg_.global.zygotes);
     if (auto e = svc->zygotes->start()) {
       log::error("service {}: cannot set up its sandbox: {}", sc->name, e->describe(svc->plan));
       return nullptr;

@@ -1,6 +1,8 @@
 // spawn::ZygotePool: see zygote_pool.hpp for the strategy.
 #include "spawn/zygote_pool.hpp"
 
+#include <sched.h>
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,8 +31,16 @@ std::vector<pid_t> ZygotePool::pids() const {
   return out;
 }
 
-ZygotePool::ZygotePool(asio::io_context& io, const ServicePlan& plan, std::string service, Events events)
-    : io_(io), plan_(plan), service_(std::move(service)), events_(std::move(events)) {}
+ZygotePool::ZygotePool(asio::io_context& io, const ServicePlan& plan, std::string service, Events events, size_t count)
+    : io_(io), plan_(plan), service_(std::move(service)), events_(std::move(events)), count_(count) {}
+
+size_t zygotes_for(size_t configured) noexcept {
+  if (configured) return std::min(configured, ZygotePool::kMaxZygotes);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return std::clamp<size_t>(static_cast<size_t>(cpus), 1, ZygotePool::kMaxZygotes);
+}
 
 ZygotePool::~ZygotePool() = default;
 
@@ -57,8 +67,7 @@ std::unique_ptr<asio::posix::stream_descriptor> watch(asio::io_context& io, cons
 }  // namespace
 
 std::optional<SetupError> ZygotePool::start() {
-  long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
-  size_t n = std::clamp<size_t>(cpus > 0 ? static_cast<size_t>(cpus) : 1, 1, kMaxZygotes);
+  size_t n = zygotes_for(count_);
   for (size_t i = 0; i < n; ++i) {
     auto slot = std::make_unique<Slot>();
     SetupError e;
@@ -80,7 +89,7 @@ bool ZygotePool::backlog_full() const noexcept {
 
 void ZygotePool::note_exit(pid_t pid, int wait_status) {
   if (!in_flight_) return;
-  if (early_exits_.size() >= kMaxEarlyExits) early_exits_.erase(early_exits_.begin());
+  if (early_exits_.size() >= slots_.size() * kMaxPendingPerZygote) early_exits_.erase(early_exits_.begin());
   early_exits_.emplace_back(pid, wait_status);
 }
 

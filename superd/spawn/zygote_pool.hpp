@@ -1,4 +1,5 @@
-// spawn::ZygotePool: a sandboxed service's zygotes (one per CPU, at most kMaxZygotes) and the
+// spawn::ZygotePool: a sandboxed service's zygotes (one per CPU superd may run on, or [superd]
+// zygotes; at most kMaxZygotes) and the
 // requests they have not answered yet. It owns the slots, the choice of slot, the pending FIFO
 // per slot, the exits reaped before their answer came, and what a lost zygote's requests
 // become: returned to the daemon as values (their leases inside), for it to quarantine.
@@ -42,11 +43,13 @@ struct Pending {
   UniqueFd err_read;
 };
 
+// How many zygotes a pool starts: `configured`, or one per CPU of the affinity mask; 1..kMaxZygotes.
+size_t zygotes_for(size_t configured) noexcept;
+
 class ZygotePool {
  public:
-  static constexpr size_t kMaxZygotes = 4;            // at most one per CPU
+  static constexpr size_t kMaxZygotes = 256;          // the config key's bound
   static constexpr size_t kMaxPendingPerZygote = 64;  // past that, accepting pauses
-  static constexpr size_t kMaxEarlyExits = kMaxZygotes * kMaxPendingPerZygote;
 
   struct Events {
     // An instance runs. `early_status`: it was reaped before its answer came (a wait status).
@@ -63,12 +66,14 @@ class ZygotePool {
     std::function<void()> answered;
   };
 
-  ZygotePool(boost::asio::io_context& io, const ServicePlan& plan, std::string service, Events events);
+  // `count`: how many zygotes; 0: one per CPU in superd's affinity mask (sched_getaffinity).
+  ZygotePool(boost::asio::io_context& io, const ServicePlan& plan, std::string service, Events events,
+             size_t count = 0);
   ~ZygotePool();
   ZygotePool(const ZygotePool&) = delete;
   ZygotePool& operator=(const ZygotePool&) = delete;
 
-  // Starts one zygote per CPU (at most kMaxZygotes) and waits for their set-up.
+  // Starts the zygotes and waits for their set-up.
   std::optional<SetupError> start();
 
   // Sends a request to the least loaded zygote, replacing a dead one first. nullopt: sent
@@ -101,6 +106,7 @@ class ZygotePool {
   std::vector<std::unique_ptr<Slot>> slots_;
   size_t in_flight_ = 0;
   std::vector<std::pair<pid_t, int>> early_exits_;
+  size_t count_;
 };
 
 }  // namespace superd::spawn

@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -28,6 +29,7 @@
 #include "spawn/plan.hpp"
 #include "spawn/spawn.hpp"
 #include "spawn/zygote.hpp"
+#include "spawn/zygote_pool.hpp"
 #include "util/unique_fd.hpp"
 
 using namespace superd;
@@ -278,4 +280,19 @@ TEST_CASE("a zygote whose set-up fails names the step; a zygote that is gone is 
   CHECK(lost);
   CHECK(ec == std::make_error_code(std::errc::connection_reset));
   CHECK(child.pid == -1);
+}
+
+TEST_CASE("zygote pool: one zygote per CPU of the affinity mask, or as configured, uncapped at 4") {
+  cpu_set_t set;
+  REQUIRE(::sched_getaffinity(0, sizeof set, &set) == 0);
+  CHECK(superd::spawn::zygotes_for(0) == static_cast<size_t>(CPU_COUNT(&set)));
+  CHECK(superd::spawn::zygotes_for(6) == 6);
+  CHECK(superd::spawn::zygotes_for(1000) == superd::spawn::ZygotePool::kMaxZygotes);
+  // Pinned to one CPU (as taskset -c 0 would): one zygote.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
+  CHECK(superd::spawn::zygotes_for(0) == 1);
+  REQUIRE(::sched_setaffinity(0, sizeof set, &set) == 0);
 }
