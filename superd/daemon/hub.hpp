@@ -32,6 +32,7 @@
 #include "capsule/capsule.hpp"
 #include "cleanup/batch.hpp"
 #include "cleanup/ipc.hpp"
+#include "control/request.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/handover.hpp"
@@ -214,7 +215,7 @@ class Daemon {
   void on_control_request(std::shared_ptr<asio::posix::stream_descriptor> conn);
   nlohmann::json status_json() const;
   nlohmann::json pool_json() const;
-  void handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,
+  void handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const control::Request& req,
                   std::vector<UniqueFd> fds);
 
   config::Config cfg_;

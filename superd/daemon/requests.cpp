@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "control/control.hpp"
+#include "control/request.hpp"
 #include "util/log.hpp"
 
 extern char** environ;
@@ -30,62 +31,59 @@ void Daemon::on_control_request(std::shared_ptr<asio::posix::stream_descriptor> 
     log::warning("control: bad request: {}", ec.message());
     return;
   }
-  auto req = nlohmann::json::parse(msg, nullptr, false);
   auto reply_error = [&](const std::string& e) {
     control::send_message(conn->native_handle(), nlohmann::json{{"error", e}}.dump());
   };
-  if (req.is_discarded() || !req.is_object() || !req.contains("op")) return reply_error("malformed request");
-  if (req["op"] == "upgrade") return upgrade(conn, req.value("binary", std::string{}));
+  std::string error;
+  auto req = control::parse_request(msg, error);
+  if (!req) return reply_error(error);
+  using Op = control::Request::Op;
+  if (req->op == Op::upgrade) return upgrade(conn, req->binary);
   // Nothing changes while an upgrade drains: the new image reads the configuration anyway.
-  if (upgrade_ && req["op"] != "status")
+  if (upgrade_ && req->op != Op::status)
     return reply_error("an upgrade is in progress; try again when it has finished");
-  if (req["op"] == "run") {
-    if (fds.size() != 3) return reply_error("run needs stdin, stdout and stderr");
-    try {
-      handle_run(conn, req, std::move(fds));
-    } catch (const nlohmann::json::exception& e) {  // a field of the wrong type: the peer's error
-      reply_error(e.what());
-    }
-    return;
-  }
-  if (req["op"] == "reload") {
-    std::string problems = stopping_ ? "shutting down" : reload();
-    control::send_message(
-        conn->native_handle(),
-        (problems.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", problems}}).dump());
-    return;
-  }
-  if (req["op"] == "status") {
-    control::send_message(conn->native_handle(), status_json().dump());
-    return;
-  }
-  if (req["op"] == "capsule") {
-    std::string action = req.value("action", std::string{}), name = req.value("name", std::string{});
-    if (stopping_) return reply_error("shutting down");
-    if (action == "start") return capsule_start(name, conn);
-    if (action == "stop") return capsule_stop(name, conn);
-    if (action == "list") {
-      control::send_message(conn->native_handle(), nlohmann::json{{"capsules", capsules_json()}}.dump());
+  switch (req->op) {
+    case Op::run:
+      if (fds.size() != 3) return reply_error("run needs stdin, stdout and stderr");
+      return handle_run(conn, *req, std::move(fds));
+    case Op::reload: {
+      std::string problems = stopping_ ? "shutting down" : reload();
+      control::send_message(
+          conn->native_handle(),
+          (problems.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", problems}}).dump());
       return;
     }
-    return reply_error("unknown capsule action \"" + action + "\"");
+    case Op::status:
+      control::send_message(conn->native_handle(), status_json().dump());
+      return;
+    case Op::capsule:
+      if (stopping_) return reply_error("shutting down");
+      if (req->action == "start") return capsule_start(req->name, conn);
+      if (req->action == "stop") return capsule_stop(req->name, conn);
+      if (req->action == "list") {
+        control::send_message(conn->native_handle(), nlohmann::json{{"capsules", capsules_json()}}.dump());
+        return;
+      }
+      return reply_error("unknown capsule action \"" + req->action + "\"");
+    case Op::start:
+    case Op::stop:
+    case Op::keep: {
+      if (stopping_) return reply_error("shutting down");
+      std::string unit_error;
+      if (req->op == Op::start)
+        unit_error = start_unit(req->name);
+      else if (req->op == Op::stop)
+        unit_error = stop_unit(req->name);
+      else
+        keep_unit(req->name);
+      control::send_message(
+          conn->native_handle(),
+          (unit_error.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", unit_error}}).dump());
+      return;
+    }
+    case Op::upgrade:
+      break;  // handled above
   }
-  if (req["op"] == "start" || req["op"] == "stop" || req["op"] == "keep") {
-    if (!req.contains("name") || !req["name"].is_string()) return reply_error("no service name");
-    std::string name = req["name"];
-    if (stopping_) return reply_error("shutting down");
-    std::string error;
-    if (req["op"] == "start")
-      error = start_unit(name);
-    else if (req["op"] == "stop")
-      error = stop_unit(name);
-    else
-      keep_unit(name);
-    control::send_message(conn->native_handle(),
-                          (error.empty() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"error", error}}).dump());
-    return;
-  }
-  reply_error("unknown op");
 }
 
 // The pool's occupancy: held, free, and what blocks the UIDs that are neither (with a sample).
@@ -168,12 +166,12 @@ nlohmann::json Daemon::status_json() const {
           {"instances", instances},    {"pool", pool_json()}};
 }
 
-void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const nlohmann::json& req,
+void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const control::Request& req,
                         std::vector<UniqueFd> fds) {
   auto reply = [&](const nlohmann::json& j) { control::send_message(conn->native_handle(), j.dump()); };
-  auto argv = req.value("argv", std::vector<std::string>{});
-  auto props = req.value("properties", std::vector<std::string>{});
-  std::string unit = req.value("unit", std::string{});
+  const std::vector<std::string>& argv = req.argv;
+  const std::vector<std::string>& props = req.properties;
+  const std::string& unit = req.unit;
   if (argv.empty()) return reply({{"error", "no command given"}});
   if (!unit.empty() && live_units_.count(unit)) return reply({{"error", "unit " + unit + " is already running"}});
   uint64_t serial = ++serial_;

@@ -119,9 +119,9 @@ Result convert_parsed(Parsed parsed) {
 
 }  // namespace
 
-Result convert_text(std::string_view text, const std::string& file) {
+Result convert_text(std::string_view text, const std::string& file, Includes includes) {
   Parsed parsed;
-  parse_text(text, file, parsed);
+  parse_text(text, file, parsed, includes);
   return convert_parsed(std::move(parsed));
 }
 

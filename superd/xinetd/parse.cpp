@@ -78,6 +78,7 @@ struct Ctx {
   std::vector<std::string> open_files;  // canonical paths being read (loop detection)
   int depth = 0;
   size_t files_read = 1;
+  Includes includes = Includes::read;
 };
 
 void warn(Ctx& c, const std::string& file, uint32_t line, std::string attribute, std::string message) {
@@ -300,7 +301,9 @@ void parse_in(std::string_view text, const std::string& file, Ctx& c) {
     const std::string& kw = words[0];
     if ((kw == "include" || kw == "includedir") && words.size() >= 2 && words.size() < 6) {
       std::string path = resolve(file, words[1]);
-      if (kw == "include")
+      if (c.includes == Includes::skip)
+        warn(c, file, at, kw, "\"" + path + "\" not read: includes are off");
+      else if (kw == "include")
         include_file(path, file, at, c);
       else
         include_dir(path, file, at, c);
@@ -354,8 +357,9 @@ void parse_in(std::string_view text, const std::string& file, Ctx& c) {
 
 }  // namespace
 
-void parse_text(std::string_view text, const std::string& file, Parsed& out) {
+void parse_text(std::string_view text, const std::string& file, Parsed& out, Includes includes) {
   Ctx c{out, {canonical(file)}, 0};
+  c.includes = includes;
   parse_in(text, file, c);
 }
 

@@ -40,7 +40,7 @@ struct Parsed {
 };
 
 // Parses `text` (named `file`) and, recursively, what it includes.
-void parse_text(std::string_view text, const std::string& file, Parsed& out);
+void parse_text(std::string_view text, const std::string& file, Parsed& out, Includes includes = Includes::read);
 // Reads `path` (bounded by kMaxFileBytes) and parses it; an unreadable file is an error.
 void parse_file(const std::string& path, Parsed& out);
 

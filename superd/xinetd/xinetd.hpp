@@ -43,7 +43,11 @@ struct Result {
 
 // Reads `path` and everything it includes from disk.
 Result convert_file(const std::string& path);
-// Converts `text` as if read from `file` (include/includedir are still read from disk).
-Result convert_text(std::string_view text, const std::string& file);
+// Whether include and includedir lines are read from disk. `skip` (the fuzz target, which must
+// not wander the file system) reads nothing and warns on each such line instead.
+enum class Includes { read, skip };
+// Converts `text` as if read from `file` (include/includedir are still read from disk, unless
+// `includes` says skip).
+Result convert_text(std::string_view text, const std::string& file, Includes includes = Includes::read);
 
 }  // namespace superd::xinetd

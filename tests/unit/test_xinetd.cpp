@@ -748,6 +748,22 @@ TEST_CASE("xinetd: a FIFO or /proc in the includes is refused, never read (no ha
   }
 }
 
+TEST_CASE("xinetd: Includes::skip reads no include or includedir, and says so", "[xinetd]") {
+  // The fuzz target converts with includes off: a fuzzed `includedir /` must not walk the disk.
+  Scratch dir;
+  const std::string main_conf = (dir.path / "main.conf").string();
+  std::ofstream((dir.path / "inc").string()) << kHead << "}\n";
+  const std::string text = "include inc\nincludedir /proc\n";
+  CHECK(xinetd::convert_text(text, main_conf).services.size() == 1);  // read by default
+  auto r = xinetd::convert_text(text, main_conf, xinetd::Includes::skip);
+  CHECK(r.services.empty());
+  CHECK(r.errors.empty());
+  REQUIRE(r.warnings.size() == 2);
+  CHECK(r.warnings[0].to_string() ==
+        main_conf + ":1: include: warning: \"" + (dir.path / "inc").string() + "\" not read: includes are off");
+  CHECK(r.warnings[1].attribute == "includedir");
+}
+
 TEST_CASE("xinetd: a 70,000-address only_from converts whole, deduplicated, in order", "[xinetd]") {
   // Distinct addresses with a non-zero last byte (a trailing zero byte would be a wildcard).
   auto addr = [](int i) {
