@@ -61,7 +61,8 @@ std::string encode(const State& s) {
                               {"started_ns", i.started_ns},
                               {"deadline_ns", i.deadline_ns},
                               {"term_sent", i.term_sent},
-                              {"err_line", i.err_line}});
+                              {"err_line", i.err_line},
+                              {"retired", i.retired}});
   for (const auto& c : s.counters)
     j["counters"].push_back({{"service", c.service},
                              {"accepted", c.accepted},
@@ -126,7 +127,7 @@ std::optional<State> decode(const std::string& text, std::string& error) {
     for (const auto& i : j.value("instances", json::array()))
       s.instances.push_back({i.at("service"), i.at("pid"), i.at("pidfd"), i.at("err"), i.at("serial"), i.at("uid"),
                              i.at("leased"), i.at("peer"), source_from(i.at("source")), i.at("started_ns"),
-                             i.at("deadline_ns"), i.at("term_sent"), i.at("err_line")});
+                             i.at("deadline_ns"), i.at("term_sent"), i.at("err_line"), i.at("retired")});
     for (const auto& c : j.value("counters", json::array()))
       s.counters.push_back({c.at("service"), c.at("accepted"), c.at("refused"), c.at("failed"), c.at("ended_ok"),
                             c.at("ended_error"), c.at("ended_signal"), c.at("zygote_restarts"), c.at("since_ns")});

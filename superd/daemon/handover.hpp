@@ -51,6 +51,7 @@ struct Instance {
   int64_t deadline_ns = 0;  // runtime_max or the KILL after it; 0: none
   bool term_sent = false;
   std::string err_line;  // stderr read but not logged yet (an incomplete line)
+  bool retired = false;  // of a service a reload replaced: its settings are not the current ones
 };
 
 struct Counters {

@@ -113,7 +113,9 @@ void Daemon::restore_instances() {
     }
   }
   for (auto& h : handed_->instances) {
-    Service* s = find_service(h.service);
+    // An instance of a service a reload replaced keeps to itself: the current service's
+    // settings (its sandbox, and so which IPC its cleanup sweeps) need not be its own.
+    Service* s = h.retired ? &placeholder_service(h.service) : find_service(h.service);
     if (!s) {
       log::warning("upgrade: service {} is no longer configured; its instance pid {} runs on to its end", h.service,
                    h.pid);

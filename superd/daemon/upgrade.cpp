@@ -265,6 +265,7 @@ handover::State Daemon::handover_state(int exe_fd, int reply_fd) const {
     if (inst->service->cfg->service.runtime_max.count() > 0) h.deadline_ns = steady_ns(inst->timer.expiry());
     h.term_sent = inst->term_sent;
     h.err_line = inst->err_line;
+    h.retired = std::any_of(retired_.begin(), retired_.end(), [&](const auto& r) { return r.get() == inst->service; });
     if (h.leased) lease_of(inst->uid);
     st.instances.push_back(std::move(h));
   }

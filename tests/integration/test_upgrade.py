@@ -240,6 +240,22 @@ def test_an_in_loop_session_finishes_in_the_old_image_first():
         d.stop_clean()
 
 
+def test_an_instance_of_a_service_replaced_by_a_reload_is_handed_over_too():
+    with Superd("upg-retired", {"echo": service(PORT + 12, "echo")}, (LO + 500, LO + 549)) as d:
+        d.start()
+        c = connect(PORT + 12)
+        check(echo_once(c, b"x\n") == b"x\n", "served")
+        d.write_service("echo", service(PORT + 12, "echo", extra="private_ipc = true"))
+        check(d.cli("reload").returncode == 0, "reloaded: the old service retires with its instance")
+        upgraded(d)
+        check(echo_once(c, b"y\n") == b"y\n", "the retired service's instance answers after the upgrade")
+        c.close()
+        d.wait_log("EXIT echo serial=1 ")
+        check(talk_tcp(PORT + 12, b"z\n") == b"z\n", "the current service serves")
+        wait_until(lambda: len(d.lease_records()) == 0, 10, "every lease returned")
+        d.stop_clean()
+
+
 def test_syslog_of_an_instance_from_before_the_upgrade_still_arrives():
     script = service(PORT + 10, "-c", "read x; logger -t late syslog-after-$x; echo done", program="/bin/sh",
                      extra="private_devices = true")
@@ -290,4 +306,5 @@ if __name__ == "__main__":
           test_kill_9_in_the_middle_of_an_upgrade_recovers_as_a_crash_does,
           test_an_in_loop_session_finishes_in_the_old_image_first,
           test_syslog_of_an_instance_from_before_the_upgrade_still_arrives,
-          test_a_running_capsule_is_handed_over])
+          test_a_running_capsule_is_handed_over,
+          test_an_instance_of_a_service_replaced_by_a_reload_is_handed_over_too])
