@@ -8,6 +8,7 @@ import time
 from cpu_meter import Meter
 
 BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
+SUPERD = os.path.join(BUILD, "superd", "superd")
 
 
 def write_superd_toml(scratch, lo, hi, extra=""):
@@ -39,7 +40,7 @@ exec = ["{BUILD}/bench/{program}"]
 
 def superd_cli(scratch, *args, timeout=120):
     """`superd ARGS -c <scratch>/superd.toml`, its output captured."""
-    return subprocess.run([os.path.join(BUILD, "superd", "superd"), *args, "-c", scratch + "/superd.toml"],
+    return subprocess.run([SUPERD, *args, "-c", scratch + "/superd.toml"],
                           capture_output=True, text=True, timeout=timeout)
 
 

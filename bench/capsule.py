@@ -16,11 +16,9 @@ import subprocess
 import sys
 import time
 
-from benchlib import interleaved, loadgen_round, service_toml, superd_cli, write_superd_toml
+from benchlib import BUILD, SUPERD, interleaved, loadgen_round, service_toml, superd_cli, write_superd_toml
 from cpu_meter import LOADED
 
-BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
-SUPERD = os.path.join(BUILD, "superd", "superd")
 SCRATCH = "/srv/superd-bench-capsule"
 HOST_PORT, CAPSULE_PORT = 19210, 19211
 FIRST, LAST = 0x72000000, 0x7207FFFF

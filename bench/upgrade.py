@@ -19,11 +19,9 @@ import subprocess
 import sys
 import time
 
-from benchlib import service_toml, superd_cli, wait_until, write_superd_toml
+from benchlib import BUILD, SUPERD, service_toml, superd_cli, wait_until, write_superd_toml
 from cpu_meter import LOADED, Meter
 
-BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
-SUPERD = os.path.join(BUILD, "superd", "superd")
 SCRATCH = "/srv/superd-bench-upgrade"
 HELLO, HOLD = 19220, 19221
 LO, HI = 90000, 99999
