@@ -51,6 +51,17 @@ void ControlServer::arm() {
   });
 }
 
+std::vector<int> ControlServer::pending_fds() const {
+  std::vector<int> fds;
+  for (const auto& [id, conn] : pending_) fds.push_back(conn->native_handle());
+  return fds;
+}
+
+void ControlServer::adopt(int fd) {
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  admit(fd);
+}
+
 void ControlServer::admit(int fd) {
   while (pending_.size() >= kMaxPending) {
     auto oldest = pending_.begin();

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace superd::daemon {
 
@@ -31,6 +32,10 @@ class ControlServer {
   // `inherited`: the listening socket an upgrade's old image passed on (bound there already).
   std::error_code open(const std::string& path, int inherited = -1);
   int native() { return sock_.is_open() ? sock_.native_handle() : -1; }  // borrowed, for an upgrade
+  // An upgrade: the accepted connections whose request has not been served (it may be there
+  // already), handed to the new image, which serves them as any other (borrowed fds).
+  std::vector<int> pending_fds() const;
+  void adopt(int fd);
   // Stops accepting and removes the socket file; connections being served are not touched.
   void close();
   bool is_open() const { return sock_.is_open(); }

@@ -34,6 +34,7 @@ std::string encode(const State& s) {
             {"exe_fd", s.exe_fd},
             {"table_fd", s.table_fd},
             {"control_fd", s.control_fd},
+            {"control_pending", s.control_pending},
             {"reply_fd", s.reply_fd},
             {"requested_ns", s.requested_ns},
             {"paused_ns", s.paused_ns},
@@ -107,6 +108,7 @@ std::optional<State> decode(const std::string& text, std::string& error) {
     s.exe_fd = j.at("exe_fd");
     s.table_fd = j.at("table_fd");
     s.control_fd = j.at("control_fd");
+    s.control_pending = j.at("control_pending").get<std::vector<int>>();
     s.reply_fd = j.at("reply_fd");
     s.requested_ns = j.at("requested_ns");
     s.paused_ns = j.at("paused_ns");
@@ -188,6 +190,7 @@ std::optional<State> read(int fd, std::string& error) {
 
 std::vector<int> fds_of(const State& s) {
   std::vector<int> fds = {s.exe_fd, s.table_fd, s.control_fd, s.reply_fd};
+  fds.insert(fds.end(), s.control_pending.begin(), s.control_pending.end());
   for (const auto& l : s.listeners) fds.push_back(l.fd);
   for (const auto& i : s.instances) fds.insert(fds.end(), {i.pidfd, i.err});
   for (const auto& c : s.capsules) fds.insert(fds.end(), {c.pidfd, c.out, c.alive});

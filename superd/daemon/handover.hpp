@@ -83,6 +83,7 @@ struct State {
   int exe_fd = -1;                          // the old image's binary: where the new image falls back to
   int table_fd = -1;                        // the lease table, with its lock
   int control_fd = -1;                      // the control socket (listening)
+  std::vector<int> control_pending;         // its connections whose request was not served yet
   int reply_fd = -1;                        // the `superd upgrade` that asked, answered by the new image (-1: SIGUSR2)
   int64_t requested_ns = 0, paused_ns = 0;  // the request, and when the listeners paused
   size_t listener_count = 0;                // as handed over (the new image takes them out of `listeners`)

@@ -162,6 +162,8 @@ void Daemon::restore_instances() {
       k.since = from_ns(c.since_ns);
     }
   restore_capsules();
+  // Requests that came in just before the exec: answered here (a reload runs in this image).
+  for (int fd : handed_->control_pending) control_.adopt(fd);
   // Leases the state named that nothing claimed (a group of a service gone): they return now.
   handed_leases_.clear();
 }

@@ -223,6 +223,7 @@ handover::State Daemon::handover_state(int exe_fd, int reply_fd) const {
   st.exe_fd = exe_fd;
   st.table_fd = table_.fd();
   st.control_fd = const_cast<ControlServer&>(control_).native();
+  st.control_pending = control_.pending_fds();
   st.reply_fd = reply_fd;
   st.requested_ns = steady_ns(upgrade_->requested);
   st.paused_ns = steady_ns(upgrade_->paused);
