@@ -289,6 +289,10 @@ logs_root = "{self.root}/log"
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        keep = os.environ.get("SUPERD_TEST_KEEP_LOGS")
+        if keep and os.path.exists(self.log_path):
+            # tests/sanitize/run: UBSan reports only reach superd's stderr, this log.
+            shutil.copy(self.log_path, os.path.join(keep, f"{os.path.basename(self.root)}-{time.monotonic_ns()}.log"))
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self):
