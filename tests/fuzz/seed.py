@@ -6,7 +6,7 @@ lines), and the TOML texts of the unit tests (C++ raw strings) and integration t
 triple-quoted strings with a [socket], [service] or [superd] table).
 xinetd: the files under tests/unit/xinetd/, the README's xinetd and inetd.conf examples (fenced
 blocks with a `service NAME` or `defaults` line) and the raw strings of test_xinetd.cpp.
-control, datagram, syslog: handmade seeds in the targets' input formats (see each fuzz_*.cpp).
+control, datagram, syslog, proxy: handmade seeds in the targets' input formats (see each fuzz_*.cpp).
 Files are named by the SHA-1 of their content, as libFuzzer names its own; crash-* regression
 inputs found by fuzzing are kept as they are.
 """
@@ -116,9 +116,34 @@ def syslog_seeds():
     return [head + l for l in lines] + [struct.pack("<HB", 8, 200) + lines[0]]
 
 
+def proxy_seeds():
+    """The examples of HAProxy's proxy-protocol.txt, v1 and v2 (each with TLVs), after the two
+    bytes of fuzz_proxy's limits (any version; proxy_max_tlv = 128 * 32)."""
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+
+    def tlv(t, v):
+        return struct.pack("!BH", t, len(v)) + v
+
+    a4 = bytes([192, 0, 2, 1, 198, 51, 100, 7]) + struct.pack("!HH", 56324, 443)
+    a6 = bytes(15) + b"\x01" + bytes(15) + b"\x02" + struct.pack("!HH", 1, 2)
+    ssl = b"\x01\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.3") + tlv(0x22, b"cn")
+    tlvs = tlv(0x02, b"example.com") + tlv(0x05, b"id") + tlv(0x20, ssl) + tlv(0x30, b"ns") + tlv(0x03, bytes(4))
+    v2 = [sig + b"\x20\x00\x00\x00",
+          sig + b"\x21\x11" + struct.pack("!H", len(a4)) + a4,
+          sig + b"\x21\x11" + struct.pack("!H", len(a4 + tlvs)) + a4 + tlvs,
+          sig + b"\x21\x21" + struct.pack("!H", len(a6)) + a6,
+          sig + b"\x21\x31" + struct.pack("!H", 216) + bytes(216),
+          sig + b"\x21\x00\x00\x00"]
+    v1 = [b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET / HTTP/1.1\r\n",
+          b"PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n",
+          b"PROXY UNKNOWN\r\n", b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n"]
+    return [b"\x02\x80" + h for h in v1 + v2]
+
+
 if __name__ == "__main__":
     write("config", config_seeds())
     write("xinetd", xinetd_seeds())
     write("control", control_seeds())
     write("datagram", datagram_seeds())
     write("syslog", syslog_seeds())
+    write("proxy", proxy_seeds())

@@ -21,12 +21,13 @@ MAX_LINES = 600
 # superd/meson.build.
 MODULES = {
     "util": (["util/"], []),
+    "proxy": (["proxy/"], []),
     "admission": (["admission/"], ["util"]),
     "uid_pool": (["uid_pool/"], ["util"]),
     "cleanup": (["cleanup/"], ["util", "uid_pool"]),
     "inloop": (["inloop/"], ["util", "admission"]),
     "sandbox_filters": (["sandbox/seccomp", "sandbox/landlock", "sandbox/cgroup"], ["util"]),
-    "config": (["config/"], ["util", "admission", "sandbox_filters", "uid_pool", "inloop"]),
+    "config": (["config/"], ["util", "proxy", "admission", "sandbox_filters", "uid_pool", "inloop"]),
     "sandbox": (["sandbox/mounts", "sandbox/dirs"], ["util", "config", "sandbox_filters"]),
     "listener": (["listener/"], ["util", "config"]),
     "spawn": (["spawn/"], ["util", "config", "sandbox", "sandbox_filters", "uid_pool"]),
