@@ -33,6 +33,12 @@ class Gate {
   void enter(const net::SourceKey& source);
   void leave(const net::SourceKey& source);
 
+  // A connection whose PROXY header is still being read: it counts toward max_connections (so
+  // headers in flight are bounded) but toward no source, as its real client is not known yet.
+  // The daemon releases it before it asks check() for the real client.
+  void hold() noexcept { ++live_; }
+  void unhold() noexcept { live_ -= live_ > 0; }
+
   bool full() const noexcept { return live_ >= limits_.max_connections; }
   uint32_t live() const noexcept { return live_; }
   uint32_t live_from(const net::SourceKey& source) const;

@@ -25,6 +25,7 @@
 #include "admission/access_times.hpp"
 #include "admission/admission.hpp"
 #include "inloop/internal_service.hpp"
+#include "proxy/header.hpp"
 #include "sandbox/seccomp.hpp"
 #include "util/net.hpp"
 #include "util/sink.hpp"
@@ -111,6 +112,14 @@ struct SocketConfig {
   std::chrono::milliseconds datagram_reply_interval{1000};
   uint32_t datagram_reply_rate_per_source = 20;
   std::chrono::milliseconds datagram_reply_interval_per_source{2000};
+  // PROXY protocol from trusted load balancers (proxy/header.hpp); off without proxy_protocol.
+  std::optional<proxy::Versions> proxy_protocol;
+  std::vector<net::Cidr> proxy_allow;   // IP proxies trusted to send a header
+  bool proxy_allow_unix = false;        // "unix": any peer of a UNIX listener (its mode decides)
+  std::vector<uid_t> proxy_allow_uids;  // "uid:N": UNIX peers with that UID
+  std::chrono::milliseconds proxy_timeout{3000};
+  uint32_t proxy_max_tlv = 4096;
+  proxy::Limits proxy_limits() const noexcept { return {proxy_protocol.value_or(proxy::Versions::any), proxy_max_tlv}; }
 };
 
 enum class Stdio { socket, listen_fds };

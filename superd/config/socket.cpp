@@ -25,6 +25,62 @@ std::optional<gid_t> resolve_group(const std::string& s) {
   return std::nullopt;
 }
 
+namespace {
+
+// proxy_protocol, proxy_allow, proxy_timeout, proxy_max_tlv: the header is read by the daemon
+// (daemon/proxy.cpp) only from the proxies proxy_allow names, so the list is required.
+void read_proxy(TableReader& r, SocketConfig& s) {
+  std::string mode;
+  const toml::node* on = r.get("proxy_protocol");
+  if (r.read_string("proxy_protocol", mode)) {
+    if (mode == "v1")
+      s.proxy_protocol = proxy::Versions::v1;
+    else if (mode == "v2")
+      s.proxy_protocol = proxy::Versions::v2;
+    else if (mode == "any")
+      s.proxy_protocol = proxy::Versions::any;
+    else
+      r.bad(*on, "proxy_protocol", "expected \"v1\", \"v2\" or \"any\"");
+  }
+  for (auto& [text, node] : r.read_strings("proxy_allow", false)) {
+    std::string why;
+    if (text == "unix") {
+      s.proxy_allow_unix = true;
+    } else if (text.starts_with("uid:")) {
+      std::string n = text.substr(4);
+      if (n.empty() || n.size() > 10 || !std::all_of(n.begin(), n.end(), ::isdigit) || std::stoull(n) > 0xFFFFFFFEull)
+        r.bad(*node, "proxy_allow", "\"" + text + "\": expected uid:N with N a UID");
+      else
+        s.proxy_allow_uids.push_back(static_cast<uid_t>(std::stoul(n)));
+    } else if (auto c = net::parse_cidr(text, why)) {
+      s.proxy_allow.push_back(*c);
+    } else {
+      r.bad(*node, "proxy_allow", why + " (or \"unix\", \"uid:N\" for a UNIX listener's proxy)");
+    }
+  }
+  r.read_duration("proxy_timeout", s.proxy_timeout);
+  if (auto* n = r.get("proxy_timeout");
+      n && (s.proxy_timeout.count() <= 0 || s.proxy_timeout > std::chrono::minutes(1)))
+    r.bad(*n, "proxy_timeout", "must be longer than 0 and at most 60s");
+  r.read_int("proxy_max_tlv", s.proxy_max_tlv, 0, static_cast<int64_t>(proxy::kMaxTlvCap));
+  if (!s.proxy_protocol) {
+    for (const char* key : {"proxy_allow", "proxy_timeout", "proxy_max_tlv"})
+      if (auto* n = r.get(key)) r.bad(*n, key, "needs proxy_protocol = \"v1\", \"v2\" or \"any\"");
+    return;
+  }
+  if (s.proxy_allow.empty() && s.proxy_allow_uids.empty() && !s.proxy_allow_unix)
+    r.bad(*on, "proxy_protocol",
+          "needs proxy_allow, the proxies trusted to send a header (CIDRs, \"unix\", \"uid:N\")");
+  if (!s.accept) r.bad(*on, "proxy_protocol", "needs accept = true: in wait mode the service accepts, not superd");
+  for (const Listen& l : s.listen)
+    if (l.datagram) {
+      r.bad(*on, "proxy_protocol", "PROXY headers come on stream connections, not on listen_datagram");
+      break;
+    }
+}
+
+}  // namespace
+
 void read_socket(TableReader& r, SocketConfig& s) {
   for (auto& [text, node] : r.read_strings("listen", true)) {
     std::string why;
@@ -135,6 +191,7 @@ void read_socket(TableReader& r, SocketConfig& s) {
       banner->text = std::move(text);
     }
   }
+  read_proxy(r, s);
   std::string user, group;
   if (r.read_string("socket_user", user)) {
     if (!(s.socket_user = resolve_user(user)))

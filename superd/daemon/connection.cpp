@@ -1,5 +1,6 @@
 // The connection path, one hop per step:
-//   accept4 (on_readable) -> peer identity -> admission::Policy::decide -> banners ->
+//   accept4 (on_readable) -> peer identity -> [PROXY header, daemon/proxy.cpp] -> admit:
+//   admission::Policy::decide -> banners ->
 //   Leases::acquire -> make_instance_plan -> ZygotePool::send or spawn::start (launch) -> adopt.
 // The connection fd is owned (UniqueFd) all the way: it is handed to the spawner, which takes its
 // own copy, or it closes when this returns (a refusal, a failure).
@@ -30,14 +31,6 @@ void send_banner(int fd, const config::Banner& b, const std::string& service) {
     log::debug("service {}: banner {} cut short: {} of {} bytes", service, b.path, n < 0 ? 0 : n, b.text.size());
 }
 
-// Who is on the other end: the peer's identity for the plan, the log and admission.
-struct PeerInfo {
-  spawn::Peer peer;
-  std::string text;
-  net::SourceKey source;
-  const sockaddr* ip = nullptr;  // the IP peer, nullptr for UNIX
-};
-
 // False (and `why`) if a UNIX peer's credentials cannot be read.
 bool identify(int conn, const net::ListenSpec& local, const sockaddr_storage& addr, PeerInfo& out, std::string& why) {
   out.peer.remote = addr;
@@ -63,9 +56,8 @@ bool identify(int conn, const net::ListenSpec& local, const sockaddr_storage& ad
     socklen_t ll = sizeof out.peer.local;
     ::getsockname(conn, reinterpret_cast<sockaddr*>(&out.peer.local), &ll);
   }
-  out.ip = reinterpret_cast<const sockaddr*>(&addr);
-  out.text = peer_string(out.ip);
-  out.source = net::source_key(out.ip);
+  out.text = peer_string(out.ip());
+  out.source = net::source_key(out.ip());
   return true;
 }
 
@@ -130,27 +122,32 @@ void Daemon::on_rate_room(Service& s) {
     if (!s.policy.take_rate(Clock::now())) return defer_for_rate(s);
     Deferred d = std::move(*s.deferred);
     s.deferred.reset();
-    on_connection(s, d.local, std::move(d.conn), d.peer, true);
+    admit(s, std::move(d.conn), std::move(d.who), Clock::now(), true);
   } else if (s.wait_mode) {
     return start_wait_instance(s);
   }
   if (s.state == State::polling) to_polling(s);
 }
 
-void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer_addr,
-                           bool rate_taken) {
+void Daemon::on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer_addr) {
   const auto accepted = Clock::now();
-  const std::string& name = s.cfg->name;
-  const config::SocketConfig& so = s.cfg->socket;
   PeerInfo who;
   std::string why;
   if (!identify(conn.get(), local, peer_addr, who, why)) return s.log_refuse("unix", why);
+  if (s.cfg->socket.proxy_protocol) return read_proxy_header(s, std::move(conn), std::move(who), accepted);
+  admit(s, std::move(conn), std::move(who), accepted, false);
+}
+
+// Admission, then the lease, the plan and the spawner; `who` is the real client.
+void Daemon::admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point accepted, bool rate_taken) {
+  const std::string& name = s.cfg->name;
+  const config::SocketConfig& so = s.cfg->socket;
 
   // Admission. A refused connection gets banner and banner_fail (xinetd's order) and is
   // closed; nothing is spawned.
-  admission::Decision d = s.policy.decide(admission::Path::stream, who.ip, who.source, Clock::now(), -1, rate_taken);
+  admission::Decision d = s.policy.decide(admission::Path::stream, who.ip(), who.source, Clock::now(), -1, rate_taken);
   if (d.kind == admission::Decision::Kind::defer) {
-    s.deferred = Deferred{std::move(conn), peer_addr, local};
+    s.deferred = Deferred{std::move(conn), std::move(who)};
     return defer_for_rate(s);
   }
   send_banner(conn.get(), so.banner, name);

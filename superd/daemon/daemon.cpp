@@ -173,8 +173,9 @@ void Daemon::begin_shutdown() {
   log::info("shutting down: {} live instances", instances_.size());
   for (auto& s : services_) to_stopping(*s);
   host_.stop();
-  // Sessions in the loop end with their sockets.
+  // Sessions in the loop end with their sockets, as do connections still sending a PROXY header.
   sessions_.clear();
+  proxy_waits_.clear();
   control_.close();
   auto grace = std::chrono::milliseconds(0);
   for (auto& [name, c] : capsules_) {

@@ -73,7 +73,8 @@ std::string encode(const State& s) {
                              {"ended_error", c.ended_error},
                              {"ended_signal", c.ended_signal},
                              {"zygote_restarts", c.zygote_restarts},
-                             {"since_ns", c.since_ns}});
+                             {"since_ns", c.since_ns},
+                             {"proxy_local", c.proxy_local}});
   for (const auto& c : s.capsules)
     j["capsules"].push_back({{"name", c.name},
                              {"home", c.home},
@@ -132,7 +133,8 @@ std::optional<State> decode(const std::string& text, std::string& error) {
                              i.at("deadline_ns"), i.at("term_sent"), i.at("err_line"), i.at("retired")});
     for (const auto& c : j.value("counters", json::array()))
       s.counters.push_back({c.at("service"), c.at("accepted"), c.at("refused"), c.at("failed"), c.at("ended_ok"),
-                            c.at("ended_error"), c.at("ended_signal"), c.at("zygote_restarts"), c.at("since_ns")});
+                            c.at("ended_error"), c.at("ended_signal"), c.at("zygote_restarts"), c.at("since_ns"),
+                            c.value("proxy_local", uint64_t{0})});
     for (const auto& c : j.value("capsules", json::array()))
       s.capsules.push_back({c.at("name"), c.at("home"), c.at("block"), c.at("pid"), c.at("pidfd"), c.at("out"),
                             c.at("alive"), c.at("ready_seen"), c.at("started_ns")});

@@ -58,6 +58,7 @@ struct Counters {
   std::string service;
   uint64_t accepted = 0, refused = 0, failed = 0, ended_ok = 0, ended_error = 0, ended_signal = 0, zygote_restarts = 0;
   int64_t since_ns = 0;
+  uint64_t proxy_local = 0;  // absent from an image before PROXY support: 0
 };
 
 struct Capsule {

@@ -2,6 +2,7 @@
 // instances, sessions, the UID leases). It calls the stages in order, one file per concern:
 //
 //   accept .............. daemon/connection.cpp   on_readable: accept4, EMFILE back-off
+//   PROXY header ........ daemon/proxy.cpp        behind a load balancer: the real client
 //   admission decision .. admission/policy.cpp    Policy::decide (stream and datagram alike)
 //   lease ............... uid_pool/lease.cpp      Leases::acquire -> a move-only Lease
 //   plan ................ spawn/plan.cpp          make_instance_plan (per service: make_service_plan)
@@ -81,6 +82,20 @@ struct CapsuleRun {
       : pidfd(io, pidfd_raw), ready(io, ready_raw), out(io, out_raw), timer(io) {}
 };
 
+// A connection whose PROXY header is being read (daemon/proxy.cpp), bounded by proxy_timeout
+// and by max_connections (Gate::hold).
+struct ProxyWait {
+  Service* service;
+  asio::posix::stream_descriptor sd;  // the connection; handed on as a UniqueFd when done
+  asio::steady_timer timer;           // proxy_timeout
+  PeerInfo proxy;                     // the balancer's end of the connection
+  Clock::time_point accepted;
+  std::vector<uint8_t> buf;  // the header so far (all of it header bytes: see proxy.cpp)
+  bool waited = false;       // Asio waited on `sd` (and set O_NONBLOCK on it)
+  ProxyWait(asio::io_context& io, Service* s, int fd, PeerInfo p, Clock::time_point at)
+      : service(s), sd(io, fd), timer(io), proxy(std::move(p)), accepted(at) {}
+};
+
 // An upgrade in the old image (daemon/upgrade.cpp): the new binary's check, then the drain.
 struct Upgrade {
   enum class Stage { checking, sessions, quiet };
@@ -156,10 +171,15 @@ class Daemon {
 
   // --- the connection path (connection.cpp) ---
   void on_readable(Listener& l);
-  void on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer,
-                     bool rate_taken = false);
+  void on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer);
+  void admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point accepted, bool rate_taken);
   void defer_for_rate(Service& s);
   void on_rate_room(Service& s);
+
+  // --- PROXY protocol headers, read in the loop before admission (proxy.cpp) ---
+  void read_proxy_header(Service& s, UniqueFd conn, PeerInfo proxy, Clock::time_point accepted);
+  void on_proxy_readable(uint64_t id);
+  void end_proxy_wait(uint64_t id, const std::string& refusal);
 
   // --- wait mode (wait_mode.cpp) ---
   void start_wait_instance(Service& s);
@@ -231,7 +251,9 @@ class Daemon {
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<Service>> retired_;  // replaced by a reload, instances still live
   std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
-  std::unordered_map<uint64_t, Session> sessions_;  // by serial
+  std::unordered_map<uint64_t, Session> sessions_;                        // by serial
+  std::unordered_map<uint64_t, std::unique_ptr<ProxyWait>> proxy_waits_;  // by proxy_ids_
+  uint64_t proxy_ids_ = 0;
   cleanup::Batch cleanup_;
   bool cleanup_posted_ = false;
   uint64_t cleanup_batches_ = 0;  // for /metrics

@@ -188,6 +188,12 @@ std::string Daemon::metrics_text() const {
   for (auto* s : all)
     fmt::format_to(out, "superd_zygote_restarts_total{{service=\"{}\"}} {}\n", label(s->cfg->name),
                    s->counters.zygote_restarts);
+  head("superd_proxy_health_checks_total", "counter",
+       "PROXY LOCAL headers (a balancer's health checks), spawning nothing.");
+  for (auto* s : all)
+    if (s->cfg->socket.proxy_protocol)
+      fmt::format_to(out, "superd_proxy_health_checks_total{{service=\"{}\"}} {}\n", label(s->cfg->name),
+                     s->counters.proxy_local);
   uint32_t blocked = pool_.blocked_summary().unavailable;
   head("superd_uid_pool_size", "gauge", "UIDs in dynamic_uid_range.");
   fmt::format_to(out, "superd_uid_pool_size {}\n", pool_.size());

@@ -131,6 +131,7 @@ nlohmann::json Daemon::status_json() const {
                         {"accepted", s->counters.accepted},
                         {"refused", s->counters.refused},
                         {"failed", s->counters.failed},
+                        {"proxy_health_checks", s->counters.proxy_local},
                         {"uptime_s", std::chrono::duration<double>(now - s->counters.since).count()},
                         {"origin", s->cfg->origin == config::Origin::file   ? "file"
                                    : s->cfg->origin == config::Origin::link ? "link"

@@ -159,6 +159,7 @@ void Daemon::restore_instances() {
       k.ended_error = c.ended_error;
       k.ended_signal = c.ended_signal;
       k.zygote_restarts = c.zygote_restarts;
+      k.proxy_local = c.proxy_local;
       k.since = from_ns(c.since_ns);
     }
   restore_capsules();

@@ -58,7 +58,9 @@ void Service::log_line(log::Level level, const std::string& line) const {
 namespace {
 // A refusal's reason as a metric label: what kind of rule refused it.
 std::string refusal_class(const std::string& reason) {
-  for (auto [needle, cls] : {std::pair{"access_times", "access_times"},
+  for (auto [needle, cls] : {std::pair{"PROXY", "proxy"},  // a header's fault, or an untrusted proxy
+                             {"proxy_", "proxy"},
+                             {"access_times", "access_times"},
                              {"max_connection_rate", "rate"},
                              {"per_source", "per_source"},
                              {"max_connections_per", "per_source"},

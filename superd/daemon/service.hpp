@@ -61,12 +61,22 @@ enum class State : uint8_t { polling, full, held, wait_running, stopping };
 const char* state_name(State s) noexcept;
 bool transition_allowed(State from, State to) noexcept;
 
+// Who is on the other end of a connection: the identity for the plan, the log and admission.
+// Behind a PROXY header (daemon/proxy.cpp) it is the real client the proxy names.
+struct PeerInfo {
+  spawn::Peer peer;
+  std::string text;  // as log lines show it
+  net::SourceKey source;
+  const sockaddr* ip() const noexcept {  // the IP peer, nullptr for UNIX
+    return peer.is_unix ? nullptr : reinterpret_cast<const sockaddr*>(&peer.remote);
+  }
+};
+
 // A connection accepted past the rate limit with connection_rate_action = "defer": held until
 // the limit lets it through (one at most per service: accepting stops while one waits).
 struct Deferred {
   UniqueFd conn;
-  sockaddr_storage peer{};
-  net::ListenSpec local;
+  PeerInfo who;
 };
 
 // What an internal datagram service keeps between datagrams: one buffer (request and reply
@@ -108,6 +118,7 @@ struct Service {
     std::map<std::string, uint64_t> refused_by, failed_by;     // by reason class, by step
     uint64_t ended_ok = 0, ended_error = 0, ended_signal = 0;  // exit status 0, other, a signal
     uint64_t zygote_restarts = 0;
+    uint64_t proxy_local = 0;  // PROXY LOCAL headers (a balancer's health checks), closed unspawned
     // Accept to a running child (the zygote's answer, or launch()), in seconds.
     static constexpr double kBuckets[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
     uint64_t spawn_buckets[std::size(kBuckets)] = {};

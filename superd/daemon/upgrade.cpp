@@ -168,7 +168,7 @@ void Daemon::upgrade_step() {
   Upgrade& u = *upgrade_;
   bool deferred = false;
   for (const auto& s : services_) deferred |= s->deferred.has_value();
-  if (u.stage == Upgrade::Stage::sessions && sessions_.empty() && !deferred) {
+  if (u.stage == Upgrade::Stage::sessions && sessions_.empty() && proxy_waits_.empty() && !deferred) {
     u.stage = Upgrade::Stage::quiet;
     u.paused = Clock::now();
     pause_listeners(false);
@@ -179,9 +179,9 @@ void Daemon::upgrade_step() {
   if (u.timer.expiry() <= Clock::now()) {
     if (u.stage == Upgrade::Stage::sessions)
       return upgrade_abort(fmt::format(
-          "{} in-loop sessions (internal services, redirects) or rate-deferred connections still open after {} s; "
-          "they finish in this image, so upgrade again later",
-          sessions_.size() + (deferred ? 1 : 0), kSessionWait.count()));
+          "{} in-loop sessions (internal services, redirects), PROXY headers or rate-deferred connections still open "
+          "after {} s; they finish in this image, so upgrade again later",
+          sessions_.size() + proxy_waits_.size() + (deferred ? 1 : 0), kSessionWait.count()));
     return upgrade_abort(fmt::format("{} spawns still unanswered after {} s", spawns_in_flight(), kQuietWait.count()));
   }
   auto step = std::make_shared<asio::steady_timer>(io_, kStepPeriod);
@@ -192,7 +192,9 @@ void Daemon::upgrade_step() {
 
 bool Daemon::upgrade_holds(const Service& s) const {
   if (!upgrade_ || upgrade_->stage == Upgrade::Stage::checking) return false;
-  return upgrade_->stage == Upgrade::Stage::quiet || s.cfg->service.exec.empty() || s.deferred.has_value();
+  // In the first stage: services served in the loop, and those that read a PROXY header there.
+  return upgrade_->stage == Upgrade::Stage::quiet || s.cfg->service.exec.empty() || s.deferred.has_value() ||
+         s.cfg->socket.proxy_protocol.has_value();
 }
 
 void Daemon::pause_listeners(bool in_loop_only) {
@@ -246,7 +248,7 @@ handover::State Daemon::handover_state(int exe_fd, int reply_fd) const {
       if (list == &services_) {
         const auto& c = s->counters;
         st.counters.push_back({s->cfg->name, c.accepted, c.refused, c.failed, c.ended_ok, c.ended_error, c.ended_signal,
-                               c.zygote_restarts, steady_ns(c.since)});
+                               c.zygote_restarts, steady_ns(c.since), c.proxy_local});
         if (s->state == State::wait_running) st.wait_running.push_back(s->cfg->name);
         if (s->syslog) st.syslogs.push_back({s->cfg->name, s->syslog->path, s->syslog->sd.native_handle()});
       }

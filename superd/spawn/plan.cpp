@@ -289,6 +289,7 @@ void make_instance_plan(InstancePlan& out, const ServicePlan& svc, const Peer& p
     add("TCPLOCALIP", net::address_string(l));
     add("TCPLOCALPORT", std::to_string(net::address_port(l)));
   }
+  for (const std::string& e : peer.proxy_env) env.push_back(e);
   add_identity(env, svc, uid_pool::connection_user_name(uid));
   if (svc.stdio == config::Stdio::listen_fds) {
     // The service is PID 1 of its own PID namespace (see spawn.cpp), so LISTEN_PID is 1.

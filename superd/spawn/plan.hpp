@@ -130,6 +130,8 @@ struct Peer {
   pid_t unix_pid = 0;
   uid_t unix_uid = 0;
   gid_t unix_gid = 0;
+  // Behind a PROXY header: PROXY_ADDR, PROXY_PORT and the TLVs' variables, as "KEY=value".
+  std::vector<std::string> proxy_env;
 };
 
 // Per connection: owns the strings the envp array points into.

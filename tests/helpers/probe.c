@@ -3,36 +3,36 @@
  * request (crash, daemonise, leave IPC objects behind, never read, log through syslog(3)).
  * Usage: probe MODE [ARG]; output on fd 1 (or on the LISTEN_FDS fd 3 in "fds3" mode). */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <mqueue.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/msg.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <sys/mount.h>
-#include <sys/syscall.h>
-#include <sched.h>
-#include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
-#include <stddef.h>
-#include <sys/prctl.h>
-#include <dirent.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <unistd.h>
-#include <poll.h>
+#include <sys/wait.h>
 #include <syslog.h>
+#include <unistd.h>
 
 extern char** environ;
 
@@ -55,9 +55,12 @@ static void print_fds(FILE* out) {
     target[n] = 0;
     /* The FILE's own fd for /proc/self/fd listing does not exist here: we use readlink only. */
     char kind[16] = "other";
-    if (!strncmp(target, "socket:", 7)) strcpy(kind, "socket");
-    else if (!strncmp(target, "pipe:", 5)) strcpy(kind, "pipe");
-    else if (!strcmp(target, "/dev/null")) strcpy(kind, "null");
+    if (!strncmp(target, "socket:", 7))
+      strcpy(kind, "socket");
+    else if (!strncmp(target, "pipe:", 5))
+      strcpy(kind, "pipe");
+    else if (!strcmp(target, "/dev/null"))
+      strcpy(kind, "null");
     fprintf(out, "fd %d %s\n", fd, kind);
   }
 }
@@ -85,8 +88,8 @@ int main(int argc, char** argv) {
     FILE* f = fdopen(dup(3), "w");
     if (!f) return 3;
     print_fds(f);
-    fprintf(f, "LISTEN_FDS=%s LISTEN_PID=%s LISTEN_FDNAMES=%s getpid=%d\n", getenv("LISTEN_FDS"),
-            getenv("LISTEN_PID"), getenv("LISTEN_FDNAMES"), (int)getpid());
+    fprintf(f, "LISTEN_FDS=%s LISTEN_PID=%s LISTEN_FDNAMES=%s getpid=%d\n", getenv("LISTEN_FDS"), getenv("LISTEN_PID"),
+            getenv("LISTEN_FDNAMES"), (int)getpid());
     fclose(f);
   } else if (!strcmp(mode, "stderr")) {
     fprintf(stderr, "probe says hello on stderr\n");
@@ -170,7 +173,12 @@ int main(int argc, char** argv) {
     if (f) fclose(f);
   } else if (!strcmp(mode, "syscalls")) {
     /* Each forbidden call, and the errno it got (or "ok" if it went through). */
-#define TRY(name, call) do { errno = 0; long r_ = (long)(call); fprintf(out, "%s %s\n", name, r_ == -1 ? strerrorname_np(errno) : "ok"); } while (0)
+#define TRY(name, call)                                                      \
+  do {                                                                       \
+    errno = 0;                                                               \
+    long r_ = (long)(call);                                                  \
+    fprintf(out, "%s %s\n", name, r_ == -1 ? strerrorname_np(errno) : "ok"); \
+  } while (0)
     TRY("mount", mount("none", "/mnt", "tmpfs", 0, NULL));
     TRY("unshare", unshare(CLONE_NEWNS));
     TRY("unshare_user", unshare(CLONE_NEWUSER));
@@ -190,8 +198,10 @@ int main(int argc, char** argv) {
     }
     int st = 0;
     waitpid(c, &st, 0);
-    if (WIFSIGNALED(st)) fprintf(out, "x32_getpid killed-%s\n", sigabbrev_np(WTERMSIG(st)));
-    else fprintf(out, "x32_getpid %s\n", WEXITSTATUS(st) == 0 ? "ok" : strerrorname_np(WEXITSTATUS(st) - 100));
+    if (WIFSIGNALED(st))
+      fprintf(out, "x32_getpid killed-%s\n", sigabbrev_np(WTERMSIG(st)));
+    else
+      fprintf(out, "x32_getpid %s\n", WEXITSTATUS(st) == 0 ? "ok" : strerrorname_np(WEXITSTATUS(st) - 100));
   } else if (!strcmp(mode, "tmp")) {
     /* Marks /tmp and /var/tmp with its UID, holds a while, then lists what it sees there. */
     char path[128];
@@ -299,7 +309,10 @@ int main(int argc, char** argv) {
     /* Leaves a message in POSIX queue NAME (created 0600): a later holder of the UID must not read it. */
     mqd_t q = mq_open(argv[2], O_CREAT | O_RDWR, 0600, NULL);
     int sent = q != (mqd_t)-1 && mq_send(q, "secret", 6, 0) == 0;
-    fprintf(out, "mq-put %s uid=%u\n", q == (mqd_t)-1 ? strerrorname_np(errno) : sent ? "ok" : strerrorname_np(errno),
+    fprintf(out, "mq-put %s uid=%u\n",
+            q == (mqd_t)-1 ? strerrorname_np(errno)
+            : sent         ? "ok"
+                           : strerrorname_np(errno),
             (unsigned)getuid());
   } else if (!strcmp(mode, "mq-get")) {
     mqd_t q = mq_open(argv[2], O_RDONLY | O_NONBLOCK);
@@ -328,6 +341,15 @@ int main(int argc, char** argv) {
     /* Wait mode: shuts the shared listening socket down for every holder, then exits 0. */
     shutdown(0, SHUT_RDWR);
     return 0;
+  } else if (!strcmp(mode, "env-echo")) {
+    /* The environment, a blank line, then stdin echoed: what a service behind a proxy sees. */
+    for (char** e = environ; *e; ++e) fprintf(out, "%s\n", *e);
+    fprintf(out, "\n");
+    fflush(out);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(0, buf, sizeof buf)) > 0)
+      if (write(1, buf, (size_t)n) != n) return 1;
   } else if (!strcmp(mode, "echo")) {
     char buf[4096];
     ssize_t n;
@@ -369,8 +391,13 @@ int main(int argc, char** argv) {
   } else if (!strcmp(mode, "confine")) {
     /* The default deny list's latest additions and the default address families, each called
      * in a form that works unconfined; "NAME ok" or "NAME ERRNO". Then the filter count. */
-#define TRY_FD(name, call) do { errno = 0; long r_ = (long)(call); if (r_ >= 0 && r_ > 2) close((int)r_); \
-    fprintf(out, "%s %s\n", name, r_ < 0 ? strerrorname_np(errno) : "ok"); } while (0)
+#define TRY_FD(name, call)                                                 \
+  do {                                                                     \
+    errno = 0;                                                             \
+    long r_ = (long)(call);                                                \
+    if (r_ >= 0 && r_ > 2) close((int)r_);                                 \
+    fprintf(out, "%s %s\n", name, r_ < 0 ? strerrorname_np(errno) : "ok"); \
+  } while (0)
     char ldt[16];
     /* FAN_CLASS_NOTIF | FAN_REPORT_FID: the form an unprivileged process may use (5.13+). */
     TRY_FD("fanotify_init", syscall(SYS_fanotify_init, 0x200, 0));
@@ -403,8 +430,10 @@ int main(int argc, char** argv) {
      * listen: binds @NAME, prints "listening", then reports "accepted" for each connection until
      * the client sends another line or closes (at most 20 s). connect: "connect ok|ERRNO". */
     char action[32] = "";
-    if (argc > 3) snprintf(action, sizeof action, "%s", argv[3]);
-    else if (!fgets(action, sizeof action, stdin)) return 3;
+    if (argc > 3)
+      snprintf(action, sizeof action, "%s", argv[3]);
+    else if (!fgets(action, sizeof action, stdin))
+      return 3;
     action[strcspn(action, "\r\n")] = 0;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t n = strlen(argv[2]);
@@ -412,7 +441,10 @@ int main(int argc, char** argv) {
     memcpy(sa.sun_path + 1, argv[2], n);
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) { fprintf(out, "socket %s\n", strerrorname_np(errno)); return 1; }
+    if (fd < 0) {
+      fprintf(out, "socket %s\n", strerrorname_np(errno));
+      return 1;
+    }
     if (!strcmp(action, "connect")) {
       fprintf(out, "connect %s\n", connect(fd, (struct sockaddr*)&sa, len) == 0 ? "ok" : strerrorname_np(errno));
     } else if (!strcmp(action, "listen")) {
@@ -430,7 +462,7 @@ int main(int argc, char** argv) {
           if (c >= 0) close(c), fprintf(out, "accepted\n"), fflush(out);
         }
         if (p[1].revents) {
-          char drain[64];  /* read the client's line: closing with it unread would reset the connection */
+          char drain[64]; /* read the client's line: closing with it unread would reset the connection */
           if (read(0, drain, sizeof drain) < 0) break;
           break;
         }
@@ -449,7 +481,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     char byte;
-    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } ctl;
+    union {
+      struct cmsghdr h;
+      char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
     struct cmsghdr* c = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
@@ -480,8 +515,10 @@ int main(int argc, char** argv) {
     } else {
       count = argc > 3 ? atoi(argv[3]) : 1;
       for (int i = 0; i < count; ++i)
-        if (count == 1) syslog(LOG_ERR, "%s", argc > 2 ? argv[2] : "hello");
-        else syslog(LOG_ERR, "%s #%d", argc > 2 ? argv[2] : "hello", i);
+        if (count == 1)
+          syslog(LOG_ERR, "%s", argc > 2 ? argv[2] : "hello");
+        else
+          syslog(LOG_ERR, "%s #%d", argc > 2 ? argv[2] : "hello", i);
     }
     closelog();
     fprintf(out, "sent=%d\n", count);

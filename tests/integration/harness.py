@@ -160,11 +160,12 @@ logs_root = "{self.root}/log"
     def run_cli(self, *args, env=None):
         return subprocess.run([SUPERD, *args], capture_output=True, text=True, timeout=60, env=env)
 
-    def start(self, env=None, expect_ready=True):
+    def start(self, env=None, expect_ready=True, wrapper=()):
+        """`wrapper`: a command that execs superd in place (`ip netns exec NS`), so the PID stays."""
         r, w = os.pipe()
         self.logf = open(self.log_path, "ab")
         xinetd = ["--xinetd", self.xinetd_path] if self.xinetd_path else []
-        self.proc = subprocess.Popen([SUPERD, "serve", *xinetd, "-c", self.config, "--ready-fd", str(w)],
+        self.proc = subprocess.Popen([*wrapper, SUPERD, "serve", *xinetd, "-c", self.config, "--ready-fd", str(w)],
                                      pass_fds=[w], stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=self.logf, env=env)
         os.close(w)
