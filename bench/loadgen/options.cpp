@@ -19,10 +19,12 @@ namespace loadgen {
 
 namespace {
 
+std::string program = "loadgen";  // or superd-loadgen, as installed: argv[0]'s basename
+
 [[noreturn]] void usage(const std::string& why = {}) {
-  if (!why.empty()) fmt::print(stderr, "loadgen: {}\n", why);
+  if (!why.empty()) fmt::print(stderr, "{}: {}\n", program, why);
   fmt::print(stderr,
-             "usage: loadgen --target HOST:PORT|/path.sock|@abstract\n"
+             "usage: {} --target HOST:PORT|/path.sock|@abstract\n"
              "               (-c CONCURRENCY | -r RATE [--max-inflight N]) [-T THREADS]\n"
              "               (-n COUNT | -d SECONDS) [--timeout-ms N] [--max-seconds N]\n"
              "               [--send STR] [--no-shutdown] [--expect STR | --expect-prefix STR]\n"
@@ -30,7 +32,8 @@ namespace {
              "               [--graceful-close] [--label NAME] [--json] [--csv FILE]\n"
              "               [--json-series FILE] [--no-progress]\n"
              "  STR accepts C escapes: \\n \\r \\t \\\\ \\0 \\xHH\n"
-             "  STEP: send STR | expect-prefix STR | expect-regex RE | shutdown | expect STR | eof\n");
+             "  STEP: send STR | expect-prefix STR | expect-regex RE | shutdown | expect STR | eof\n",
+             program);
   std::exit(2);
 }
 
@@ -100,6 +103,10 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 Options parse_args(int argc, char** argv) {
+  if (argc > 0 && argv[0] != nullptr) {
+    const std::string a0 = argv[0];
+    program = a0.substr(a0.rfind('/') + 1);
+  }
   Options o;
   std::optional<std::string> send, expect;
   bool expect_is_prefix = false, shutdown_after_send = true, concurrency_given = false;
