@@ -141,6 +141,8 @@ def main():
     ap.add_argument("--full", action="store_true", help="5 rounds of 8 s")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--raw", help="also write every window's loadgen result and foreign CPU here (JSON)")
+    ap.add_argument("--json", default=os.path.join(HERE, "compare-latest.json"),
+                    help="the medians of the table, as JSON (bench/plot.py compare reads it)")
     args = ap.parse_args()
     rounds, seconds = (5, 8) if args.full else (3, 2)
     if os.geteuid() != 0:
@@ -185,6 +187,9 @@ def main():
     foreign_line = (f"Foreign CPU (others' use of this machine during each window): median {statistics.median(foreign):.2f}, "
                     f"max {max(foreign):.2f} CPUs; rounds left out as loaded (> {LOADED} CPUs in any window), per "
                     f"concurrency: " + ", ".join(f"c={c}: {loaded_rounds[c]} of {rounds}" for c in concs) + ".")
+    rows = [{"system": n, "c": c, "conns_per_s": med(n, c, "conns_per_s"), "p50_ms": med(n, c, "p50_ms"),
+             "p99_ms": med(n, c, "p99_ms"), "failed": sum(max(x.get("failed", 0), 0) for x in results[(n, c)])}
+            for c in concs for n in names]
     lines = ["| system | c | conns/s | p50 ms | p99 ms | × rawspawn | × xinetd | p99 × rawspawn | failed |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in concs:
@@ -222,6 +227,8 @@ Peers as configured: xinetd `instances = UNLIMITED`, `per_source = UNLIMITED`, `
 """
     with open(args.out, "w") as f:
         f.write(text)
+    with open(args.json, "w") as f:
+        json.dump({"mode": mode, "rounds": rounds, "seconds": seconds, "rows": rows}, f, indent=1)
     print(text)
     shutil.rmtree(SCRATCH, ignore_errors=True)
 

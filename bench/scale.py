@@ -8,7 +8,9 @@
    range left.
 3. A soak of N connections (default 100,000; --short 20,000) through the full sandbox:
    0 failed; superd's fd count and RSS before and after; the same leak checks.
-Run as root: `bash bench/scale.sh [--short]`."""
+Throughout, superd's RSS and fd count are sampled twice a second into "series" (with the phase
+of each sample), which bench/plot.py draws.
+Run as root: `bash bench/scale.sh [--short]` (writes bench/scale-latest.json and its plot)."""
 
 import argparse
 import json
@@ -20,6 +22,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +69,25 @@ def leftovers():
     return {"processes": len(uids_of_processes(LO, HI)), "ipc": len(ipc_owned(LO, HI)), "files": len(files)}
 
 
+class Sampler(threading.Thread):
+    """superd's RSS and fd count every `period` seconds, each sample tagged with the phase."""
+
+    def __init__(self, pid, period=0.5):
+        super().__init__(daemon=True)
+        self.pid, self.period, self.phase = pid, period, "idle"
+        self.samples, self.stop = [], threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.samples.append({"t": round(time.monotonic() - self.t0, 2), "phase": self.phase,
+                                     "rss_kb": rss_kb(self.pid), "fds": fd_count(self.pid)})
+            except OSError:
+                return  # superd is gone
+            self.stop.wait(self.period)
+
+
 def load(port, conc, **kw):
     args = [f"{BUILD}/bench/loadgen", "--target", f"127.0.0.1:{port}", "-c", str(conc), "--expect", "hello\\n",
             "--json", "--timeout-ms", "20000"]
@@ -82,6 +104,7 @@ def main():
     ap.add_argument("--short", action="store_true")
     ap.add_argument("--instances", type=int, default=4000)
     ap.add_argument("--soak", type=int, default=0)
+    ap.add_argument("--out", help="also write the report here (JSON)")
     args = ap.parse_args()
     soak = args.soak or (20000 if args.short else 100000)
     n_live = args.instances
@@ -113,10 +136,14 @@ def main():
     os.close(r)
     report = {}
     socks = []
+    sampler = Sampler(sd.pid)
+    sampler.start()
     try:
         report["rss_idle_kb"] = rss_kb(sd.pid)
         report["fds_idle"] = fd_count(sd.pid)
+        sampler.phase = "baseline"
         base = load(HELLO_PORT, 1, d=3)
+        sampler.phase = "start live"
         t0 = time.time()
         for i in range(n_live):
             s = socket.create_connection(("127.0.0.1", HOLD_PORT), timeout=30)
@@ -131,9 +158,11 @@ def main():
         report["rss_live_kb"] = rss_kb(sd.pid)
         report["fds_live"] = fd_count(sd.pid)
         report["live_uids"] = len(set(uids_of_processes(LO, HI).values()))
+        sampler.phase = "live"
         under = load(HELLO_PORT, 1, d=3)
         report["hello_idle"] = {k: base[k] for k in ("conns_per_s", "p50_ms", "p99_ms")}
         report["hello_with_live"] = {k: under[k] for k in ("conns_per_s", "p50_ms", "p99_ms")}
+        sampler.phase = "drain"
         t1 = time.time()
         for s in socks:
             s.close()
@@ -142,6 +171,7 @@ def main():
         report["drain_s"] = round(time.time() - t1, 2)
         report["after_live"] = {"leases": leases(), **leftovers(), "all_back": ok}
         rss0, fds0 = rss_kb(sd.pid), fd_count(sd.pid)
+        sampler.phase = "soak"
         t2 = time.time()
         s = load(HELLO_PORT, 8, n=soak)
         wait_until(lambda: leases() == 0, 60, 0.2)
@@ -156,11 +186,20 @@ def main():
     finally:
         for s in socks:
             s.close()
+        sampler.phase = "stop"
         sd.send_signal(signal.SIGTERM)
         report["superd_exit"] = sd.wait(timeout=120)
+        sampler.stop.set()
+        sampler.join(timeout=5)
+        report["series"] = sampler.samples
         report["after_stop"] = {"leases": leases(), **leftovers()}
         shutil.rmtree(SCRATCH, ignore_errors=True)
-    print(json.dumps(report, indent=1))
+    # The samples go to --out only: hundreds of them would bury the figures on the terminal.
+    print(json.dumps({k: v for k, v in report.items() if k != "series"}, indent=1))
+    print(f"scale: {len(report.get('series', []))} RSS/fd samples" + (f", all in {args.out}" if args.out else ""))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`meson install --destdir`: the installed file list (binary in sbindir, NSS module in the
 multiarch libdir, reference config and an empty conf.d, systemd units, man pages, bash
 completion; no example services by default), units that `systemd-analyze verify` accepts, man
-pages that `man -l` renders and `groff -ww` warns nothing about, and a config that checks."""
+pages that `man -l` renders and `groff -ww` warns nothing about, and a config that checks; with
+-Dbench=true also superd-loadgen and its man page, and the installed loadgen runs."""
 import json
 import os
 import shutil
@@ -34,6 +35,10 @@ def test_meson_install_puts_everything_in_place():
                 at(opts["mandir"], "man5", "superd.toml.5"),
                 at(opts["datadir"], "bash-completion", "completions", "superd"),
                 at(opts["datadir"], "doc", "superd", "examples", "hello.toml.example")}
+        pages = ["man8/superd.8", "man8/superd-import-xinetd.8", "man5/superd.toml.5"]
+        if opts["bench"]:  # the load generator, installed with -Dbench=true (the default)
+            want |= {at(opts["bindir"], "superd-loadgen"), at(opts["mandir"], "man1", "superd-loadgen.1")}
+            pages.append("man1/superd-loadgen.1")
         got = set()
         for root, dirs, files in os.walk(dest):
             for f in files:
@@ -58,7 +63,7 @@ def test_meson_install_puts_everything_in_place():
         r = run("systemd-analyze", "verify", *[os.path.join(verify, u) for u in
                                                 ("superd.service", "superd.socket", "superd-capsule@test.service")], env=env)
         check(r.returncode == 0 and not r.stderr.strip(), f"systemd-analyze verify: {r.returncode} {r.stderr}")
-        for page in ("man8/superd.8", "man8/superd-import-xinetd.8", "man5/superd.toml.5"):
+        for page in pages:
             path = dest + at(opts["mandir"], page)
             r = run("man", "-l", path, env=dict(os.environ, MANWIDTH="80"))
             check(r.returncode == 0 and "NAME" in r.stdout and "SEE ALSO" in r.stdout, f"man -l {page}: {r.stderr}")
@@ -71,6 +76,9 @@ def test_meson_install_puts_everything_in_place():
                     check(line in r.stdout, f"superd.toml(5) has the reference's {line!r}")
         r = run(dest + superd, "check", "-c", dest + os.path.join(etc, "superd", "superd.toml"))
         check(r.returncode == 0 and "OK, 0 services" in r.stdout, f"the installed config checks: {r.stdout} {r.stderr}")
+        if opts["bench"]:
+            r = run(dest + at(opts["bindir"], "superd-loadgen"), "--help")
+            check(r.returncode == 2 and "usage: superd-loadgen --target" in r.stderr, f"superd-loadgen --help: {r.returncode} {r.stderr}")
         r = run("bash", "-c", f"source {dest + at(opts['datadir'], 'bash-completion', 'completions', 'superd')}; "
                 "COMP_WORDS=(superd ca); COMP_CWORD=1; _superd; echo ${COMPREPLY[@]}")
         check(r.stdout.split() == ["capsule"], f"bash completion: {r.stdout!r} {r.stderr!r}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Module boundaries, file sizes and formatting of superd/, checked as a test.
+"""Module boundaries, file sizes and formatting of superd/ (and bench/loadgen/), checked as a test.
 
 The build makes each module a static library with declared dependencies (superd/meson.build);
 the headers share one include root, so this check makes the include graph follow the same
@@ -16,6 +16,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SRC = os.path.join(ROOT, "superd")
 MAX_LINES = 600
+# Outside superd/'s module table, held to the same size and format: loadgen, the installed
+# superd-loadgen (it includes only its own headers).
+EXTRA_DIRS = [os.path.join(ROOT, "bench", "loadgen")]
 
 # module -> (path prefixes below superd/, modules it may include). Keep in step with
 # superd/meson.build.
@@ -83,6 +86,13 @@ def main():
                 continue
             problems.append(f"superd/{rel}:{n}: module {mod} includes {m.group(1)} of module {target} "
                             f"(it may include: {', '.join(allowed) or 'nothing'})")
+    extra = [os.path.join(d, f) for d in EXTRA_DIRS if os.path.isdir(d)
+             for f in sorted(os.listdir(d)) if f.endswith((".cpp", ".hpp"))]
+    for path in extra:
+        with open(path) as f:
+            n = len(f.read().splitlines())
+        if n > MAX_LINES:
+            problems.append(f"{os.path.relpath(path, ROOT)}: {n} lines (at most {MAX_LINES})")
     fmt = shutil.which("clang-format")
     if not fmt:
         problems.append("clang-format is not installed (.ci/install-deps installs it)")
@@ -90,6 +100,7 @@ def main():
         paths = [os.path.join(SRC, r) for r in files]
         unit = os.path.join(ROOT, "tests", "unit")
         paths += [os.path.join(unit, f) for f in sorted(os.listdir(unit)) if f.endswith((".cpp", ".hpp"))]
+        paths += extra
         r = subprocess.run([fmt, "--dry-run", "-Werror", "--style=file"] + paths, cwd=ROOT,
                            capture_output=True, text=True)
         if r.returncode != 0:
@@ -98,7 +109,7 @@ def main():
                             ", ".join(os.path.relpath(b, ROOT) for b in bad))
     for p in problems:
         print(p)
-    print(f"layout: {len(files)} files, {len(problems)} problems")
+    print(f"layout: {len(files) + len(extra)} files, {len(problems)} problems")
     return 1 if problems else 0
 
 
