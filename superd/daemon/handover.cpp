@@ -8,86 +8,41 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+// A per-source key travels as CBOR binary, its bytes as they are (found by ADL from the macros).
+namespace superd::util::net {
+void to_json(nlohmann::json& j, const SourceKey& k) {
+  j = nlohmann::json::binary_t(std::vector<uint8_t>(k.bytes.begin(), k.bytes.end()));
+}
+void from_json(const nlohmann::json& j, SourceKey& k) {
+  const auto& b = j.get_binary();
+  if (b.size() == k.bytes.size()) std::copy(b.begin(), b.end(), k.bytes.begin());
+}
+}  // namespace superd::util::net
+
 namespace superd::daemon::handover {
 
 using nlohmann::json;
 
-namespace {
-
-json source_json(const net::SourceKey& k) {
-  return json::binary_t(std::vector<uint8_t>(k.bytes.begin(), k.bytes.end()));
-}
-
-net::SourceKey source_from(const json& j) {
-  net::SourceKey k;
-  const auto& b = j.get_binary();
-  if (b.size() == k.bytes.size()) std::copy(b.begin(), b.end(), k.bytes.begin());
-  return k;
-}
-
-}  // namespace
+// Each record's fields are named once, here: encode and decode both follow these lists. A field
+// an older image of the same format does not send takes its default (as a counter added later
+// does); the fields without which nothing can go on are checked in decode.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Listener, fd, key, service)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Lease, uid, user, kind)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Instance, service, pid, pidfd, err, serial, uid, leased, peer, source,
+                                                started_ns, deadline_ns, term_sent, err_line, retired)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Counters, service, accepted, refused, failed, ended_ok, ended_error,
+                                                ended_signal, zygote_restarts, since_ns, proxy_local)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Capsule, name, home, block, pid, pidfd, out, alive, ready_seen,
+                                                started_ns)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Syslog, service, path, fd)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(State, format, version, argv, exe_fd, table_fd, control_fd,
+                                                control_pending, reply_fd, requested_ns, paused_ns, uid_min, uid_max,
+                                                runtime_root, serial, listeners, leases, instances, counters, capsules,
+                                                syslogs, zygotes, started_units, stopped_units, wait_running, rollback)
 
 std::string encode(const State& s) {
-  json j = {{"format", s.format},
-            {"version", s.version},
-            {"argv", s.argv},
-            {"exe_fd", s.exe_fd},
-            {"table_fd", s.table_fd},
-            {"control_fd", s.control_fd},
-            {"control_pending", s.control_pending},
-            {"reply_fd", s.reply_fd},
-            {"requested_ns", s.requested_ns},
-            {"paused_ns", s.paused_ns},
-            {"uid_min", s.uid_min},
-            {"uid_max", s.uid_max},
-            {"runtime_root", s.runtime_root},
-            {"serial", s.serial},
-            {"zygotes", s.zygotes},
-            {"started_units", s.started_units},
-            {"stopped_units", s.stopped_units},
-            {"wait_running", s.wait_running},
-            {"rollback", s.rollback}};
-  for (const auto& l : s.listeners) j["listeners"].push_back({{"fd", l.fd}, {"key", l.key}, {"service", l.service}});
-  for (const auto& l : s.leases) j["leases"].push_back({{"uid", l.uid}, {"user", l.user}, {"kind", l.kind}});
-  for (const auto& i : s.instances)
-    j["instances"].push_back({{"service", i.service},
-                              {"pid", i.pid},
-                              {"pidfd", i.pidfd},
-                              {"err", i.err},
-                              {"serial", i.serial},
-                              {"uid", i.uid},
-                              {"leased", i.leased},
-                              {"peer", i.peer},
-                              {"source", source_json(i.source)},
-                              {"started_ns", i.started_ns},
-                              {"deadline_ns", i.deadline_ns},
-                              {"term_sent", i.term_sent},
-                              {"err_line", i.err_line},
-                              {"retired", i.retired}});
-  for (const auto& c : s.counters)
-    j["counters"].push_back({{"service", c.service},
-                             {"accepted", c.accepted},
-                             {"refused", c.refused},
-                             {"failed", c.failed},
-                             {"ended_ok", c.ended_ok},
-                             {"ended_error", c.ended_error},
-                             {"ended_signal", c.ended_signal},
-                             {"zygote_restarts", c.zygote_restarts},
-                             {"since_ns", c.since_ns},
-                             {"proxy_local", c.proxy_local}});
-  for (const auto& c : s.capsules)
-    j["capsules"].push_back({{"name", c.name},
-                             {"home", c.home},
-                             {"block", c.block},
-                             {"pid", c.pid},
-                             {"pidfd", c.pidfd},
-                             {"out", c.out},
-                             {"alive", c.alive},
-                             {"ready_seen", c.ready_seen},
-                             {"started_ns", c.started_ns}});
-  for (const auto& l : s.syslogs) j["syslogs"].push_back({{"service", l.service}, {"path", l.path}, {"fd", l.fd}});
   // CBOR carries the source keys' bytes as they are; the memfd holds binary, not text.
-  auto bytes = json::to_cbor(j);
+  auto bytes = json::to_cbor(json(s));
   return std::string(bytes.begin(), bytes.end());
 }
 
@@ -102,44 +57,14 @@ std::optional<State> decode(const std::string& text, std::string& error) {
             "; this superd takes format " + std::to_string(kFormat);
     return std::nullopt;
   }
+  for (const char* key : {"version", "argv", "exe_fd", "table_fd", "control_fd", "uid_min", "uid_max", "runtime_root"})
+    if (!j.contains(key)) {
+      error = std::string("the hand-over state is incomplete: no ") + key;
+      return std::nullopt;
+    }
   try {
-    State s;
-    s.version = j.at("version");
-    s.argv = j.at("argv").get<std::vector<std::string>>();
-    s.exe_fd = j.at("exe_fd");
-    s.table_fd = j.at("table_fd");
-    s.control_fd = j.at("control_fd");
-    s.control_pending = j.at("control_pending").get<std::vector<int>>();
-    s.reply_fd = j.at("reply_fd");
-    s.requested_ns = j.at("requested_ns");
-    s.paused_ns = j.at("paused_ns");
-    s.uid_min = j.at("uid_min");
-    s.uid_max = j.at("uid_max");
-    s.runtime_root = j.at("runtime_root");
-    s.serial = j.at("serial");
-    s.zygotes = j.at("zygotes").get<std::vector<pid_t>>();
-    s.started_units = j.at("started_units").get<std::vector<std::string>>();
-    s.stopped_units = j.at("stopped_units").get<std::vector<std::string>>();
-    s.wait_running = j.at("wait_running").get<std::vector<std::string>>();
-    s.rollback = j.at("rollback");
-    for (const auto& l : j.value("listeners", json::array()))
-      s.listeners.push_back({l.at("fd"), l.at("key"), l.at("service")});
+    State s = j.get<State>();
     s.listener_count = s.listeners.size();
-    for (const auto& l : j.value("leases", json::array()))
-      s.leases.push_back({l.at("uid"), l.at("user"), l.at("kind")});
-    for (const auto& i : j.value("instances", json::array()))
-      s.instances.push_back({i.at("service"), i.at("pid"), i.at("pidfd"), i.at("err"), i.at("serial"), i.at("uid"),
-                             i.at("leased"), i.at("peer"), source_from(i.at("source")), i.at("started_ns"),
-                             i.at("deadline_ns"), i.at("term_sent"), i.at("err_line"), i.at("retired")});
-    for (const auto& c : j.value("counters", json::array()))
-      s.counters.push_back({c.at("service"), c.at("accepted"), c.at("refused"), c.at("failed"), c.at("ended_ok"),
-                            c.at("ended_error"), c.at("ended_signal"), c.at("zygote_restarts"), c.at("since_ns"),
-                            c.value("proxy_local", uint64_t{0})});
-    for (const auto& c : j.value("capsules", json::array()))
-      s.capsules.push_back({c.at("name"), c.at("home"), c.at("block"), c.at("pid"), c.at("pidfd"), c.at("out"),
-                            c.at("alive"), c.at("ready_seen"), c.at("started_ns")});
-    for (const auto& l : j.value("syslogs", json::array()))
-      s.syslogs.push_back({l.at("service"), l.at("path"), l.at("fd")});
     return s;
   } catch (const json::exception& e) {
     error = std::string("the hand-over state is incomplete: ") + e.what();
