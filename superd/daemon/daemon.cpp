@@ -130,9 +130,15 @@ bool Daemon::prepare_runtime() {
 void Daemon::start_orphan_sweep() {
   auto orphans = leases_.hold_orphans();
   if (orphans.empty()) return;
-  orphans_.start(
-      orphans, ipc_roots_,
-      {[this](uint32_t uid) { leases_.orphan_swept(uid); }, [this](uint32_t uid) { leases_.orphan_quarantined(uid); }});
+  orphans_.start(orphans, ipc_roots_,
+                 {[this](uint32_t uid) {
+                    leases_.orphan_swept(uid);
+                    maybe_finish_shutdown();
+                  },
+                  [this](uint32_t uid) {
+                    leases_.orphan_quarantined(uid);
+                    maybe_finish_shutdown();
+                  }});
 }
 
 void Daemon::on_signal(int sig) {
@@ -204,7 +210,7 @@ void Daemon::begin_shutdown() {
 
 void Daemon::maybe_finish_shutdown() {
   if (!stopping_ || !instances_.empty() || !capsules_.empty() || spawns_in_flight() || cleanup_posted_ ||
-      !cleanup_.empty())
+      !cleanup_.empty() || orphans_.busy())
     return;
   stop_timer_.cancel();
   signals_.cancel();

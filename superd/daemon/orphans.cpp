@@ -44,16 +44,18 @@ void OrphanSweep::read() {
         auto ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_).count();
         log::info("orphan sweep done in {} ms; {} UIDs not returned", ms, pending_.size());
-        for (const auto& [uid, rec] : pending_) hooks_.quarantined(uid);
+        auto left = std::move(pending_);
         pending_.clear();
         results_.reset();
+        for (const auto& [uid, rec] : left) hooks_.quarantined(uid);
       });
 }
 
 void OrphanSweep::on_result(const sweep::Result& r) {
   auto it = pending_.find(r.uid);
   if (it == pending_.end()) return;
-  const uid_pool::LeaseRecord& rec = it->second;
+  const uid_pool::LeaseRecord rec = it->second;
+  pending_.erase(it);  // first: a hook may ask busy()
   if (r.step == sweep::Step::done) {
     log::info("orphaned lease uid={} service={} serial={} pid={}: swept", rec.uid, rec.service, rec.serial, rec.pid);
     hooks_.returned(r.uid);
@@ -63,7 +65,6 @@ void OrphanSweep::on_result(const sweep::Result& r) {
                r.step == sweep::Step::processes ? "processes" : "IPC objects", log::errno_text(r.err));
     hooks_.quarantined(r.uid);
   }
-  pending_.erase(it);
 }
 
 }  // namespace superd::daemon
