@@ -1,7 +1,7 @@
 """Escape attempts from inside an instance (issue 14, item 4), each asserting the refusal: new
 namespaces by unshare, clone and clone3; io_uring, bpf, perf_event_open, userfaultfd and the
 keyrings; ptrace, process_vm_readv, /proc/PID/environ, pidfd_open and kill of another
-instance, of a zygote and of superd; superd's own
+instance, of a zygote and of superd; TIOCSTI on superd's controlling terminal; superd's own
 abstract listener and its control socket; a symlink planted in a shared state directory; a
 fork bomb; a full /tmp. The attacks are the probe's escape verbs (tests/helpers/probe_escape.c)."""
 import os
@@ -9,6 +9,7 @@ import re
 import socket
 import stat
 import subprocess
+import sys
 import time
 
 from harness import Superd, check, fields, main, poll_until, read_all, service as svc, talk_tcp, uids_of_processes
@@ -97,6 +98,40 @@ def test_the_control_socket_cannot_be_used_from_inside():
         m = re.match(r"connect (\S+)\n$", out)
         check(m and m.group(1) in REFUSED, f"an instance must not reach the control socket: {out!r}")
         d.stop_clean()
+
+
+# Execs superd (argv[2:]) as a session leader whose controlling terminal is the pty argv[1].
+CTTY = ("import fcntl, os, sys, termios\nos.setsid()\nfd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "fcntl.ioctl(fd, termios.TIOCSCTTY, 0)\nos.close(fd)\nos.execv(sys.argv[2], sys.argv[2:])\n")
+
+
+def test_tiocsti_reaches_no_terminal():
+    """superd run from a terminal (an operator trying it out): TIOCSTI on the controlling terminal
+    would type a command into the operator's shell (dev.tty.legacy_tiocsti = 1 here)."""
+    import tty
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)
+        os.set_blocking(slave, False)
+        with Superd("esc-tty", {"attacker": svc(PORT + 6, "tiocsti")}, (LO, HI)) as d:
+            d.start(wrapper=(sys.executable, "-c", CTTY, os.ttyname(slave)))
+            with open(f"/proc/{d.proc.pid}/stat") as f:
+                tty_nr = int(f.read().rsplit(")", 1)[1].split()[4])
+            check(tty_nr == os.stat(os.ttyname(slave)).st_rdev, "superd runs with the pty as its terminal")
+            out = talk_tcp(PORT + 6).decode()
+            try:
+                typed = os.read(slave, 4096)
+            except BlockingIOError:
+                typed = b""
+            check(b"SUPERD-INJECTED" not in typed, f"a line was typed into superd's terminal: {typed!r} ({out!r})")
+            r = lines(out.encode())
+            check(len(r) == 4, f"four attempts reported: {out!r}")
+            for target, result in r.items():
+                check(result != "ok", f"{target}: TIOCSTI must fail: {out!r}")
+            d.stop_clean()
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def test_a_symlink_planted_in_a_shared_state_directory():
@@ -191,5 +226,5 @@ def test_a_full_tmp_stays_inside_its_instance():
 if __name__ == "__main__":
     main([test_namespaces_and_kernel_surfaces_are_refused, test_other_instances_zygotes_and_superd_are_out_of_reach,
           test_superd_abstract_listener_is_out_of_reach, test_the_control_socket_cannot_be_used_from_inside,
-          test_a_symlink_planted_in_a_shared_state_directory,
+          test_tiocsti_reaches_no_terminal, test_a_symlink_planted_in_a_shared_state_directory,
           test_a_fork_bomb_is_bounded_and_superd_keeps_serving, test_a_full_tmp_stays_inside_its_instance])
