@@ -3,7 +3,7 @@ namespaces by unshare, clone and clone3; io_uring, bpf, perf_event_open, userfau
 keyrings; ptrace, process_vm_readv, /proc/PID/environ, pidfd_open and kill of another
 instance, of a zygote and of superd; TIOCSTI on superd's controlling terminal; superd's own
 abstract listener and its control socket; a symlink planted in a shared state directory; a
-fork bomb; a full /tmp. The attacks are the probe's escape verbs (tests/helpers/probe_escape.c)."""
+fork bomb; a full /tmp; a PROXY v2 TLV that would add a line to the environment. The attacks are the probe's escape verbs (tests/helpers/probe_escape.c)."""
 import os
 import re
 import socket
@@ -223,8 +223,23 @@ def test_a_full_tmp_stays_inside_its_instance():
         d.stop_clean()
 
 
+def test_a_proxy_tlv_with_a_newline_reaches_no_environment():
+    """A trusted proxy relays a client's v2 authority TLV "evil\\nINJECTED=1" (a client picks its SNI):
+    dropped, not passed on; a printable TLV of the same header still is."""
+    from test_proxy import env_echo, split, talk, tlv, v2
+    allow = 'proxy_protocol = "v2"\nproxy_allow = ["127.0.0.1"]'
+    with Superd("esc-tlv", {"web": env_echo(PORT + 15, allow)}, (LO, HI)) as d:
+        d.start()
+        tlvs = tlv(0x02, b"evil\nINJECTED=1") + tlv(0x05, b"id-9")
+        env, echoed = split(talk(PORT + 15, v2("192.0.2.7", "198.51.100.9", 4000, 443, tlvs) + b"hi"))
+        check(env.get("PROXY_UNIQUE_ID") == "id-9" and echoed == b"hi", f"the header was read: {env} {echoed!r}")
+        check("INJECTED" not in env and "PROXY_AUTHORITY" not in env, f"the non-printable TLV was passed on: {env}")
+        d.stop_clean()
+
+
 if __name__ == "__main__":
     main([test_namespaces_and_kernel_surfaces_are_refused, test_other_instances_zygotes_and_superd_are_out_of_reach,
           test_superd_abstract_listener_is_out_of_reach, test_the_control_socket_cannot_be_used_from_inside,
           test_tiocsti_reaches_no_terminal, test_a_symlink_planted_in_a_shared_state_directory,
-          test_a_fork_bomb_is_bounded_and_superd_keeps_serving, test_a_full_tmp_stays_inside_its_instance])
+          test_a_fork_bomb_is_bounded_and_superd_keeps_serving, test_a_full_tmp_stays_inside_its_instance,
+          test_a_proxy_tlv_with_a_newline_reaches_no_environment])
