@@ -84,9 +84,9 @@ constexpr string_view kZygoteNeeds[] = {
     "recvmsg", "sendmsg", "close", "brk", "mmap", "munmap", "mremap", "madvise", "mprotect", "clone", "exit",
     "exit_group",
     // the instance checklist
-    "rt_sigaction", "rt_sigprocmask", "dup2", "dup3", "fcntl", "close_range", "mount", "mkdir", "mkdirat", "chmod",
-    "fchmodat", "chown", "fchownat", "mknod", "mknodat", "symlink", "symlinkat", "socket", "ioctl", "setrlimit",
-    "prlimit64", "umask", "setpriority", "chdir", "prctl", "capset", "setgroups", "setresgid", "setresuid",
+    "rt_sigaction", "rt_sigprocmask", "setsid", "dup2", "dup3", "fcntl", "close_range", "mount", "mkdir", "mkdirat",
+    "chmod", "fchmodat", "chown", "fchownat", "mknod", "mknodat", "symlink", "symlinkat", "socket", "ioctl",
+    "setrlimit", "prlimit64", "umask", "setpriority", "chdir", "prctl", "capset", "setgroups", "setresgid", "setresuid",
     "landlock_create_ruleset", "landlock_restrict_self", "execve",
     // the zygote loads the gate on top of the base, an instance its tail
     "seccomp"};

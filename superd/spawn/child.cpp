@@ -1,9 +1,9 @@
 // The child between clone and exec. Runs on a borrowed stack in the parent's memory, with the
 // parent suspended: nothing here may allocate, lock, log or throw; each step is one or a few
 // syscalls, and a failure is recorded as {step, errno} before _exit. The order is a checklist:
-//   signals, stdio, close everything else, mounts (in the new mount namespace), limits,
-//   umask/nice, cwd, bounding set, identity, ambient caps, no_new_privs, Landlock scopes,
-//   seccomp (last), exec.
+//   signals, a session of its own, stdio, close everything else, mounts (in the new mount
+//   namespace), limits, umask/nice, cwd, bounding set, identity, ambient caps, no_new_privs,
+//   Landlock scopes, seccomp (last), exec.
 // Everything it applies was computed by the parent (spawn/plan.cpp, sandbox/).
 #include <fcntl.h>
 #include <grp.h>
@@ -68,6 +68,12 @@ SUPERD_CHILD_CODE int child_main(void* arg) noexcept {
   sigset_t none;
   sigemptyset(&none);
   if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) fail(a, Step::signals);
+
+  // 1b. A session of its own, without a controlling terminal: superd started from a shell
+  // shares that shell's terminal, and through /dev/tty an instance could TIOCSTI a command into
+  // it (or take the terminal's SIGINT meant for superd). A terminal fd passed in (superd run's
+  // stdio) is still readable and writable, but no longer its controlling terminal.
+  if (::setsid() < 0) fail(a, Step::session);
 
   // 2. stdio. The parent's 0-2 are always open, so the sources are all >= 3; fd 2 is placed
   // first, so that in listen-fds mode moving the connection onto 3 cannot clobber it.

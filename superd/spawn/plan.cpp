@@ -60,6 +60,8 @@ const char* step_name(Step s) noexcept {
       return "parent_death";
     case Step::exec:
       return "exec";
+    case Step::session:
+      return "session";
   }
   return "?";
 }

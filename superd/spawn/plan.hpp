@@ -41,6 +41,7 @@ enum class Step : int32_t {
   landlock,
   seccomp,
   exec,
+  session,  // step 1b, numbered last: a record from a zygote of the binary before an upgrade keeps its meaning
 };
 const char* step_name(Step s) noexcept;
 

@@ -1,7 +1,8 @@
 /* probe: the service the integration tests run under superd. It reports, from inside the
  * instance, what the tests assert on: identity, environment, fd layout, and it misbehaves on
  * request (crash, daemonise, leave IPC objects behind, never read, log through syslog(3)).
- * Usage: probe MODE [ARG]; output on fd 1 (or on the LISTEN_FDS fd 3 in "fds3" mode). */
+ * Usage: probe MODE [ARG]; output on fd 1 (or on the LISTEN_FDS fd 3 in "fds3" mode). The verbs
+ * that try to escape the sandbox are in probe_escape.c. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -33,6 +34,8 @@
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
+
+#include "probe_escape.h"
 
 extern char** environ;
 
@@ -522,7 +525,7 @@ int main(int argc, char** argv) {
     }
     closelog();
     fprintf(out, "sent=%d\n", count);
-  } else {
+  } else if (escape_main(mode, argc, argv, out) != 0) {
     fprintf(stderr, "probe: unknown mode %s\n", mode);
     return 2;
   }
