@@ -168,7 +168,7 @@ def case_emfile(nofile=64, clients=60):
         poll(3)
         cpu = (cpu_of(d.proc.pid) - c0) / (time.time() - t0)
         first = sum(1 for v in state.values() if v == "up")
-        emfile_lines = len(re.findall(r"(?i)too many open files|EMFILE", d.log()))
+        emfile_lines = len(re.findall(r"(?i)too many open files|EMFILE|out of file descriptors", d.log()))
         # Served clients leave, 8 at a time; the waiting ones must follow.
         closed, rounds = set(), 0
         while len(state) < clients and rounds < 40:
@@ -184,7 +184,7 @@ def case_emfile(nofile=64, clients=60):
         foreign = meter.stop()
         ok = up == clients and not lost and alive and cpu < 0.5
         line = (f"RLIMIT_NOFILE {nofile}, {clients} clients at once: {first} served while short of fds, superd CPU "
-                f"meanwhile {cpu:.2f}, {emfile_lines} EMFILE log lines; as served ones left: {up} served in all, "
+                f"meanwhile {cpu:.2f}, {emfile_lines} log lines on the shortage; as served ones left: {up} served in all, "
                 f"{lost} lost, {never} never served; superd alive {alive}")
         return line, "waiting clients stay in the backlog, none lost", ok, foreign
     finally:

@@ -159,6 +159,8 @@ class Daemon {
   void on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer,
                      bool rate_taken = false);
   void defer_for_rate(Service& s);
+  void defer_for_fds(Service& s, UniqueFd conn, const sockaddr_storage& peer, const net::ListenSpec& local);
+  static constexpr auto kFdRetry = std::chrono::milliseconds(100);
   void on_rate_room(Service& s);
 
   // --- wait mode (wait_mode.cpp) ---
@@ -263,6 +265,7 @@ class Daemon {
   std::unique_ptr<handover::State> handed_;  // new image: the state, until restore_finish()
   std::map<uint32_t, uid_pool::Lease> handed_leases_;
   Clock::time_point start_time_ = Clock::now();
+  Clock::time_point fds_short_logged_{};  // defer_for_fds's warning, at most once a second
 };
 
 }  // namespace superd::daemon

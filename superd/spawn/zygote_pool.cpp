@@ -153,8 +153,14 @@ void ZygotePool::on_readable(Slot& slot) {
     ChildError cerr;
     std::error_code ec;
     bool lost = false;
+    Pending& next = slot.pending.front();
+    next.answer_room.reset();  // room for the pidfd (see Pending::answer_room)
     Child child = slot.zygote->receive(cerr, ec, lost);
-    if (ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block) break;
+    if (ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block) {
+      // Not answered yet: keep a slot for it again (the pipe's read end duplicated).
+      next.answer_room.reset(::fcntl(next.err_read.get(), F_DUPFD_CLOEXEC, 3));
+      break;
+    }
     if (ec && lost) {
       lose(slot, ec.message());
       break;

@@ -41,6 +41,11 @@ struct Pending {
   std::string peer;
   net::SourceKey source;
   UniqueFd err_read;
+  // A descriptor slot kept for the answer: the stderr pipe's write end (the zygote has its own
+  // copy), closed just before the answer is read, so that a daemon at its RLIMIT_NOFILE still
+  // has room for the pidfd the answer carries. Without it the kernel drops the pidfd
+  // (MSG_CTRUNC), the zygote counts as lost, and the instance runs outside the books.
+  UniqueFd answer_room;
 };
 
 // How many zygotes a pool starts: `configured`, or one per CPU of the affinity mask; 1..kMaxZygotes.
