@@ -187,8 +187,8 @@ void ZygotePool::on_readable(Slot& slot) {
 }
 
 // The zygote died: nothing it was asked for can be vouched for. Its unanswered requests go back
-// to the daemon (to quarantine their UIDs: an instance may run with one, outside our books; a
-// restarted superd sweeps it), and the slot is left empty for the next request to restart.
+// to the daemon (to block their UIDs: an instance may run with one, outside our books, until
+// the census finds nothing of it left), and the slot is left empty for the next request to restart.
 void ZygotePool::lose(Slot& slot, const std::string& why) {
   std::vector<Pending> unanswered(std::make_move_iterator(slot.pending.begin()),
                                   std::make_move_iterator(slot.pending.end()));

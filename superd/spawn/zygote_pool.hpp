@@ -2,7 +2,7 @@
 // zygotes; at most kMaxZygotes) and the
 // requests they have not answered yet. It owns the slots, the choice of slot, the pending FIFO
 // per slot, the exits reaped before their answer came, and what a lost zygote's requests
-// become: returned to the daemon as values (their leases inside), for it to quarantine.
+// become: returned to the daemon as values (their leases inside), for it to block.
 //
 // Strategy: a request goes to the zygote with the fewest unanswered ones; the connection's fds
 // travel with it, so the caller closes its copies at once. Answers (the instance's pidfd, or
@@ -62,8 +62,8 @@ class ZygotePool {
     // Its clone or a step of its checklist failed (the child, if any, is reaped): nothing of
     // the UID can remain, so the lease may simply drop.
     std::function<void(Pending, std::string failure)> failed;
-    // The zygote died with these unanswered: they may run unseen, so their UIDs must never be
-    // reused (the daemon quarantines the leases).
+    // The zygote died with these unanswered: they may run unseen, so their UIDs must not be
+    // reused while anything of them is left (the daemon blocks them: HostWatch::zygote_lost).
     std::function<void(std::vector<Pending>, pid_t zygote, std::string why)> lost;
     // A dead zygote is being replaced (for the log).
     std::function<void()> replacing;

@@ -1,5 +1,6 @@
 """Faults that bench/faults.py found: a superd short of file descriptors dropped the connections
-past its RLIMIT_NOFILE and lost its zygotes (their answers' pidfds did not fit)."""
+past its RLIMIT_NOFILE and lost its zygotes (their answers' pidfds did not fit), and the UIDs a
+killed zygote left unanswered were quarantined for good."""
 import json
 import os
 import select
@@ -58,5 +59,40 @@ def test_out_of_descriptors_connections_wait_and_none_is_lost():
         d.stop_clean()
 
 
+def test_uids_a_killed_zygote_left_unanswered_come_back():
+    """Both zygotes stopped, a connection queued to one of them, then both killed: the request
+    is unanswered and its UID quarantined (an instance might run with it unseen). Once no
+    process and no IPC object of it is left, the UID must come back within the census period
+    (10 s), not stay quarantined until superd restarts."""
+    with Superd("fault-zyg", {"echo": service(PORT + 1, "echo")}, (101100, 101199)) as d:
+        d.start()
+        zygotes = d.zygotes()
+        check(zygotes, "the service has zygotes")
+        for z in zygotes:
+            os.kill(z, signal.SIGSTOP)
+        c = socket.create_connection(("127.0.0.1", PORT + 1), timeout=10)
+        time.sleep(0.3)  # the request is in a stopped zygote's socket
+        for z in zygotes:
+            os.kill(z, signal.SIGKILL)
+        d.wait_log("the zygote died before answering")
+        c.close()
+        blocked = lambda: pool(d)["quarantined"] + pool(d)["blocked_by"].get("zygote-lost", 0)  # noqa: E731
+        check(blocked() >= 1, f"blocked at first: {pool(d)}")
+        t0 = time.time()
+        back = poll_until(lambda: blocked() == 0, 15)
+        check(back, f"still blocked after 15 s: {pool(d)}\n{d.log()[-2000:]}")
+        check(time.time() - t0 <= 11, f"back only after {time.time() - t0:.1f} s")
+        check(pool(d)["free"] == pool(d)["size"], f"every UID free again: {pool(d)}")
+        check(b"x\n" == _echo(PORT + 1), "the service serves on (a new zygote)")
+        d.stop_clean()
+
+
+def _echo(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"x\n")
+        s.shutdown(socket.SHUT_WR)
+        return s.recv(16)
+
+
 if __name__ == "__main__":
-    main([test_out_of_descriptors_connections_wait_and_none_is_lost])
+    main([test_out_of_descriptors_connections_wait_and_none_is_lost, test_uids_a_killed_zygote_left_unanswered_come_back])
