@@ -104,7 +104,7 @@ def enospc(case, sub, kind, port, lo):
         foreign = meter.stop()
         crashed = isinstance(rc, int) and rc < 0
         how = (f"READY and serving: {full_start_served}" if ready_full is not None else
-               f"refused, exit {rc}: {err.split(': ', 1)[-1][:140]!r}")
+               f"refused, exit {rc}: {err.split(': ', 1)[-1][:220]!r}")
         ok = (before and alive_full and back and again and not crashed and rc != "hung"
               and (ready_full is not None or err))
         line = (f"{sub} root on a 16 MiB tmpfs; the hog says {said!r}; superd alive while full: {alive_full}, "
