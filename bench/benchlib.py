@@ -7,7 +7,8 @@ import time
 
 from cpu_meter import Meter
 
-BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
+# $SUPERD_BUILD names another build directory (bench/faults.sh passes it on).
+BUILD = os.environ.get("SUPERD_BUILD") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build")
 SUPERD = os.path.join(BUILD, "superd", "superd")
 
 

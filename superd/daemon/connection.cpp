@@ -115,6 +115,21 @@ void Daemon::defer_for_rate(Service& s) {
   to_held(s, until, true);
 }
 
+// Out of descriptors (RLIMIT_NOFILE) with a connection accepted: it is held back as a rate
+// "defer" holds one, and the service polls again after kFdRetry (descriptors come back as
+// instances end). The kernel's backlog keeps the others. Dropping it lost every connection past
+// the limit. Said at most once a second.
+void Daemon::defer_for_fds(Service& s, UniqueFd conn, const sockaddr_storage& peer, const net::ListenSpec& local) {
+  auto now = Clock::now();
+  if (now - fds_short_logged_ >= std::chrono::seconds(1)) {
+    fds_short_logged_ = now;
+    log::warning("service {}: out of file descriptors (RLIMIT_NOFILE); connections wait until instances end",
+                 s.cfg->name);
+  }
+  s.deferred = Deferred{std::move(conn), peer, local};
+  to_held(s, now + kFdRetry, true);
+}
+
 // The rate limit has room again after a "defer": serve the connection held back (if any), or
 // start the wait-mode instance, then poll.
 void Daemon::on_rate_room(Service& s) {
@@ -150,6 +165,13 @@ void Daemon::admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point ac
     s.deferred = Deferred{std::move(conn), std::move(who)};
     return defer_for_rate(s);
   }
+  // The stderr pipe first, before any banner: out of descriptors, the connection is held back
+  // and tried again (defer_for_fds), not dropped, and must not have seen a banner yet.
+  UniqueFd err_read, err_write;
+  if (d.admitted() && !s.internal && !s.cfg->service.redirect && !log_pipe(err_read, err_write)) {
+    if (errno == EMFILE || errno == ENFILE) return defer_for_fds(s, std::move(conn), peer_addr, local);
+    return s.log_fail(++serial_, who.text, s.plan.static_uid, "pipe2: " + errno_text(errno));
+  }
   send_banner(conn.get(), so.banner, name);
   if (!d.admitted()) {
     send_banner(conn.get(), so.banner_fail, name);
@@ -173,8 +195,6 @@ void Daemon::admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point ac
     lease = std::move(*got);
     uid = lease.uid();
   }
-  UniqueFd err_read, err_write;
-  if (!log_pipe(err_read, err_write)) return s.log_fail(serial, who.text, uid, "pipe2: " + errno_text(errno));
 
   // Plan, then the spawner.
   spawn::make_instance_plan(plan_, s.plan, who.peer, uid, serial);
@@ -182,9 +202,11 @@ void Daemon::admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point ac
   plan_.stderr_fd = err_write.get();
   plan_.null_fd = null_fd_.get();
   if (s.zygotes) {
-    // The zygote takes its own copies of the fds; ours close when this returns. In flight, the
+    // The zygote takes its own copies of the fds; ours close when this returns, the stderr
+    // pipe's write end when the answer is read (Pending::answer_room). In flight, the
     // request counts against max_connections.
-    spawn::Pending p{serial, accepted, std::move(lease), who.text, who.source, std::move(err_read)};
+    spawn::Pending p{
+        serial, accepted, std::move(lease), who.text, who.source, std::move(err_read), std::move(err_write)};
     if (auto failure = s.zygotes->send(plan_, std::move(p))) return s.log_fail(serial, who.text, uid, *failure);
     s.policy.gate().enter(who.source);
     return;  // on failure `p` (and its lease) drops here

@@ -267,7 +267,7 @@ int Daemon::run() {
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < need)
     log::warning(
         "RLIMIT_NOFILE is {} but the services' max_connections need about {} fds; connections past "
-        "that are refused (EMFILE)",
+        "that wait (in the backlog) until instances end",
         nofile.rlim_cur, need);
   if (handed_) restore_instances();
   for (auto& s : services_)

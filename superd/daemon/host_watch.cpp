@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/ranges.h>
@@ -74,9 +75,16 @@ void HostWatch::census() {
   std::vector<uint32_t> procs, ipcs;
   for (uint32_t u : proc::uids_in_range(pool_.first(), pool_.last()))
     if (!pool_.is_held(u)) procs.push_back(u);
+  // A lost zygote's UID with no process left, looked at kSettle after the loss: nothing of it
+  // runs, so what it owns is left behind and goes (as an ended instance's would).
+  auto now = std::chrono::steady_clock::now();
+  std::unordered_set<uint32_t> clear;
+  for (const auto& [uid, since] : lost_)
+    if (now - since >= kSettle && std::find(procs.begin(), procs.end(), uid) == procs.end()) clear.insert(uid);
   size_t given_away = 0;
   for (const auto& o : ipc::owned_in_range(pool_.first(), pool_.last(), roots_)) {
     if (pool_.is_held(o.owner)) continue;  // a live instance's own: removed when it ends
+    if (clear.count(o.owner) && ipc::remove(o, roots_) == 0) continue;
     if (o.creator != o.owner) {
       // Someone handed an object to a UID of our range (IPC_SET can set any owner): left alone,
       // such objects would block that UID, and 10,000 of them the whole pool. The range is
@@ -94,13 +102,29 @@ void HostWatch::census() {
   }
   pool_.set_blocked_exactly(uid_pool::kForeignProcess, procs);
   pool_.set_blocked_exactly(uid_pool::kForeignIpc, ipcs);
+  for (uint32_t uid : clear) {
+    if (std::find(ipcs.begin(), ipcs.end(), uid) != ipcs.end()) continue;  // an object would not go
+    lost_.erase(uid);
+    pool_.unblock(uid, uid_pool::kZygoteLost);
+    log::info("uid {}: nothing of the request its zygote died with is left; back in the pool", uid);
+  }
   if (!procs.empty() || !ipcs.empty() || given_away)
     log::debug("census: {} foreign process UIDs, {} foreign IPC owners in range, {} given-away objects removed",
                procs.size(), ipcs.size(), given_away);
-  census_timer_.expires_after(kCensusPeriod);
+  arm_census(kCensusPeriod);
+}
+
+void HostWatch::arm_census(std::chrono::steady_clock::duration after) {
+  census_timer_.expires_after(after);  // cancels a wait already armed
   census_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec && !stopped_) census();
   });
+}
+
+void HostWatch::zygote_lost(uint32_t uid) {
+  pool_.block(uid, uid_pool::kZygoteLost);
+  lost_[uid] = std::chrono::steady_clock::now();
+  if (!stopped_ && census_timer_.expiry() > std::chrono::steady_clock::now() + kSettle) arm_census(kSettle);
 }
 
 void notify_ready(int& ready_fd) {

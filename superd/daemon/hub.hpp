@@ -174,6 +174,8 @@ class Daemon {
   void on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer);
   void admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point accepted, bool rate_taken);
   void defer_for_rate(Service& s);
+  void defer_for_fds(Service& s, UniqueFd conn, const sockaddr_storage& peer, const net::ListenSpec& local);
+  static constexpr auto kFdRetry = std::chrono::milliseconds(100);
   void on_rate_room(Service& s);
 
   // --- PROXY protocol headers, read in the loop before admission (proxy.cpp) ---
@@ -285,6 +287,7 @@ class Daemon {
   std::unique_ptr<handover::State> handed_;  // new image: the state, until restore_finish()
   std::map<uint32_t, uid_pool::Lease> handed_leases_;
   Clock::time_point start_time_ = Clock::now();
+  Clock::time_point fds_short_logged_{};  // defer_for_fds's warning, at most once a second
 };
 
 }  // namespace superd::daemon

@@ -36,8 +36,9 @@ spawn::ZygotePool::Events Daemon::zygote_events(Service& s) {
     log::error("service {}: its zygote (pid {}) is gone ({}); {} unanswered requests failed", s.cfg->name, zygote, why,
                unanswered.size());
     for (spawn::Pending& p : unanswered) {
-      s.log_fail(p.serial, p.peer, p.lease.uid(), "the zygote died before answering; UID quarantined");
-      p.lease.quarantine();
+      s.log_fail(p.serial, p.peer, p.lease.uid(),
+                 "the zygote died before answering; UID blocked until nothing of it is left");
+      host_.zygote_lost(p.lease.uid());  // before the lease drops: the UID is never free between
       count_out(s, p.source);
     }
   };

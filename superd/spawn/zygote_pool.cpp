@@ -153,8 +153,14 @@ void ZygotePool::on_readable(Slot& slot) {
     ChildError cerr;
     std::error_code ec;
     bool lost = false;
+    Pending& next = slot.pending.front();
+    next.answer_room.reset();  // room for the pidfd (see Pending::answer_room)
     Child child = slot.zygote->receive(cerr, ec, lost);
-    if (ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block) break;
+    if (ec == std::errc::resource_unavailable_try_again || ec == std::errc::operation_would_block) {
+      // Not answered yet: keep a slot for it again (the pipe's read end duplicated).
+      next.answer_room.reset(::fcntl(next.err_read.get(), F_DUPFD_CLOEXEC, 3));
+      break;
+    }
     if (ec && lost) {
       lose(slot, ec.message());
       break;
@@ -181,8 +187,8 @@ void ZygotePool::on_readable(Slot& slot) {
 }
 
 // The zygote died: nothing it was asked for can be vouched for. Its unanswered requests go back
-// to the daemon (to quarantine their UIDs: an instance may run with one, outside our books; a
-// restarted superd sweeps it), and the slot is left empty for the next request to restart.
+// to the daemon (to block their UIDs: an instance may run with one, outside our books, until
+// the census finds nothing of it left), and the slot is left empty for the next request to restart.
 void ZygotePool::lose(Slot& slot, const std::string& why) {
   std::vector<Pending> unanswered(std::make_move_iterator(slot.pending.begin()),
                                   std::make_move_iterator(slot.pending.end()));

@@ -2,7 +2,7 @@
 // zygotes; at most kMaxZygotes) and the
 // requests they have not answered yet. It owns the slots, the choice of slot, the pending FIFO
 // per slot, the exits reaped before their answer came, and what a lost zygote's requests
-// become: returned to the daemon as values (their leases inside), for it to quarantine.
+// become: returned to the daemon as values (their leases inside), for it to block.
 //
 // Strategy: a request goes to the zygote with the fewest unanswered ones; the connection's fds
 // travel with it, so the caller closes its copies at once. Answers (the instance's pidfd, or
@@ -41,6 +41,11 @@ struct Pending {
   std::string peer;
   net::SourceKey source;
   UniqueFd err_read;
+  // A descriptor slot kept for the answer: the stderr pipe's write end (the zygote has its own
+  // copy), closed just before the answer is read, so that a daemon at its RLIMIT_NOFILE still
+  // has room for the pidfd the answer carries. Without it the kernel drops the pidfd
+  // (MSG_CTRUNC), the zygote counts as lost, and the instance runs outside the books.
+  UniqueFd answer_room;
 };
 
 // How many zygotes a pool starts: `configured`, or one per CPU of the affinity mask; 1..kMaxZygotes.
@@ -57,8 +62,8 @@ class ZygotePool {
     // Its clone or a step of its checklist failed (the child, if any, is reaped): nothing of
     // the UID can remain, so the lease may simply drop.
     std::function<void(Pending, std::string failure)> failed;
-    // The zygote died with these unanswered: they may run unseen, so their UIDs must never be
-    // reused (the daemon quarantines the leases).
+    // The zygote died with these unanswered: they may run unseen, so their UIDs must not be
+    // reused while anything of them is left (the daemon blocks them: HostWatch::zygote_lost).
     std::function<void(std::vector<Pending>, pid_t zygote, std::string why)> lost;
     // A dead zygote is being replaced (for the log).
     std::function<void()> replacing;

@@ -78,8 +78,8 @@ void Pool::unblock(uint32_t uid, Block why) noexcept {
 }
 
 const char* block_name(int bit_index) noexcept {
-  static const char* const kNames[kBlockKinds] = {"static-user", "foreign-process", "foreign-ipc", "quarantined",
-                                                  "orphan-unswept"};
+  static const char* const kNames[kBlockKinds] = {"static-user", "foreign-process", "foreign-ipc",
+                                                  "quarantined", "orphan-unswept",  "zygote-lost"};
   return bit_index >= 0 && bit_index < kBlockKinds ? kNames[bit_index] : "?";
 }
 

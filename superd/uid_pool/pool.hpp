@@ -24,8 +24,9 @@ enum Block : uint8_t {
   kForeignIpc = 1 << 2,      // an IPC object we did not clean is owned by it
   kQuarantined = 1 << 3,     // its cleanup failed; never reused while superd runs
   kOrphan = 1 << 4,          // a previous daemon's lease, not swept yet
+  kZygoteLost = 1 << 5,      // its zygote died before answering: until the census finds it clear
 };
-constexpr int kBlockKinds = 5;
+constexpr int kBlockKinds = 6;
 const char* block_name(int bit_index) noexcept;  // "static-user", ... for bit 1 << bit_index
 
 // What blocks the UIDs that are not held (for `superd status`): a count per reason and the first
@@ -67,7 +68,7 @@ class Pool {
  private:
   static constexpr uint8_t kHeld = 1 << 6;
   static constexpr uint8_t kQueued = 1 << 7;
-  static constexpr uint8_t kBlockMask = 0x1f;
+  static constexpr uint8_t kBlockMask = 0x3f;
 
   bool parked(uint32_t off) const noexcept { return off < fresh_ && !(state_[off] & (kHeld | kQueued)); }
   void push(uint32_t off) noexcept;
