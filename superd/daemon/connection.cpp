@@ -119,14 +119,14 @@ void Daemon::defer_for_rate(Service& s) {
 // "defer" holds one, and the service polls again after kFdRetry (descriptors come back as
 // instances end). The kernel's backlog keeps the others. Dropping it lost every connection past
 // the limit. Said at most once a second.
-void Daemon::defer_for_fds(Service& s, UniqueFd conn, const sockaddr_storage& peer, const net::ListenSpec& local) {
+void Daemon::defer_for_fds(Service& s, UniqueFd conn, PeerInfo who) {
   auto now = Clock::now();
   if (now - fds_short_logged_ >= std::chrono::seconds(1)) {
     fds_short_logged_ = now;
     log::warning("service {}: out of file descriptors (RLIMIT_NOFILE); connections wait until instances end",
                  s.cfg->name);
   }
-  s.deferred = Deferred{std::move(conn), peer, local};
+  s.deferred = Deferred{std::move(conn), std::move(who)};
   to_held(s, now + kFdRetry, true);
 }
 
@@ -169,7 +169,7 @@ void Daemon::admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point ac
   // and tried again (defer_for_fds), not dropped, and must not have seen a banner yet.
   UniqueFd err_read, err_write;
   if (d.admitted() && !s.internal && !s.cfg->service.redirect && !log_pipe(err_read, err_write)) {
-    if (errno == EMFILE || errno == ENFILE) return defer_for_fds(s, std::move(conn), peer_addr, local);
+    if (errno == EMFILE || errno == ENFILE) return defer_for_fds(s, std::move(conn), std::move(who));
     return s.log_fail(++serial_, who.text, s.plan.static_uid, "pipe2: " + errno_text(errno));
   }
   send_banner(conn.get(), so.banner, name);

@@ -174,7 +174,7 @@ class Daemon {
   void on_connection(Service& s, const net::ListenSpec& local, UniqueFd conn, const sockaddr_storage& peer);
   void admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point accepted, bool rate_taken);
   void defer_for_rate(Service& s);
-  void defer_for_fds(Service& s, UniqueFd conn, const sockaddr_storage& peer, const net::ListenSpec& local);
+  void defer_for_fds(Service& s, UniqueFd conn, PeerInfo who);
   static constexpr auto kFdRetry = std::chrono::milliseconds(100);
   void on_rate_room(Service& s);
 
