@@ -214,10 +214,13 @@ def test_haproxy_in_front_of_two_hosts():
                                                      f"START for a health check: {logs[k].count('START web ')}")
 
         # Health checks came all along, as PROXY LOCAL, spawning nothing.
+        def checks(d):
+            return [svc.get("proxy_health_checks", 0) for svc in json.loads(d.cli("status", "--json").stdout)["services"]]
         for k, d in hosts.items():
-            st = json.loads(d.cli("status", "--json").stdout)
-            for svc in st["services"]:
-                check(svc.get("proxy_health_checks", 0) >= 3, f"host {k} counted HAProxy's LOCAL checks: {svc}")
+            check(poll_until(lambda: min(checks(d)) >= 3, 10), f"host {k} counted HAProxy's LOCAL checks: {checks(d)}")
+        logs = {k: d.log() for k, d in hosts.items()}
+        for k in hosts:
+            check(logs[k].count("START web ") == 3, f"host {k}: still no START for a health check")
 
         # Failover: kill -9 one superd under load; HAProxy marks it down; the other serves.
         load = in_lb("--client", "load", "4", "4")
