@@ -6,6 +6,8 @@ the connection on fd 0/1:
   rawspawn      the ceiling: accept + vfork + exec, no UID change, no sandbox
   superd        full default sandbox and a fresh dynamic UID per connection
   superd-nosb   `sandbox = false`: fresh dynamic UID only
+  superd-state  as superd, with a state directory (the shared group, mode 2770)
+  superd-idmap  as superd-state, with state_directory_idmap = true (an idmapped mount per instance)
   xinetd        wait = no, user = nobody; cps/instances/per_source raised so it never throttles
   tcpserver     ucspi-tcp, -H -R -l 0 (no DNS/ident), -c 1000, -b 1024, runs as nobody
 Rounds are interleaved (every system at every concurrency once per round, in rotating order);
@@ -30,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 SCRATCH = f"/srv/superd-bench/compare-{os.getpid()}"
-PORTS = {"rawspawn": 19001, "superd": 19002, "superd-nosb": 19003, "xinetd": 19004, "tcpserver": 19005}
+PORTS = {"rawspawn": 19001, "superd": 19002, "superd-nosb": 19003, "xinetd": 19004, "tcpserver": 19005,
+         "superd-state": 19006, "superd-idmap": 19007}
 UID_RANGE = (90000, 99999)
 
 
@@ -46,13 +49,14 @@ def wait_port(port, timeout=15):
     return False
 
 
-def start_all(svc):
+def start_all(svc, wanted):
     procs = {}
     os.makedirs(SCRATCH + "/conf.d")
     logs = open(SCRATCH + "/servers.log", "wb")
-    procs["rawspawn"] = subprocess.Popen([f"{BUILD}/bench/rawspawn", "--backlog", "1024",
-                                          f"127.0.0.1:{PORTS['rawspawn']}", svc],
-                                         stdout=subprocess.DEVNULL, stderr=logs)
+    if "rawspawn" in wanted:
+        procs["rawspawn"] = subprocess.Popen([f"{BUILD}/bench/rawspawn", "--backlog", "1024",
+                                              f"127.0.0.1:{PORTS['rawspawn']}", svc],
+                                             stdout=subprocess.DEVNULL, stderr=logs)
     with open(SCRATCH + "/superd.toml", "w") as f:
         f.write(f"""[superd]
 dynamic_uid_range = [{UID_RANGE[0]}, {UID_RANGE[1]}]
@@ -62,7 +66,9 @@ state_root = "{SCRATCH}/lib"
 cache_root = "{SCRATCH}/cache"
 logs_root = "{SCRATCH}/log"
 """)
-    for name, extra in (("superd", ""), ("superd-nosb", "sandbox = false\n")):
+    for name, extra in (("superd", ""), ("superd-nosb", "sandbox = false\n"),
+                        ("superd-state", 'state_directory = "bench"\n'),
+                        ("superd-idmap", 'state_directory = "bench-idmap"\nstate_directory_idmap = true\n')):
         with open(f"{SCRATCH}/conf.d/{name}.toml", "w") as f:
             f.write(f"""[socket]
 listen = ["127.0.0.1:{PORTS[name]}"]
@@ -96,13 +102,15 @@ service superd-bench
         flags           = REUSE
 }}
 """)
-    procs["xinetd"] = subprocess.Popen(["xinetd", "-dontfork", "-f", SCRATCH + "/xinetd.conf",
-                                        "-pidfile", SCRATCH + "/xinetd.pid"], stdout=subprocess.DEVNULL, stderr=logs)
-    procs["tcpserver"] = subprocess.Popen(["tcpserver", "-H", "-R", "-l", "0", "-c", "1000", "-b", "1024",
-                                           "-u", "65534", "-g", "65534", "127.0.0.1", str(PORTS["tcpserver"]), svc],
-                                          stdout=subprocess.DEVNULL, stderr=logs)
+    if "xinetd" in wanted:
+        procs["xinetd"] = subprocess.Popen(["xinetd", "-dontfork", "-f", SCRATCH + "/xinetd.conf",
+                                            "-pidfile", SCRATCH + "/xinetd.pid"], stdout=subprocess.DEVNULL, stderr=logs)
+    if "tcpserver" in wanted:
+        procs["tcpserver"] = subprocess.Popen(["tcpserver", "-H", "-R", "-l", "0", "-c", "1000", "-b", "1024",
+                                               "-u", "65534", "-g", "65534", "127.0.0.1", str(PORTS["tcpserver"]), svc],
+                                              stdout=subprocess.DEVNULL, stderr=logs)
     for name, port in PORTS.items():
-        if not wait_port(port):
+        if name in wanted and not wait_port(port):
             stop_all(procs)
             sys.exit(f"compare: {name} did not answer on port {port}; see {SCRATCH}/servers.log")
     return procs
@@ -140,6 +148,9 @@ def main():
     ap.add_argument("--short", action="store_true", help="3 rounds of 2 s (about 2 minutes)")
     ap.add_argument("--full", action="store_true", help="5 rounds of 8 s")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--uid-range", help="superd's dynamic_uid_range as LO-HI (default 90000-99999); a small one "
+                    "recycles UIDs soon, so state_directory_idmap's per-(UID, owner) namespace cache is warm")
+    ap.add_argument("--systems", help="start and measure only these (comma-separated; default: all)")
     ap.add_argument("--raw", help="also write every window's loadgen result and foreign CPU here (JSON)")
     ap.add_argument("--json", default=os.path.join(HERE, "compare-latest.json"),
                     help="the medians of the table, as JSON (bench/plot.py compare reads it)")
@@ -154,9 +165,12 @@ def main():
     svc = SCRATCH + "/svc_hello"
     shutil.copy(svc_src, svc)
     os.chmod(svc, 0o755)
-    procs = start_all(svc)
+    global UID_RANGE
+    if args.uid_range:
+        UID_RANGE = tuple(int(x) for x in args.uid_range.split("-"))
+    names = [n for n in PORTS if not args.systems or n in args.systems.split(",")]
+    procs = start_all(svc, set(names))
     concs = (1, 8, 64)
-    names = list(PORTS)
     results = {(n, c): [] for n in names for c in concs}
     t0 = time.time()
     try:
@@ -178,7 +192,7 @@ def main():
             json.dump({f"{n} c={c}": v for (n, c), v in results.items()}, f, indent=1)
 
     def med(n, c, k):
-        vals = [x[k] for x in results[(n, c)] if x.get("failed", 0) >= 0 and not x["loaded"]]
+        vals = [x[k] for x in results.get((n, c), []) if x.get("failed", 0) >= 0 and not x["loaded"]]
         return statistics.median(vals) if vals else float("nan")
 
     failures = sum(x.get("failed", 0) for v in results.values() for x in v)
@@ -200,6 +214,11 @@ def main():
             lines.append(f"| {n} | {c} | {cps:.0f} | {med(n, c, 'p50_ms'):.2f} | {med(n, c, 'p99_ms'):.2f} | "
                          f"{cps / raw:.2f} | {cps / xin:.2f} | {med(n, c, 'p99_ms') / raw99:.2f} | "
                          f"{sum(max(x.get('failed', 0), 0) for x in results[(n, c)])} |")
+    idmap_line = ""
+    if "superd-idmap" in names and "superd-state" in names:
+        idmap_line = "state_directory_idmap = true (superd-idmap / superd-state, conns/s): " + ", ".join(
+            f"c={c}: {med('superd-idmap', c, 'conns_per_s') / med('superd-state', c, 'conns_per_s'):.3f}"
+            for c in concs) + ".\n"
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -216,6 +235,7 @@ medians). Loopback TCP, service `bench/svc_hello` (static). Failed connections i
 
 {foreign_line}
 
+{idmap_line}
 Reproduce: `bash bench/compare.sh --{mode}` (as root).
 
 {chr(10).join(lines)}
