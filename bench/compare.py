@@ -6,6 +6,8 @@ the connection on fd 0/1:
   rawspawn      the ceiling: accept + vfork + exec, no UID change, no sandbox
   superd        full default sandbox and a fresh dynamic UID per connection
   superd-nosb   `sandbox = false`: fresh dynamic UID only
+  superd-state  as superd, with a state directory (the shared group, mode 2770)
+  superd-idmap  as superd-state, with state_directory_idmap = true (an idmapped mount per instance)
   xinetd        wait = no, user = nobody; cps/instances/per_source raised so it never throttles
   tcpserver     ucspi-tcp, -H -R -l 0 (no DNS/ident), -c 1000, -b 1024, runs as nobody
   rawspawn-nolibc, superd-nolibc   the same two with svc_hello_nolibc, a libc-free build of the
@@ -36,7 +38,7 @@ ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 SCRATCH = f"/srv/superd-bench/compare-{os.getpid()}"
 PORTS = {"rawspawn": 19001, "superd": 19002, "superd-nosb": 19003, "xinetd": 19004, "tcpserver": 19005,
-         "rawspawn-nolibc": 19006, "superd-nolibc": 19007}
+         "rawspawn-nolibc": 19006, "superd-nolibc": 19007, "superd-state": 19008, "superd-idmap": 19009}
 
 
 def baseline(name):
@@ -57,13 +59,14 @@ def wait_port(port, timeout=15):
     return False
 
 
-def start_all(svc, nolibc):
+def start_all(svc, wanted, nolibc):
     procs = {}
     os.makedirs(SCRATCH + "/conf.d")
     logs = open(SCRATCH + "/servers.log", "wb")
-    procs["rawspawn"] = subprocess.Popen([f"{BUILD}/bench/rawspawn", "--backlog", "1024",
-                                          f"127.0.0.1:{PORTS['rawspawn']}", svc],
-                                         stdout=subprocess.DEVNULL, stderr=logs)
+    if "rawspawn" in wanted:
+        procs["rawspawn"] = subprocess.Popen([f"{BUILD}/bench/rawspawn", "--backlog", "1024",
+                                              f"127.0.0.1:{PORTS['rawspawn']}", svc],
+                                             stdout=subprocess.DEVNULL, stderr=logs)
     with open(SCRATCH + "/superd.toml", "w") as f:
         f.write(f"""[superd]
 dynamic_uid_range = [{UID_RANGE[0]}, {UID_RANGE[1]}]
@@ -73,11 +76,13 @@ state_root = "{SCRATCH}/lib"
 cache_root = "{SCRATCH}/cache"
 logs_root = "{SCRATCH}/log"
 """)
-    if nolibc:
+    if nolibc and "rawspawn-nolibc" in wanted:
         procs["rawspawn-nolibc"] = subprocess.Popen([f"{BUILD}/bench/rawspawn", "--backlog", "1024",
                                                      f"127.0.0.1:{PORTS['rawspawn-nolibc']}", nolibc],
                                                     stdout=subprocess.DEVNULL, stderr=logs)
-    services = [("superd", svc, ""), ("superd-nosb", svc, "sandbox = false\n")]
+    services = [("superd", svc, ""), ("superd-nosb", svc, "sandbox = false\n"),
+                ("superd-state", svc, 'state_directory = "bench"\n'),
+                ("superd-idmap", svc, 'state_directory = "bench-idmap"\nstate_directory_idmap = true\n')]
     if nolibc:
         services.append(("superd-nolibc", nolibc, ""))
     for name, program, extra in services:
@@ -114,15 +119,15 @@ service superd-bench
         flags           = REUSE
 }}
 """)
-    procs["xinetd"] = subprocess.Popen(["xinetd", "-dontfork", "-f", SCRATCH + "/xinetd.conf",
-                                        "-pidfile", SCRATCH + "/xinetd.pid"], stdout=subprocess.DEVNULL, stderr=logs)
-    procs["tcpserver"] = subprocess.Popen(["tcpserver", "-H", "-R", "-l", "0", "-c", "1000", "-b", "1024",
-                                           "-u", "65534", "-g", "65534", "127.0.0.1", str(PORTS["tcpserver"]), svc],
-                                          stdout=subprocess.DEVNULL, stderr=logs)
+    if "xinetd" in wanted:
+        procs["xinetd"] = subprocess.Popen(["xinetd", "-dontfork", "-f", SCRATCH + "/xinetd.conf",
+                                            "-pidfile", SCRATCH + "/xinetd.pid"], stdout=subprocess.DEVNULL, stderr=logs)
+    if "tcpserver" in wanted:
+        procs["tcpserver"] = subprocess.Popen(["tcpserver", "-H", "-R", "-l", "0", "-c", "1000", "-b", "1024",
+                                               "-u", "65534", "-g", "65534", "127.0.0.1", str(PORTS["tcpserver"]), svc],
+                                              stdout=subprocess.DEVNULL, stderr=logs)
     for name, port in PORTS.items():
-        if name.endswith("-nolibc") and not nolibc:
-            continue
-        if not wait_port(port):
+        if name in wanted and not wait_port(port):
             stop_all(procs)
             sys.exit(f"compare: {name} did not answer on port {port}; see {SCRATCH}/servers.log")
     return procs
@@ -160,6 +165,9 @@ def main():
     ap.add_argument("--short", action="store_true", help="3 rounds of 2 s (about 2 minutes)")
     ap.add_argument("--full", action="store_true", help="5 rounds of 8 s")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--uid-range", help="superd's dynamic_uid_range as LO-HI (default 90000-99999); a small one "
+                    "recycles UIDs soon, so state_directory_idmap's per-(UID, owner) namespace cache is warm")
+    ap.add_argument("--systems", help="start and measure only these (comma-separated; default: all)")
     ap.add_argument("--raw", help="also write every window's loadgen result and foreign CPU here (JSON)")
     ap.add_argument("--json", default=os.path.join(HERE, "compare-latest.json"),
                     help="the medians of the table, as JSON (bench/plot.py compare reads it)")
@@ -179,9 +187,13 @@ def main():
         nolibc = SCRATCH + "/svc_hello_nolibc"
         shutil.copy(f"{BUILD}/bench/svc_hello_nolibc", nolibc)
         os.chmod(nolibc, 0o755)
-    procs = start_all(svc, nolibc)
+    global UID_RANGE
+    if args.uid_range:
+        UID_RANGE = tuple(int(x) for x in args.uid_range.split("-"))
+    names = [n for n in PORTS if (not args.systems or n in args.systems.split(",")) and
+             (nolibc or not n.endswith("-nolibc"))]
+    procs = start_all(svc, set(names), nolibc)
     concs = (1, 8, 64)
-    names = [n for n in PORTS if nolibc or not n.endswith("-nolibc")]
     results = {(n, c): [] for n in names for c in concs}
     redone = {c: 0 for c in concs}
     t0 = time.time()
@@ -209,7 +221,7 @@ def main():
             json.dump({f"{n} c={c}": v for (n, c), v in results.items()}, f, indent=1)
 
     def med(n, c, k):
-        vals = [x[k] for x in results[(n, c)] if x.get("failed", 0) >= 0 and not x["loaded"]]
+        vals = [x[k] for x in results.get((n, c), []) if x.get("failed", 0) >= 0 and not x["loaded"]]
         return statistics.median(vals) if vals else float("nan")
 
     failures = sum(x.get("failed", 0) for v in results.values() for x in v)
@@ -232,6 +244,11 @@ def main():
             lines.append(f"| {n} | {c} | {cps:.0f} | {med(n, c, 'p50_ms'):.2f} | {med(n, c, 'p99_ms'):.2f} | "
                          f"{cps / raw:.2f} | {cps / xin:.2f} | {med(n, c, 'p99_ms') / raw99:.2f} | "
                          f"{sum(max(x.get('failed', 0), 0) for x in results[(n, c)])} |")
+    idmap_line = ""
+    if "superd-idmap" in names and "superd-state" in names:
+        idmap_line = "state_directory_idmap = true (superd-idmap / superd-state, conns/s): " + ", ".join(
+            f"c={c}: {med('superd-idmap', c, 'conns_per_s') / med('superd-state', c, 'conns_per_s'):.3f}"
+            for c in concs) + ".\n"
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -249,6 +266,7 @@ medians). Loopback TCP, service `bench/svc_hello` (static; the `-nolibc` rows: `
 
 {foreign_line}
 
+{idmap_line}
 Reproduce: `bash bench/compare.sh --{mode}` (as root).
 
 {chr(10).join(lines)}

@@ -67,6 +67,7 @@ inline constexpr uint32_t kMaxConnectionsCap = 1u << 20;
 inline constexpr size_t kMaxConfigFileBytes = 1u << 20;  // per TOML file
 inline constexpr size_t kMaxServices = 4096;
 inline constexpr size_t kMaxListenFds = 16;  // sockets handed to one wait-mode instance
+inline constexpr size_t kMaxIdmapDirs = 16;  // idmapped state/cache/logs directories of one service
 
 struct Listen {
   net::ListenSpec spec;
@@ -178,6 +179,10 @@ struct SandboxConfig {
   std::vector<Path> read_write_paths, read_only_paths, inaccessible_paths;
   std::vector<BindPath> bind_paths, bind_read_only_paths;
   ExecDirs state, cache, logs, runtime;
+  // state_directory_idmap: every instance sees its state, cache and logs directories through an
+  // idmapped mount (sandbox/idmap.hpp) as owned by its own UID and GID, while the files live on
+  // disk under the service's stable owner (a named lease). Per-connection services only.
+  bool idmap_dirs = false;
   bool no_new_privileges = true;
   std::vector<int> capability_bounding_set;  // capabilities kept; default none
   std::vector<int> ambient_capabilities;

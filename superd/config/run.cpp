@@ -41,7 +41,12 @@ std::optional<Service> parse_run_service(const std::vector<std::string>& propert
     text += line;
   }
   if (!p.empty()) return std::nullopt;
-  return detail::parse_service_file(text, "-p", name, p, true);
+  auto svc = detail::parse_service_file(text, "-p", name, p, true);
+  // A run's lease is its own directories' owner already (a unit's named UID), or it has none
+  // to share: nothing to map.
+  if (svc && svc->service.sandbox.idmap_dirs)
+    p.add({"-p", 0, 0}, "state_directory_idmap", "is for per-connection services, not superd run");
+  return svc;
 }
 
 }  // namespace superd::config

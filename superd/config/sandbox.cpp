@@ -228,6 +228,20 @@ void read_sandbox(TableReader& r, ServiceConfig& svc, const std::string& name) {
   read_dirs(r, "cache_directory", name, sb.cache, false);
   read_dirs(r, "logs_directory", name, sb.logs, false);
   read_dirs(r, "runtime_directory", name, sb.runtime, true);
+  if (auto* n = r.get("state_directory_idmap")) {
+    bool v = false;
+    r.read_bool("state_directory_idmap", v);
+    const size_t dirs = sb.state.names.size() + sb.cache.names.size() + sb.logs.names.size();
+    if (v && (!svc.dynamic_user || !sb.enabled))
+      r.bad(*n, "state_directory_idmap", "needs dynamic_user = true and the sandbox (it maps the instance's own UID)");
+    else if (v && dirs == 0)
+      r.bad(*n, "state_directory_idmap", "needs a state_directory, cache_directory or logs_directory");
+    else if (v && dirs > kMaxIdmapDirs)
+      r.bad(*n, "state_directory_idmap",
+            "at most " + std::to_string(kMaxIdmapDirs) + " state, cache and logs directories together");
+    else
+      sb.idmap_dirs = v;
+  }
   if (auto* n = r.get("no_new_privileges")) {
     bool v = sb.no_new_privileges;
     r.read_bool("no_new_privileges", v);

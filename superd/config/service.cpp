@@ -384,6 +384,9 @@ void check_modes(const Service& svc, Problems& p) {
     p.add(svc.where, "socket.listen",
           "wait mode with stdio = \"socket\" hands over exactly one listening socket; use stdio = \"listen-fds\" for " +
               std::to_string(so.listen.size()));
+  if (!so.accept && se.sandbox.idmap_dirs)
+    p.add(svc.where, "service.state_directory_idmap",
+          "is for per-connection services: a wait-mode instance already runs as its directories' owner");
   if (!so.accept && so.listen.size() > kMaxListenFds)
     p.add(svc.where, "socket.listen", "at most " + std::to_string(kMaxListenFds) + " sockets in wait mode");
 }

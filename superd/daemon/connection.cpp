@@ -201,6 +201,8 @@ void Daemon::admit(Service& s, UniqueFd conn, PeerInfo who, Clock::time_point ac
   plan_.conn_fd = conn.get();
   plan_.stderr_fd = err_write.get();
   plan_.null_fd = null_fd_.get();
+  sandbox::idmap::Trees trees;  // state_directory_idmap: closed once the zygote or the child has them
+  if (std::string why = add_idmap_trees(s, uid, trees); !why.empty()) return s.log_fail(serial, who.text, uid, why);
   if (s.zygotes) {
     // The zygote takes its own copies of the fds; ours close when this returns, the stderr
     // pipe's write end when the answer is read (Pending::answer_room). In flight, the

@@ -44,6 +44,7 @@
 #include "daemon/service.hpp"
 #include "listener/passed.hpp"
 #include "sandbox/dirs.hpp"
+#include "sandbox/idmap.hpp"
 #include "spawn/spawn.hpp"
 #include "uid_pool/lease.hpp"
 #include "uid_pool/lease_table.hpp"
@@ -131,7 +132,12 @@ class Daemon {
   std::unique_ptr<Service> build_service(std::shared_ptr<const config::Service> sc, Service* previous,
                                          std::vector<Listener*>& reuse);
   bool lease_group(Service& s, Service* previous);
-  bool prepare_service(Service& s);
+  bool prepare_service(Service& s, Service* previous);
+  // --- state_directory_idmap (idmap_dirs.cpp) ---
+  bool prepare_idmap(Service& s, Service* previous);
+  bool idmap_toggle_allowed(const config::Service& sc) const;
+  // The instance's idmapped trees into `trees`, their fds into plan_; empty or why not.
+  std::string add_idmap_trees(const Service& s, uid_t uid, sandbox::idmap::Trees& trees);
   std::unique_ptr<spawn::ZygotePool> make_zygotes(Service& s);
   std::string reload();  // with sd_notify's RELOADING=1 ... READY=1 around it
   std::string reload_config();
@@ -252,6 +258,7 @@ class Daemon {
   spawn::HostLimits host_limits_;  // from raise_nofile_limit() in run(), before any plan
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<Service>> retired_;  // replaced by a reload, instances still live
+  sandbox::idmap::Cache idmap_cache_;              // user namespaces by (instance UID, owner)
   std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
   std::unordered_map<uint64_t, Session> sessions_;                        // by serial
   std::unordered_map<uint64_t, std::unique_ptr<ProxyWait>> proxy_waits_;  // by proxy_ids_

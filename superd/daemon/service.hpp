@@ -99,6 +99,8 @@ struct Service {
   // The shared-directory GID, leased for the service's lifetime; a reloaded service shares it
   // with its successor, and it returns when the last of them goes.
   std::shared_ptr<uid_pool::Lease> group;
+  // state_directory_idmap: the directories' stable owner (daemon/idmap_dirs.cpp), shared the same way.
+  std::shared_ptr<uid_pool::Lease> owner;
   std::vector<std::unique_ptr<Listener>> listeners;
   State state = State::polling;
   std::unique_ptr<spawn::ZygotePool> zygotes;  // sandboxed accept-mode services spawn through them

@@ -34,7 +34,8 @@ admission::Policy policy_for(const config::SocketConfig& so) {
 // chown, files stay writable.
 bool Daemon::lease_group(Service& s, Service* previous) {
   auto dirs = sandbox::boundary_dirs(s.cfg->service.sandbox, roots_);
-  if (dirs.empty() || !s.cfg->service.dynamic_user) return true;
+  // Idmapped directories need no shared group: every instance is their owner (idmap_dirs.cpp).
+  if (dirs.empty() || !s.cfg->service.dynamic_user || s.cfg->service.sandbox.idmap_dirs) return true;
   if (previous && previous->group) {
     s.group = previous->group;
     return true;
@@ -59,8 +60,9 @@ bool Daemon::lease_group(Service& s, Service* previous) {
 }
 
 // Host side of a service's sandbox: its boundary directories, owned by its group.
-bool Daemon::prepare_service(Service& s) {
+bool Daemon::prepare_service(Service& s, Service* previous) {
   const auto& sb = s.cfg->service.sandbox;
+  if (sb.idmap_dirs) return prepare_idmap(s, previous);
   std::optional<uint32_t> gid;
   if (s.group) gid = s.group->uid();
   std::string failed;
@@ -84,6 +86,7 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
   bool wait_mode = spawns && !sc->socket.accept;
   auto svc = std::make_unique<Service>(sc, spawn::ServicePlan{}, policy_for(sc->socket));
   if (previous && sandbox::boundary_dirs(sc->service.sandbox, roots_).empty()) previous = nullptr;
+  if (!idmap_toggle_allowed(*sc)) return nullptr;
   if (spawns && !lease_group(*svc, previous)) return nullptr;
   std::optional<gid_t> group;
   if (svc->group) group = svc->group->uid();
@@ -114,7 +117,7 @@ std::unique_ptr<Service> Daemon::build_service(std::shared_ptr<const config::Ser
     }
     svc->sink = std::move(sink);
   }
-  if (spawns && !prepare_service(*svc)) return nullptr;
+  if (spawns && !prepare_service(*svc, previous)) return nullptr;
   if (svc->plan.use_zygote) {
     svc->zygotes =
         std::make_unique<spawn::ZygotePool>(io_, svc->plan, sc->name, zygote_events(*svc), cfg_.global.zygotes);

@@ -14,10 +14,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sandbox/seccomp.hpp"
+
 // glibc 2.36's <sys/mount.h> clashes with <linux/mount.h>; the mount calls go through syscall().
 extern "C" int mount(const char*, const char*, const char*, unsigned long, const void*) noexcept;
 
 namespace superd::sandbox {
+using seccomp::kInstanceMoveMountFlags;
 namespace {
 
 void add(MountPlan& p, MountOp op) {
@@ -94,8 +97,16 @@ Sources clone_sources(MountPlan& p, const config::SandboxConfig& sb, const Roots
   };
   Sources s;
   for (const RootDirs& rd : boundary_roots(sb, roots))
-    for (const std::string& name : rd.dirs->names)
-      s.dir_slots.push_back(clone_src(join(join(*rd.root, "private"), name), false, false));
+    for (const std::string& name : rd.dirs->names) {
+      std::string src = join(join(*rd.root, "private"), name);
+      if (!sb.idmap_dirs) {
+        s.dir_slots.push_back(clone_src(src, false, false));
+        continue;
+      }
+      // Idmapped: the daemon clones it per instance (the map names the instance's UID).
+      s.dir_slots.push_back(p.slots);
+      p.idmapped.push_back({p.slots++, std::move(src)});
+    }
   for (const auto& b : sb.bind_paths)
     s.binds.push_back({clone_src(b.source, true, b.optional), b.target, false, b.optional});
   for (const auto& b : sb.bind_read_only_paths)
@@ -321,6 +332,9 @@ void add_boundary(MountPlan& p, const config::SandboxConfig& sb, const Roots& ro
       add(p, m);
       MountOp a = mk(Op::attach_tree, m.path);
       a.slot = dir_slots[di++];
+      // An idmapped tree is the instance's own: attached in its namespace, onto the mountpoint
+      // made here (a zygote's read-only boundary keeps it; mounting needs no write access).
+      a.per_instance = sb.idmap_dirs;
       add(p, a);
     }
     add(p, mk(Op::set_ro, p.keep(priv)));
@@ -536,7 +550,10 @@ int apply(const MountPlan& plan, int* slots, uid_t uid, Which which) noexcept {
           rc = -1;
           break;
         }
-        rc = static_cast<int>(::syscall(SYS_move_mount, slots[o.slot], "", AT_FDCWD, o.path, MOVE_MOUNT_F_EMPTY_PATH));
+        // Per instance (an idmapped tree the daemon prepared) in the form the zygote's gate
+        // lets through (sandbox/seccomp.hpp).
+        rc = static_cast<int>(::syscall(SYS_move_mount, slots[o.slot], "", AT_FDCWD, o.path,
+                                        o.per_instance ? kInstanceMoveMountFlags : MOVE_MOUNT_F_EMPTY_PATH));
         break;
       case Op::mkdir:
         rc = ::mkdir(o.path, o.mode);

@@ -62,9 +62,18 @@ struct MountOp {
 // because the host's /dev has no /dev/log to bind over (the daemon warns).
 enum class DevLog : uint8_t { none, private_dev, host, no_host_dev_log };
 
+// state_directory_idmap: a boundary directory whose tree is not cloned by the plan but handed
+// in per instance, already idmapped (sandbox/idmap.hpp): its slot is filled before the clone
+// with the fd the daemon prepared, and a per-instance attach_tree moves it into place.
+struct IdmapDir {
+  int slot;
+  std::string source;  // the host directory ("<root>/private/NAME")
+};
+
 struct MountPlan {
   std::vector<MountOp> ops;
   int slots = 0;
+  std::vector<IdmapDir> idmapped;  // in boundary order; InstancePlan::idmap_fds follow it
   DevLog dev_log = DevLog::none;
   std::deque<std::string> strings;  // stable storage for the ops' strings
 

@@ -135,10 +135,11 @@ bool refuses(const Policy& p, const std::string& name) {
 // let through), clone() with new namespaces when the policy refuses them, and AF_INET when the
 // policy does. Stacked, base + gate + tail answer as the whole filter (the kernel takes the
 // strictest answer of all filters; the tail only ever refuses what the base allowed).
-Policy split_for_zygote(Policy p, Settings::Part part) {
+Policy split_for_zygote(Policy p, Settings::Part part, bool instance_attach) {
   Names opened;
   for (string_view n : kZygoteNeeds)
     if (refuses(p, std::string(n))) opened.emplace(n);
+  if (instance_attach && refuses(p, "move_mount")) opened.emplace("move_mount");
   const bool inet_opened =
       p.families && (p.families_allow ? p.family_set.count(AF_INET) == 0 : p.family_set.count(AF_INET) > 0);
   if (part == Settings::Part::instance_tail) {
@@ -228,7 +229,7 @@ std::optional<Policy> resolve(const Settings& s, std::string& why) {
   p.namespaces = s.default_deny_list;
   p.personality = s.default_deny_list;
   p.sxid = s.restrict_suid_sgid;
-  if (s.part != Settings::Part::whole) return split_for_zygote(std::move(p), s.part);
+  if (s.part != Settings::Part::whole) return split_for_zygote(std::move(p), s.part, s.instance_attach);
   return p;
 }
 
@@ -479,9 +480,9 @@ bool needs_instance_tail(const Settings& s) {
   t.part = Settings::Part::instance_tail;
   auto p = resolve(t, why);
   if (!p) return false;
-  // mount() alone is the gate's (as for the built-in deny list): no tail for it.
-  return p->families ||
-         std::any_of(p->names.begin(), p->names.end(), [](const std::string& n) { return n != "mount"; });
+  // mount() and move_mount() alone are the gate's (as for the built-in deny list): no tail for them.
+  return p->families || std::any_of(p->names.begin(), p->names.end(),
+                                    [](const std::string& n) { return n != "mount" && n != "move_mount"; });
 }
 
 std::optional<Program> zygote_gate(const Settings& s, uint32_t clone_flags, std::string& why) {
@@ -489,33 +490,39 @@ std::optional<Program> zygote_gate(const Settings& s, uint32_t clone_flags, std:
   if (!p) return std::nullopt;
   const bool gate_mount = refuses(*p, "mount");
   const bool gate_clone = p->namespaces;
+  const bool gate_move = s.instance_attach && refuses(*p, "move_mount");
   uint32_t ns_mask = 0;
   for (uint64_t f : kCloneNsFlags) ns_mask |= static_cast<uint32_t>(f);
   constexpr uint32_t kArgsLow = offsetof(seccomp_data, args);  // little-endian: low half first
   constexpr uint32_t kMgcVal = 0xC0ED0000, kMgcMask = 0xffff0000;
+  constexpr uint32_t kNever = 0xffffffffu;  // a syscall number that never matches
   const uint32_t act = p->act;
   std::vector<sock_filter> f;
   auto stmt = [&](uint16_t code, uint32_t k) { f.push_back(BPF_STMT(code, k)); };
   auto jump = [&](uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { f.push_back(BPF_JUMP(code, k, jt, jf)); };
   // Layout (jump offsets count from the next instruction):
   //  0 ld arch; 1 jeq native ? 2 : allow
-  //  2 ld nr;   3 jeq mount ? 5 : 4;  4 jeq clone ? 9 : allow
-  //  5 ld arg3; 6 and MGC mask; 7 jeq MGC ? allow : refuse; 8 (pad: ja refuse)
-  //  9 ld arg0; 10 jeq exact ? allow : 11; 11 and ns mask; 12 jeq 0 ? allow : refuse
-  // 13 allow;  14 refuse
+  //  2 ld nr;   3 jeq mount ? 6 : 4;  4 jeq clone ? 10 : 5;  5 jeq move_mount ? 14 : allow
+  //  6 ld arg3; 7 and MGC mask; 8 jeq MGC ? allow : refuse; 9 (pad: ja refuse)
+  // 10 ld arg0; 11 jeq exact ? allow : 12; 12 and ns mask; 13 jeq 0 ? allow : refuse
+  // 14 ld arg4; 15 jeq kInstanceMoveMountFlags ? allow : refuse
+  // 16 allow;  17 refuse
   stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch));
-  jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 11);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 14);
   stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
-  jump(BPF_JMP | BPF_JEQ | BPF_K, gate_mount ? static_cast<uint32_t>(__NR_mount) : 0xffffffffu, 1, 0);
-  jump(BPF_JMP | BPF_JEQ | BPF_K, gate_clone ? static_cast<uint32_t>(__NR_clone) : 0xffffffffu, 4, 8);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, gate_mount ? static_cast<uint32_t>(__NR_mount) : kNever, 2, 0);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, gate_clone ? static_cast<uint32_t>(__NR_clone) : kNever, 5, 0);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, gate_move ? static_cast<uint32_t>(__NR_move_mount) : kNever, 8, 10);
   stmt(BPF_LD | BPF_W | BPF_ABS, kArgsLow + 3 * 8);
   stmt(BPF_ALU | BPF_AND | BPF_K, kMgcMask);
-  jump(BPF_JMP | BPF_JEQ | BPF_K, kMgcVal, 5, 6);
-  stmt(BPF_JMP | BPF_JA, 5);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, kMgcVal, 7, 8);
+  stmt(BPF_JMP | BPF_JA, 7);
   stmt(BPF_LD | BPF_W | BPF_ABS, kArgsLow + 0 * 8);
-  jump(BPF_JMP | BPF_JEQ | BPF_K, clone_flags, 2, 0);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, clone_flags, 4, 0);
   stmt(BPF_ALU | BPF_AND | BPF_K, ns_mask);
-  jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 3);
+  stmt(BPF_LD | BPF_W | BPF_ABS, kArgsLow + 4 * 8);
+  jump(BPF_JMP | BPF_JEQ | BPF_K, kInstanceMoveMountFlags, 0, 1);
   stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
   stmt(BPF_RET | BPF_K, act);
   return Program(std::move(f));

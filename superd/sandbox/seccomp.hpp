@@ -54,7 +54,14 @@ struct Settings {  // exactly what the config file says; all optional
   // again. Both are loaded once, in the zygote. `instance_tail`, when needs_instance_tail(),
   // is what each instance loads last to refuse the rest again.
   enum class Part { whole, zygote_base, instance_tail } part = Part::whole;
+  // The instances attach a tree the daemon prepared (state_directory_idmap): the zygote's base
+  // also opens move_mount, and the gate narrows it to kInstanceMoveMountFlags.
+  bool instance_attach = false;
 };
+
+// The flags of the instance set-up's move_mount (MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_F_AUTOMOUNTS:
+// the second is inert with an empty path); the gate lets no other form through.
+inline constexpr uint32_t kInstanceMoveMountFlags = 0x04 | 0x02;
 
 // Whether a zygote can carry this policy: any valid one, deny list or allow list (the base
 // opens what the set-up needs, the tail closes it). Invalid settings: false.
@@ -69,7 +76,8 @@ bool needs_instance_tail(const Settings& s);
 // The gate loaded in the zygote on top of the `zygote_base` filter: mount() is refused (with
 // the configured action) unless its flags carry the MS_MGC_VAL magic in their high half (which
 // the kernel discards, and only the instance set-up passes), and clone() asking for a new
-// namespace is refused unless its flags are exactly `clone_flags`, the zygote's own. Both
+// namespace is refused unless its flags are exactly `clone_flags`, the zygote's own; with
+// `instance_attach`, move_mount() is refused unless its flags are kInstanceMoveMountFlags. All
 // forms still need CAP_SYS_ADMIN, which no instance keeps: for a service they fail with EPERM
 // instead of the configured error; every other form answers as the whole filter does.
 std::optional<class Program> zygote_gate(const Settings& s, uint32_t clone_flags, std::string& why);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/close_range.h>
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -96,9 +97,12 @@ SUPERD_CHILD_CODE int child_main(void* arg) noexcept {
     if (!move_fd(p.conn_fd, 3) || !move_fd(p.null_fd, 0) || !move_fd(p.null_fd, 1)) fail(a, Step::stdio);
   }
 
-  // 3. Nothing else crosses exec, whatever the parent forgot to mark close-on-exec.
+  // 3. Nothing else crosses exec, whatever the parent forgot to mark close-on-exec. With
+  // idmapped trees to attach in step 4 (their fds are in the slots), everything is marked
+  // close-on-exec instead of closed now: the same fds go, at exec.
   unsigned first_closed = p.passthrough || s.stdio == config::Stdio::socket ? 3 : 3 + std::max(1u, p.n_listen_fds);
-  if (::syscall(SYS_close_range, first_closed, ~0U, 0) != 0) fail(a, Step::close_fds);
+  unsigned close_how = p.n_idmap_fds ? CLOSE_RANGE_CLOEXEC : 0;
+  if (::syscall(SYS_close_range, first_closed, ~0U, close_how) != 0) fail(a, Step::close_fds);
 
   // 4. The filesystem view, inside the mount namespace clone() created.
   if (s.mount_ns) {

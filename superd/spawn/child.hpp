@@ -24,4 +24,13 @@ struct ChildArgs {
 
 int child_main(void* arg) noexcept;
 
+// Before the clone: the plan's idmapped trees into their mount slots. False when their count
+// is not the mount plan's (the daemon prepares one per idmapped directory).
+inline bool fill_idmap_slots(const InstancePlan& p, int* slots) noexcept {
+  const auto& dirs = p.service->mounts.idmapped;
+  if (p.n_idmap_fds != dirs.size()) return false;
+  for (size_t i = 0; i < dirs.size(); ++i) slots[dirs[i].slot] = p.idmap_fds[i];
+  return true;
+}
+
 }  // namespace superd::spawn::detail

@@ -205,7 +205,8 @@ Result<ServicePlan> make_service_plan(const config::Service& svc, const sandbox:
   p.cap_last = read_cap_last();
   p.no_new_privs = sb.no_new_privileges;
   if (sb.filter_syscalls) {
-    seccomp::Settings st = sb.seccomp;  // a copy: the zygote's parts set st.part
+    seccomp::Settings st = sb.seccomp;                // a copy: the zygote's parts set st.part
+    st.instance_attach = !p.mounts.idmapped.empty();  // the instances move_mount their idmapped trees
     std::string why;
     // Sandboxed dynamic-user services spawn through a zygote that holds the filter's base.
     p.use_zygote = use_zygote && s.dynamic_user && sb.enabled && p.mount_ns && seccomp::zygote_compatible(st);
@@ -251,6 +252,7 @@ std::vector<std::string>& begin_plan(InstancePlan& out, const ServicePlan& svc, 
   out.uid = svc.static_identity ? svc.static_uid : uid;
   out.gid = svc.static_identity ? svc.static_gid : uid;
   out.n_listen_fds = 0;
+  out.n_idmap_fds = 0;  // the daemon adds its idmapped trees after (daemon/idmap_dirs.cpp)
   out.env_storage.clear();
   return out.env_storage;
 }

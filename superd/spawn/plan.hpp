@@ -149,6 +149,10 @@ struct InstancePlan {
   // Wait mode with stdio = "listen-fds": the listening sockets (borrowed), moved to fd 3...
   int listen_fds[config::kMaxListenFds] = {};
   unsigned n_listen_fds = 0;
+  // state_directory_idmap: the detached idmapped trees (borrowed; sandbox/idmap.hpp), one per
+  // entry of the mount plan's `idmapped`, in its order; they fill those slots before the clone.
+  int idmap_fds[config::kMaxIdmapDirs] = {};
+  unsigned n_idmap_fds = 0;
   std::vector<std::string> env_storage;
   std::vector<std::string> argv_storage;  // only when argv needs "%c" expanded
   uint64_t serial = 0;

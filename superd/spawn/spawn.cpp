@@ -38,6 +38,10 @@ Child start(const InstancePlan& plan, ChildError& err, std::error_code& ec) noex
     return c;
   }
   for (int i = 0; i < n_slots; ++i) slots[i] = -1;
+  if (!detail::fill_idmap_slots(plan, slots)) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return c;
+  }
   detail::ChildArgs args{&plan, &err, kCaughtSignals, std::size(kCaughtSignals), slots};
   // Block every signal across the clone, so no handler of the daemon runs on the child's side
   // before it has reset them; the child unblocks after resetting.

@@ -30,6 +30,7 @@ struct Request {
   uint64_t serial;
   uint32_t passthrough;
   uint32_t env_bytes;
+  uint32_t n_idmap;  // idmapped trees after the stdio fds (state_directory_idmap)
 };
 struct Reply {
   int32_t pid;
@@ -94,7 +95,7 @@ struct SetupReply {
   for (;;) {
     std::string msg;
     std::vector<UniqueFd> fds;
-    if (fdpass::recv_message(sock, msg, &fds, 3)) _exit(0);  // the daemon is gone
+    if (fdpass::recv_message(sock, msg, &fds, 3 + config::kMaxIdmapDirs)) _exit(0);  // the daemon is gone
     Reply reply{-1, 0, 0, -1};
     Request req{};
     if (msg.size() < sizeof req) _exit(1);
@@ -113,9 +114,23 @@ struct SetupReply {
       e += n + 1;
     }
     finish_arrays(ip, plan, req.serial);
-    if (ip.passthrough && fds.size() == 3) {
+    // The idmapped trees come last; the stdio fds before them.
+    const size_t n_idmap = std::min<size_t>(req.n_idmap, config::kMaxIdmapDirs);
+    const size_t n_stdio = fds.size() >= n_idmap ? fds.size() - n_idmap : 0;
+    ip.n_idmap_fds = static_cast<unsigned>(n_idmap);
+    for (size_t i = 0; i < n_idmap && n_stdio + i < fds.size(); ++i) ip.idmap_fds[i] = fds[n_stdio + i].get();
+    bool slots_ok = true;
+    for (int i = 0; i < plan.mounts.slots && i < kMaxSlots; ++i) inst_slots[i] = -1;
+    if (n_stdio + n_idmap != fds.size() || !detail::fill_idmap_slots(ip, inst_slots)) slots_ok = false;
+    if (!slots_ok) {
+      reply.step = static_cast<int32_t>(Step::mounts);
+      reply.err = EBADF;
+      (void)fdpass::send_message(sock, std::string(reinterpret_cast<char*>(&reply), sizeof reply));
+      continue;
+    }
+    if (ip.passthrough && n_stdio == 3) {
       ip.stdin_fd = fds[0].get(), ip.stdout_fd = fds[1].get(), ip.stderr_fd = fds[2].get();
-    } else if (!ip.passthrough && fds.size() == 2) {
+    } else if (!ip.passthrough && n_stdio == 2) {
       ip.conn_fd = fds[0].get(), ip.stderr_fd = fds[1].get();
     } else {
       reply.step = static_cast<int32_t>(Step::stdio);
@@ -123,7 +138,6 @@ struct SetupReply {
       (void)fdpass::send_message(sock, std::string(reinterpret_cast<char*>(&reply), sizeof reply));
       continue;
     }
-    for (int i = 0; i < plan.mounts.slots && i < kMaxSlots; ++i) inst_slots[i] = -1;
     ChildError cerr;
     detail::ChildArgs args{&ip, &cerr, nullptr, 0, inst_slots, true};
     int pidfd = -1;
@@ -246,7 +260,7 @@ Zygote::~Zygote() {
 
 std::error_code Zygote::send(const InstancePlan& plan) noexcept {
   try {
-    Request req{plan.uid, plan.gid, 0, plan.passthrough ? 1u : 0u, 0};
+    Request req{plan.uid, plan.gid, 0, plan.passthrough ? 1u : 0u, 0, plan.n_idmap_fds};
     std::string msg(sizeof req, '\0');
     for (const std::string& e : plan.env_storage) msg.append(e).push_back('\0');
     req.env_bytes = static_cast<uint32_t>(msg.size() - sizeof req);
@@ -254,6 +268,7 @@ std::error_code Zygote::send(const InstancePlan& plan) noexcept {
     std::memcpy(msg.data(), &req, sizeof req);
     std::vector<int> fds = plan.passthrough ? std::vector<int>{plan.stdin_fd, plan.stdout_fd, plan.stderr_fd}
                                             : std::vector<int>{plan.conn_fd, plan.stderr_fd};
+    for (unsigned i = 0; i < plan.n_idmap_fds; ++i) fds.push_back(plan.idmap_fds[i]);
     return fdpass::send_message(sock_.get(), msg, fds);
   } catch (...) {
     return std::make_error_code(std::errc::not_enough_memory);

@@ -90,6 +90,8 @@ std::vector<LeaseRecord> Leases::hold_orphans() {
   for (const auto& r : table_.take_orphans()) {
     // Shared-directory groups are GIDs on directories; no process runs as them: free at once.
     if (std::string_view(r.service).rfind("group:", 0) == 0) continue;
+    // Idmapped directories' owners (daemon/idmap_dirs.cpp) likewise: files on disk, no process.
+    if (std::string_view(r.service).rfind("owner:", 0) == 0) continue;
     pool_.block(r.uid, kOrphan);
     // Named "superd-UID" until swept: the old names file is started anew with the table.
     table_.record(r.uid, r.pid, r.serial, r.started_ms, r.service);

@@ -13,9 +13,9 @@ std::error_code send_message(int sock, const std::string& msg, const std::vector
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)] = {};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
   if (!fds.empty()) {
-    if (fds.size() > 8) return std::make_error_code(std::errc::invalid_argument);
+    if (fds.size() > kMaxFds) return std::make_error_code(std::errc::invalid_argument);
     mh.msg_control = cbuf;
     mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
     cmsghdr* c = CMSG_FIRSTHDR(&mh);
@@ -35,7 +35,7 @@ std::error_code recv_message(int sock, std::string& msg, std::vector<UniqueFd>* 
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)] = {};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
   mh.msg_control = cbuf;
   mh.msg_controllen = sizeof cbuf;
   ssize_t n;

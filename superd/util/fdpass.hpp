@@ -1,4 +1,4 @@
-// One message per SOCK_SEQPACKET datagram, with up to 8 fds as SCM_RIGHTS: how the daemon
+// One message per SOCK_SEQPACKET datagram, with up to kMaxFds fds as SCM_RIGHTS: how the daemon
 // talks to its zygotes and to `superd run` clients. In util/ because both spawn/ and control/
 // use it and neither may depend on the other. Received fds are close-on-exec and owned at once,
 // even unwanted ones, so none leaks.
@@ -13,6 +13,8 @@
 namespace superd::util::fdpass {
 
 inline constexpr size_t kMaxMessage = 64 * 1024;
+// Stdio (3) and a service's idmapped state directories (config::kMaxIdmapDirs, 16) in one request.
+inline constexpr size_t kMaxFds = 24;
 
 // Sends one message with optional fds; receives one message and up to `max_fds` fds.
 std::error_code send_message(int sock, const std::string& msg, const std::vector<int>& fds = {});

@@ -31,7 +31,7 @@ MODULES = {
     "inloop": (["inloop/"], ["util", "admission"]),
     "sandbox_filters": (["sandbox/seccomp", "sandbox/landlock", "sandbox/cgroup"], ["util"]),
     "config": (["config/"], ["util", "proxy", "admission", "sandbox_filters", "uid_pool", "inloop"]),
-    "sandbox": (["sandbox/mounts", "sandbox/dirs"], ["util", "config", "sandbox_filters"]),
+    "sandbox": (["sandbox/mounts", "sandbox/dirs", "sandbox/idmap"], ["util", "config", "sandbox_filters"]),
     "listener": (["listener/"], ["util", "config"]),
     "spawn": (["spawn/"], ["util", "config", "sandbox", "sandbox_filters", "uid_pool"]),
     "control": (["control/"], ["util"]),

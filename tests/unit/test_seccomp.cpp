@@ -708,3 +708,20 @@ TEST_CASE("config: the default address families and the Landlock keys") {
   CHECK(stat.seccomp.restrict_address_families.empty());
   CHECK_FALSE(stat.restrict_abstract_sockets);
 }
+
+TEST_CASE("seccomp: instance_attach lets the instance's move_mount through the zygote's gate, and only that form") {
+  auto move = [](unsigned flags) {
+    return [flags] { return result(::syscall(SYS_move_mount, -1, "", AT_FDCWD, "/nonexistent-superd-test", flags)); };
+  };
+  auto ok = [] { return 0; };
+  sc::Settings s;  // the built-in deny list refuses move_mount
+  CHECK(in_zygote_child(s, ok, move(sc::kInstanceMoveMountFlags)) == EPERM);  // no attach: refused as before
+  s.instance_attach = true;
+  CHECK_FALSE(sc::needs_instance_tail(s));                                     // the gate's, as mount() is
+  CHECK(in_zygote_child(s, ok, move(sc::kInstanceMoveMountFlags)) == ENOENT);  // reaches the kernel: no target
+  CHECK(in_zygote_child(s, ok, move(0x04)) == EPERM);                          // MOVE_MOUNT_F_EMPTY_PATH alone: refused
+  sc::Settings allow;
+  allow.system_call_filter = {"@system-service"};
+  allow.instance_attach = true;
+  CHECK(in_zygote_child(allow, move(sc::kInstanceMoveMountFlags), ok) == 200 + ENOENT);  // the set-up's window
+}
