@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 
@@ -14,13 +15,28 @@
 
 namespace superd::config::detail {
 
+namespace {
+// A number as a user or group: at most 4294967294 (-1 is no ID). nullopt for a larger one, which
+// stoul would have thrown on (found by fuzz_xinetd), so that it is reported as no such user.
+std::optional<uint32_t> numeric_id(const std::string& s, bool& numeric) {
+  numeric = !s.empty() && std::all_of(s.begin(), s.end(), ::isdigit);
+  if (!numeric) return std::nullopt;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || v > 0xFFFFFFFEull) return std::nullopt;
+  return static_cast<uint32_t>(v);
+}
+}  // namespace
+
 std::optional<uid_t> resolve_user(const std::string& s) {
-  if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return static_cast<uid_t>(std::stoul(s));
+  bool numeric = false;
+  if (auto id = numeric_id(s, numeric); numeric) return id;
   if (passwd* pw = getpwnam(s.c_str())) return pw->pw_uid;
   return std::nullopt;
 }
 std::optional<gid_t> resolve_group(const std::string& s) {
-  if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) return static_cast<gid_t>(std::stoul(s));
+  bool numeric = false;
+  if (auto id = numeric_id(s, numeric); numeric) return id;
   if (group* gr = getgrnam(s.c_str())) return gr->gr_gid;
   return std::nullopt;
 }

@@ -408,6 +408,16 @@ user = "nobody")",
 dynamic_user = false
 user = "no-such-user-here")",
        "service.user: no such user"},
+      // A number past any UID (fuzz_xinetd: std::stoul threw out_of_range through the loader).
+      {R"(listen = ["7"])", R"(exec = ["/bin/true"]
+dynamic_user = false
+user = "99999999999999999999999")",
+       "service.user: no such user"},
+      {R"(listen = ["7"])", R"(exec = ["/bin/true"]
+dynamic_user = false
+user = "root"
+group = "4294967295")",
+       "service.group: no such group"},
       {R"(listen = ["7"])", R"(exec = ["/bin/true"]
 log_on_failure = ["PID"])",
        "service.log_on_failure: unknown field \"PID\""},
