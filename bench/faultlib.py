@@ -9,9 +9,13 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 
 import benchlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "integration"))
+import harness  # noqa: E402  (the tests' leftover scanners)
 
 BASE = "/srv/superd-faults"
 
@@ -20,67 +24,11 @@ def build(*parts):
     return os.path.join(benchlib.BUILD, *parts)
 
 
-def procs_in_range(lo, hi):
-    """{pid: uid} of the live (not zombie) processes with a real, effective or saved UID in
-    [lo, hi]."""
-    out = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                status = f.read()
-        except OSError:
-            continue
-        state = uids = ""
-        for line in status.splitlines():
-            if line.startswith("State:"):
-                state = line.split()[1]
-            elif line.startswith("Uid:"):
-                uids = line
-        if state == "Z":
-            continue
-        for u in uids.split()[1:4]:
-            if lo <= int(u) <= hi:
-                out[int(pid)] = int(u)
-                break
-    return out
-
-
-def mqueues():
-    """Every POSIX message queue of the host's IPC namespace as (name, uid). This host mounts no
-    mqueue filesystem at /dev/mqueue, so look through a mount of our own in a private mount
-    namespace (superd's instances share the host's IPC namespace unless private_ipc is set, so
-    their queues show there)."""
-    os.makedirs(BASE, exist_ok=True)
-    view = os.path.join(BASE, f".mq-{os.getpid()}")
-    os.makedirs(view, exist_ok=True)
-    try:
-        r = subprocess.run(["unshare", "-m", "sh", "-c",
-                            f'mount -t mqueue none "{view}" && find "{view}" -mindepth 1 -printf "%f %U\\n"'],
-                           capture_output=True, text=True, timeout=20)
-    finally:
-        os.rmdir(view)
-    if r.returncode != 0:
-        raise RuntimeError(f"cannot list POSIX message queues: {r.stderr.strip()}")
-    return [(n, int(u)) for n, u in (line.rsplit(" ", 1) for line in r.stdout.splitlines())]
-
-
-def ipc_in_range(lo, hi):
-    """IPC objects owned or created by a UID in [lo, hi]: SysV (/proc/sysvipc) and POSIX
-    message queues. POSIX shm is not listed: every sandboxed instance has a private /dev/shm
-    tmpfs, which goes with its mount namespace."""
-    found = []
-    for kind in ("shm", "sem", "msg"):
-        with open(f"/proc/sysvipc/{kind}") as f:
-            lines = f.read().splitlines()
-        cols = lines[0].split()
-        for line in lines[1:]:
-            v = dict(zip(cols, line.split()))
-            if any(lo <= int(v.get(c, -1)) <= hi for c in ("uid", "cuid")):
-                found.append(f"sysv-{kind}")
-    found += ["mqueue" for _, uid in mqueues() if lo <= uid <= hi]
-    return found
+# The leftover counts are the integration tests' own (tests/integration/harness.py): processes
+# with a real, effective, saved or fs UID in the range, SysV objects, /dev/shm entries and POSIX
+# queues (through a private mqueue mount) owned by a UID or GID of it.
+procs_in_range = harness.uids_of_processes
+ipc_in_range = harness.ipc_owned
 
 
 def tcp_listening(port):
