@@ -21,8 +21,12 @@ PRIVATE_DEV = "private_devices = true"
 
 
 def start_line(d, name, uid):
-    """The serial of the START line of service `name` for the instance with `uid`."""
-    m = re.search(rf"START {name} serial=(\d+) .*uid={uid}\b", d.log())
+    """The serial of the START line of service `name` for the instance with `uid`. The instance's
+    first syslog line can come before it: the daemon logs START when the zygote's answer arrives, and
+    under a sanitizer that answer can lose the race with the instance's first datagram."""
+    pattern = re.compile(rf"START {name} serial=(\d+) .*uid={uid}\b")
+    poll_until(lambda: pattern.search(d.log()), 10, interval=0.02)
+    m = pattern.search(d.log())
     check(m, f"a START line for {name} uid={uid}: {d.log()[-2000:]}")
     return int(m.group(1))
 
