@@ -138,6 +138,9 @@ class Daemon {
   bool idmap_toggle_allowed(const config::Service& sc) const;
   // The instance's idmapped trees into `trees`, their fds into plan_; empty or why not.
   std::string add_idmap_trees(const Service& s, uid_t uid, sandbox::idmap::Trees& trees);
+  // Builds, one per turn of the loop, the user namespaces of the UIDs the pool hands out next.
+  void kick_idmap_prefill();
+  void prefill_idmap();
   std::unique_ptr<spawn::ZygotePool> make_zygotes(Service& s);
   std::string reload();  // with sd_notify's RELOADING=1 ... READY=1 around it
   std::string reload_config();
@@ -259,6 +262,7 @@ class Daemon {
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<Service>> retired_;  // replaced by a reload, instances still live
   sandbox::idmap::Cache idmap_cache_;              // user namespaces by (instance UID, owner)
+  bool idmap_prefill_posted_ = false;              // a prefill_idmap() turn is queued on io_
   std::unordered_map<pid_t, std::unique_ptr<Instance>> instances_;
   std::unordered_map<uint64_t, Session> sessions_;                        // by serial
   std::unordered_map<uint64_t, std::unique_ptr<ProxyWait>> proxy_waits_;  // by proxy_ids_

@@ -203,6 +203,11 @@ std::string Daemon::metrics_text() const {
   fmt::format_to(out, "superd_uid_pool_quarantined {}\n", pool_.quarantined());
   head("superd_uid_pool_free", "gauge", "UIDs free to lease.");
   fmt::format_to(out, "superd_uid_pool_free {}\n", pool_.size() - pool_.held() - blocked);
+  head("superd_idmap_namespaces_built_total", "counter",
+       "User namespaces built for idmapped directories: ahead of the connection, or on its path (a miss).");
+  fmt::format_to(out, "superd_idmap_namespaces_built_total{{when=\"ahead\"}} {}\n", idmap_cache_.built_ahead());
+  fmt::format_to(out, "superd_idmap_namespaces_built_total{{when=\"connection\"}} {}\n",
+                 idmap_cache_.built_on_connection());
   head("superd_cleanup_batches_total", "counter", "Cleanup batches run (IPC removed, then UIDs returned).");
   fmt::format_to(out, "superd_cleanup_batches_total {}\n", cleanup_batches_);
   head("superd_cleanup_batch_seconds_total", "counter", "Time spent in cleanup batches.");

@@ -162,9 +162,18 @@ nlohmann::json Daemon::status_json() const {
                          {"age_s", std::chrono::duration<double>(now - se.started).count()}});
   nlohmann::json failed = nlohmann::json::array();
   for (const auto& f : cfg_.failed) failed.push_back({{"name", f.name}, {"reason", f.reason}});
-  return {{"pid", ::getpid()},         {"failed", failed},       {"services", services},
-          {"disabled", cfg_.disabled}, {"templates", templates}, {"capsules", capsules_json()},
-          {"instances", instances},    {"pool", pool_json()}};
+  return {{"pid", ::getpid()},
+          {"failed", failed},
+          {"services", services},
+          {"disabled", cfg_.disabled},
+          {"templates", templates},
+          {"capsules", capsules_json()},
+          {"instances", instances},
+          {"pool", pool_json()},
+          {"idmap",
+           {{"namespaces", idmap_cache_.size()},
+            {"built_ahead", idmap_cache_.built_ahead()},
+            {"built_on_connection", idmap_cache_.built_on_connection()}}}};
 }
 
 void Daemon::handle_run(std::shared_ptr<asio::posix::stream_descriptor> conn, const control::Request& req,

@@ -145,9 +145,20 @@ void Cache::reap(bool wait) noexcept {
 }
 
 int Cache::get(uid_t uid, uid_t owner, std::error_code& ec) noexcept {
+  if (auto it = map_.find({uid, owner}); it != map_.end()) return it->second.first.get();
+  return build(uid, owner, ec);
+}
+
+bool Cache::build_ahead(uid_t uid, uid_t owner) noexcept {
+  std::error_code ec;
+  if (has(uid, owner) || build(uid, owner, ec) < 0) return false;
+  ++ahead_;
+  return true;
+}
+
+int Cache::build(uid_t uid, uid_t owner, std::error_code& ec) noexcept {
   try {
     auto key = std::make_pair(uid, owner);
-    if (auto it = map_.find(key); it != map_.end()) return it->second.first.get();
     reap(false);
     pid_t helper = -1;
     UniqueFd ns = make_userns(owner, uid, helper, ec);

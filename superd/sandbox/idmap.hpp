@@ -22,7 +22,10 @@
 //   - Creating a namespace costs ~95 us of CPU and ~1 ms of wall time on a loaded 2-core box
 //     (the helper must be scheduled to die); open_tree + mount_setattr ~4 us. So the Cache
 //     keeps one namespace per (instance UID, owner) pair, bounded, and a killed helper is
-//     reaped later rather than waited for.
+//     reaped later rather than waited for. And the daemon builds them *ahead*: for the UIDs
+//     the pool will hand out next (uid_pool::Pool::upcoming), one per turn of the loop, behind
+//     whatever I/O is ready (daemon/idmap_dirs.cpp, prefill_idmap), so with a wide pool of
+//     fresh UIDs a connection still finds its namespace built.
 #pragma once
 
 #include <sys/types.h>
@@ -62,17 +65,25 @@ class Cache {
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
   ~Cache();
-  // The namespace fd (borrowed; valid until the next get()); -1 with `ec` on failure.
+  // The namespace fd (borrowed; valid until the next get()); -1 with `ec` on failure. A miss
+  // builds it here, on the connection's path, and counts in built_on_connection().
   int get(uid_t uid, uid_t owner, std::error_code& ec) noexcept;
+  // Builds the namespace for a connection still to come (the loop's idle work); false if it
+  // was there already or could not be built. Counts in built_ahead().
+  bool build_ahead(uid_t uid, uid_t owner) noexcept;
+  bool has(uid_t uid, uid_t owner) const noexcept { return map_.count({uid, owner}) != 0; }
   size_t size() const noexcept { return map_.size(); }
   uint64_t created() const noexcept { return created_; }
+  uint64_t built_ahead() const noexcept { return ahead_; }
+  uint64_t built_on_connection() const noexcept { return created_ - ahead_; }
 
  private:
+  int build(uid_t uid, uid_t owner, std::error_code& ec) noexcept;
   void reap(bool wait) noexcept;
   std::map<std::pair<uid_t, uid_t>, std::pair<UniqueFd, uint64_t>> map_;  // -> fd, insertion stamp
   std::map<uint64_t, std::pair<uid_t, uid_t>> order_;                     // stamp -> key (the oldest first)
   std::vector<pid_t> dying_;                                              // killed helpers, reaped later
-  uint64_t created_ = 0;
+  uint64_t created_ = 0, ahead_ = 0;
 };
 
 // The detached idmapped trees of one instance, one per idmapped directory, in the mount

@@ -1,5 +1,7 @@
 #include "uid_pool/pool.hpp"
 
+#include <algorithm>
+
 namespace superd::uid_pool {
 
 Pool::Pool(uint32_t first, uint32_t last)
@@ -8,6 +10,14 @@ Pool::Pool(uint32_t first, uint32_t last)
       state_(new uint8_t[size_]()),
       // Left uninitialised on purpose: pages of a large ring are only touched when used.
       ring_(new uint32_t[size_]) {}
+
+Pool Pool::copy() const {
+  Pool p(first_, first_ + size_ - 1);
+  std::copy(state_.get(), state_.get() + size_, p.state_.get());
+  for (uint32_t i = 0; i < count_; ++i) p.ring_[(head_ + i) % size_] = ring_[(head_ + i) % size_];  // the live part
+  p.head_ = head_, p.count_ = count_, p.fresh_ = fresh_, p.held_ = held_, p.quarantined_ = quarantined_;
+  return p;
+}
 
 void Pool::push(uint32_t off) noexcept {
   ring_[(head_ + count_) % size_] = off;
@@ -40,6 +50,18 @@ std::optional<uint32_t> Pool::lease() noexcept {
     return first_ + off;
   }
   return std::nullopt;
+}
+
+size_t Pool::upcoming(uint32_t* out, size_t n) const noexcept {
+  // lease()'s two loops, without taking anything: fresh UIDs first, then the ring from its head.
+  size_t got = 0, budget = 4 * n + 64;
+  for (uint32_t off = fresh_; off < size_ && got < n && budget > 0; ++off, --budget)
+    if (!(state_[off] & (kBlockMask | kHeld | kQueued))) out[got++] = first_ + off;
+  for (uint32_t i = 0; i < count_ && got < n && budget > 0; ++i, --budget) {
+    uint32_t off = ring_[(head_ + i) % size_];
+    if (!(state_[off] & (kBlockMask | kHeld))) out[got++] = first_ + off;
+  }
+  return got;
 }
 
 bool Pool::lease_exact(uint32_t uid) noexcept {

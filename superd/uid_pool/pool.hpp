@@ -40,9 +40,16 @@ struct BlockedSummary {
 class Pool {
  public:
   Pool(uint32_t first, uint32_t last);
+  Pool(Pool&&) noexcept = default;
+  // A deep copy (tests compare a prediction with what a copy then does).
+  Pool copy() const;
 
   // The next leasable UID, or nullopt when the pool is exhausted. Amortised O(1).
   std::optional<uint32_t> lease() noexcept;
+  // The UIDs the next lease() calls would return, in order, if nothing changes meanwhile: at
+  // most `n` into `out`, looking at no more than 4n + 64 places; returns how many. For work done
+  // ahead of a connection (sandbox/idmap.hpp: user namespaces built while the loop is idle).
+  size_t upcoming(uint32_t* out, size_t n) const noexcept;
   // Takes a specific UID (a named lease, an orphan found at start); false if not available.
   bool lease_exact(uint32_t uid) noexcept;
   // Returns a held UID; it goes to the ring's tail (or is parked if blocked).

@@ -6,6 +6,7 @@ without safe.directory, ssh-keygen, sshd -t with StrictModes) accept the files; 
 filesystems and foreign owners are refused; symlinks and hard links do not escape; a reload
 that toggles the key under live instances is refused."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -231,7 +232,42 @@ def test_reload_toggling_the_key_with_live_instances():
         d.stop_clean()
 
 
+def test_namespaces_are_built_ahead_of_the_connections():
+    """The pool hands out fresh UIDs (200 here), none recycled yet: without work ahead, every
+    connection would build its user namespace on its own path. The daemon builds them for the
+    UIDs the pool hands out next while its loop is idle, so none of these 30 connections waits for
+    one, and each still sees the directory as its own."""
+    with Superd("idm-ahead", {"v": sh(PORT + 7, SEE, extra=IDMAP)}, (LO, HI)) as d:
+        d.start()
+
+        def idmap():
+            return json.loads(d.cli("status", "--json").stdout)["idmap"]
+        check(poll_until(lambda: idmap()["built_ahead"] >= 96, 15), f"the lookahead was not built: {idmap()}")
+        seen = set()
+        for _ in range(30):
+            out = fields(talk_tcp(PORT + 7).decode())
+            check(out["dir"] == f"{out['uid']}:{out['uid']}" and out.get("wrote") == "ok", f"not its own: {out}")
+            seen.add(out["uid"])
+        check(len(seen) == 30, f"30 connections, {len(seen)} UIDs")
+        st = idmap()
+        check(st["built_on_connection"] == 0, f"a connection built its namespace on its path: {st}")
+        check(st["built_ahead"] >= 96 + 30 - 2, f"the lookahead did not follow the pool: {st}")
+        # The helpers behind the namespaces are reaped, not left as zombies.
+        def zombies():
+            n = 0
+            for pid in d.zygotes():
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        n += f.read().rsplit(")", 1)[1].split()[0] == "Z"
+                except FileNotFoundError:
+                    pass
+            return n
+        check(poll_until(lambda: zombies() <= 1, 5), f"{zombies()} helpers left as zombies")
+        d.stop_clean()
+
+
 if __name__ == "__main__":
     main([test_each_instance_owns_the_directory, test_git_without_safe_directory, test_ssh_tools_with_strict_modes,
           test_unsupported_filesystem_is_refused, test_foreign_owners_are_refused,
-          test_symlinks_and_hard_links_do_not_escape, test_reload_toggling_the_key_with_live_instances])
+          test_symlinks_and_hard_links_do_not_escape, test_reload_toggling_the_key_with_live_instances,
+          test_namespaces_are_built_ahead_of_the_connections])

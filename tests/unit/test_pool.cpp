@@ -118,3 +118,47 @@ TEST_CASE("a full cycle at high occupancy keeps every UID unique") {
   CHECK(uniq.size() == held.size());
   CHECK(p.held() == 990);
 }
+
+TEST_CASE("upcoming() names exactly the UIDs the next leases return, through a mixed history") {
+  // A fixed pseudo-random history of leases, releases, exact leases and blocks; after every step
+  // the prediction of the next 6 leases must equal what a copy of the pool then hands out.
+  Pool p(500, 539);
+  std::vector<uint32_t> held;
+  uint32_t x = 12345;
+  auto next = [&] { return x = x * 1103515245u + 12345u, (x >> 16) & 0x7fff; };
+  for (int step = 0; step < 400; ++step) {
+    switch (next() % 5) {
+      case 0:
+      case 1:
+        if (auto u = p.lease()) held.push_back(*u);
+        break;
+      case 2:
+        if (!held.empty()) {
+          size_t i = next() % held.size();
+          p.release(held[i]);
+          held.erase(held.begin() + static_cast<long>(i));
+        }
+        break;
+      case 3:
+        if (uint32_t u = 500 + next() % 40; p.lease_exact(u)) held.push_back(u);
+        break;
+      default: {
+        uint32_t u = 500 + next() % 40;
+        if (p.blocks(u))
+          p.unblock(u, up::kForeignIpc);
+        else
+          p.block(u, up::kForeignIpc);
+      }
+    }
+    uint32_t predicted[6];
+    size_t n = p.upcoming(predicted, 6);
+    Pool copy = p.copy();
+    std::vector<uint32_t> actual;
+    while (actual.size() < 6)
+      if (auto u = copy.lease())
+        actual.push_back(*u);
+      else
+        break;
+    REQUIRE(std::vector<uint32_t>(predicted, predicted + n) == actual);
+  }
+}
