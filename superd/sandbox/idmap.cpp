@@ -45,10 +45,10 @@ bool write_map(pid_t pid, const char* which, const char* line, size_t len) noexc
 }  // namespace
 
 UniqueFd make_userns(uid_t owner, uid_t uid, pid_t& helper, std::error_code& ec) noexcept {
-  // CLONE_FILES: the helper shares our fd table instead of copying it. The cache below holds up
-  // to 8192 namespace fds; a copy cost the clone a dup of each and the helper's death a
+  // CLONE_FILES: the helper shares our fd table instead of copying it. The daemon holds the
+  // cache's namespace fds and more; a copy cost the clone a dup of each and the helper's death a
   // filp_flush of each (perf: filp_flush, dnotify_flush, locks_remove_posix on top), which took
-  // the idmap bench from 0.87x to 0.53x of superd-state at c=8 once a few thousand were cached.
+  // the idmap bench from 0.87x to 0.53x of superd-state at c=8 with a few thousand cached.
   // Exit signal 0: no SIGCHLD, and the daemon's waitpid(-1, WNOHANG) never sees it (only
   // __WALL does): its reaping stays ours.
   helper = ::clone(helper_main, helper_stack + sizeof helper_stack, CLONE_NEWUSER | CLONE_VM | CLONE_FILES, nullptr);

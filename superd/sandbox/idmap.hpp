@@ -21,7 +21,7 @@
 //     allocation: mounts.cpp, Op::attach_tree with a per-instance slot).
 //   - Creating a namespace costs ~95 us of CPU and ~1 ms of wall time on a loaded 2-core box
 //     (the helper must be scheduled to die); open_tree + mount_setattr ~4 us. So the Cache
-//     keeps one namespace per (instance UID, owner) pair, bounded, and a killed helper is
+//     keeps one namespace per (instance UID, owner) pair, at most 256, and a killed helper is
 //     reaped later rather than waited for. And the daemon builds them *ahead*: for the UIDs
 //     the pool will hand out next (uid_pool::Pool::upcoming), one per turn of the loop, behind
 //     whatever I/O is ready (daemon/idmap_dirs.cpp, prefill_idmap), so with a wide pool of
@@ -58,9 +58,15 @@ std::string fs_type_name(int64_t f_type);
 std::string check_support(const std::string& path);
 
 // User namespaces by (instance UID, owner), at most kMaxEntries (then the oldest goes first).
+// Small on purpose: every fd the daemon holds is copied by each clone of the direct spawn path
+// (a service without zygotes, e.g. sandbox = false, copies the fd table and closes it again
+// before exec). At 8192 entries a sandbox = false service in the same daemon fell to 0.20x
+// rawspawn (bench/compare.py --full, superd-nosb beside superd-idmap). 256 covers the lookahead
+// (prefill_idmap's 96) and keeps a small pool warm; a larger pool builds one namespace per
+// connection, ahead of it.
 class Cache {
  public:
-  static constexpr size_t kMaxEntries = 8192;
+  static constexpr size_t kMaxEntries = 256;
   Cache() = default;
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
