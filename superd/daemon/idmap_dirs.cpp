@@ -25,6 +25,8 @@
 // and leave them without write access. Reload again once they ended.
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include "daemon/hub.hpp"
 #include "sandbox/idmap.hpp"
 #include "util/log.hpp"
@@ -133,8 +135,9 @@ std::string Daemon::add_idmap_trees(const Service& s, uid_t uid, sandbox::idmap:
 
 // Work ahead of the connections: posted, so it runs after the handlers already queued, and one
 // namespace per turn, so accepts and answers that become ready meanwhile come first. It looks
-// at the next kLookahead UIDs of the pool; more than the connections that arrive together
-// (c=64 in the bench), few enough to build in ~3 ms after a start or a burst.
+// at the next kLookahead UIDs of the pool (fewer with several idmapped services); more than the
+// connections that arrive together (c=64 in the bench), few enough to build in ~3 ms after a
+// start or a burst.
 void Daemon::kick_idmap_prefill() {
   if (idmap_prefill_posted_) return;
   idmap_prefill_posted_ = true;
@@ -145,9 +148,14 @@ void Daemon::kick_idmap_prefill() {
 }
 
 void Daemon::prefill_idmap() {
-  constexpr size_t kLookahead = 96;
+  // What all services look ahead at together stays within half the cache: more would evict
+  // the namespaces it just built and build them again, round after round.
+  constexpr size_t kLookahead = 96, kShare = sandbox::idmap::Cache::kMaxEntries / 2;
+  size_t services = 0;
+  for (const auto& s : services_) services += !s->plan.mounts.idmapped.empty() && s->owner;
+  if (services == 0 || services > kShare) return;  // past 128 such services: built on the connection's path
   uint32_t next[kLookahead];
-  const size_t n = pool_.upcoming(next, kLookahead);
+  const size_t n = pool_.upcoming(next, std::min(kLookahead, kShare / services));
   for (const auto& s : services_) {
     if (s->plan.mounts.idmapped.empty() || !s->owner) continue;
     const uid_t owner = s->owner->uid();
